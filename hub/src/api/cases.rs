@@ -1,0 +1,517 @@
+//! CaseService: cases and their lifecycle, referrals (fiches navettes).
+
+use super::{Api, Call, convert, request_id};
+use crate::domain::case::{Case, CaseTransition, Procedure, TransitionRequest, parse_documents};
+use crate::domain::ids::{CaseId, PartnerId, ReferralId, free_text};
+use crate::domain::partner::PartnerStatus;
+use crate::domain::referral::{Referral, ReferralAction};
+use crate::domain::{CaseStatus, Day, ReferralState};
+use crate::error::{Error, Result, Violations};
+use crate::store::{CaseFilter, Direction, ReferralFilter};
+use relais_proto::v1::{self as pb, case_service_server::CaseService};
+use tonic::{Request, Response, Status};
+
+impl Api {
+    /// A case whose person the caller may see.
+    async fn visible_case(&self, call: &Call, id: CaseId) -> Result<Case> {
+        let case = self
+            .store
+            .get_case(id)
+            .await?
+            .ok_or_else(|| Error::not_found("case", id))?;
+        if &case.owner != call.id() {
+            self.visible_person(call, case.person)
+                .await
+                .map_err(|_| Error::not_found("case", id))?;
+        }
+        Ok(case)
+    }
+
+    /// A referral the caller sends or receives.
+    async fn own_referral(&self, call: &Call, id: ReferralId) -> Result<Referral> {
+        let referral = self
+            .store
+            .get_referral(id)
+            .await?
+            .filter(|r| &r.from == call.id() || &r.to == call.id())
+            .ok_or_else(|| Error::not_found("referral", id))?;
+        Ok(referral)
+    }
+
+    /// Another partner, active, that can receive a case or a referral.
+    async fn active_partner(&self, field: &str, raw: &str) -> Result<PartnerId> {
+        let id = PartnerId::parse(raw).map_err(|e| convert::invalid(field, e))?;
+        match self.store.get_partner(&id).await? {
+            Some(p) if p.status == PartnerStatus::Active => Ok(id),
+            Some(_) => Err(Error::FailedPrecondition(format!(
+                "partner `{id}` is suspended"
+            ))),
+            None => Err(Error::invalid(
+                field,
+                format!("no partner `{id}` on this hub"),
+            )),
+        }
+    }
+
+    async fn referral_action(
+        &self,
+        call: Call,
+        raw_id: &str,
+        expected_version: i64,
+        raw_request_id: &str,
+        action: Result<ReferralAction>,
+    ) -> Result<Referral> {
+        let mut v = Violations::new();
+        let id = v.field("referral_id", ReferralId::parse(raw_id));
+        let request_id = request_id(raw_request_id, &mut v);
+        if expected_version <= 0 {
+            v.push(
+                "expected_version",
+                "required: the version of the referral you read",
+            );
+        }
+        let action = match action {
+            Ok(a) => Some(a),
+            Err(Error::Invalid(violations)) => {
+                for f in violations {
+                    v.push(f.field, f.description);
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        v.finish()?;
+        let (Some(id), Some(request_id), Some(action)) = (id, request_id, action) else {
+            return Err(Error::Internal("validated fields missing".into()));
+        };
+        self.own_referral(&call, id).await?;
+        let partner = call.id().clone();
+        let agent = call.ctx.agent.clone();
+        let at = call.at;
+        self.store
+            .update_referral(
+                id,
+                expected_version,
+                Box::new(move |r| r.apply(action, &partner, &agent, at)),
+                &call.meta(request_id),
+            )
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl CaseService for Api {
+    async fn open_case(
+        &self,
+        request: Request<pb::OpenCaseRequest>,
+    ) -> Result<Response<pb::OpenCaseResponse>, Status> {
+        self.partner_call("OpenCase", request, |call, req| async move {
+            let mut v = Violations::new();
+            let procedure = v.field("procedure", Procedure::parse(&req.procedure));
+            let documents = v.field("missing_documents", parse_documents(&req.missing_documents));
+            let due_date = v.field("due_date", Day::parse_optional(&req.due_date));
+            let request_id = request_id(&req.request_id, &mut v);
+            let status = match req.initial_status {
+                0 => Some(CaseStatus::Draft),
+                s => match convert::case_status_from_pb(s) {
+                    Ok(s @ (CaseStatus::Draft | CaseStatus::Sent)) => Some(s),
+                    Ok(other) => {
+                        v.push(
+                            "initial_status",
+                            format!("a case opens as `draft` or `sent`, not `{other}`"),
+                        );
+                        None
+                    }
+                    Err(e) => v.field("initial_status", Err(e)),
+                },
+            };
+            v.finish()?;
+            let (Some(procedure), Some(documents), Some(due_date), Some(request_id), Some(status)) =
+                (procedure, documents, due_date, request_id, status)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let person = self
+                .person_ref(&call, "person", req.person.as_ref())
+                .await?;
+            let mut history = Vec::new();
+            if status == CaseStatus::Sent {
+                history.push(CaseTransition {
+                    from: CaseStatus::Draft,
+                    to: CaseStatus::Sent,
+                    partner: call.id().clone(),
+                    agent: call.ctx.agent.clone(),
+                    at: call.at,
+                    reason: String::new(),
+                });
+            }
+            let case = Case {
+                id: CaseId::new(),
+                person,
+                procedure,
+                owner: call.id().clone(),
+                status,
+                missing_documents: documents,
+                due_date,
+                opened_at: call.at,
+                updated_at: call.at,
+                parent: None,
+                duplicate_of: None,
+                outcome_reason: String::new(),
+                history,
+                version: 1,
+            };
+            let case = self.store.open_case(case, &call.meta(request_id)).await?;
+            Ok(pb::OpenCaseResponse {
+                r#case: Some(convert::case(&case)),
+            })
+        })
+        .await
+    }
+
+    async fn transition_case(
+        &self,
+        request: Request<pb::TransitionCaseRequest>,
+    ) -> Result<Response<pb::TransitionCaseResponse>, Status> {
+        self.partner_call("TransitionCase", request, |call, req| async move {
+            let mut v = Violations::new();
+            let id = v.field("case_id", CaseId::parse(&req.case_id));
+            let to = v.field("to_status", convert::case_status_from_pb(req.to_status));
+            let reason = v.field("reason", free_text(&req.reason, 1000));
+            let documents = match &req.missing_documents {
+                Some(list) => v
+                    .field("missing_documents.items", parse_documents(&list.items))
+                    .map(Some),
+                None => Some(None),
+            };
+            let duplicate_of = if req.duplicate_of.is_empty() {
+                Some(None)
+            } else {
+                v.field("duplicate_of", CaseId::parse(&req.duplicate_of))
+                    .map(Some)
+            };
+            let redirect_procedure = if req.redirect_procedure.is_empty() {
+                Some(None)
+            } else {
+                v.field(
+                    "redirect_procedure",
+                    Procedure::parse(&req.redirect_procedure),
+                )
+                .map(Some)
+            };
+            let request_id = request_id(&req.request_id, &mut v);
+            if req.expected_version <= 0 {
+                v.push(
+                    "expected_version",
+                    "required: the version of the case you read",
+                );
+            }
+            v.finish()?;
+            let (
+                Some(id),
+                Some(to),
+                Some(reason),
+                Some(missing_documents),
+                Some(duplicate_of),
+                Some(redirect_procedure),
+                Some(request_id),
+            ) = (
+                id,
+                to,
+                reason,
+                documents,
+                duplicate_of,
+                redirect_procedure,
+                request_id,
+            )
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let case = self.visible_case(&call, id).await?;
+            if &case.owner != call.id() {
+                return Err(Error::PermissionDenied(format!(
+                    "case {id} is held by `{}`: only its holder moves it",
+                    case.owner
+                )));
+            }
+            let redirect = if req.redirect_to_partner.is_empty() {
+                None
+            } else {
+                let partner = self
+                    .active_partner("redirect_to_partner", &req.redirect_to_partner)
+                    .await?;
+                Some((partner, redirect_procedure))
+            };
+            if let Some(original) = duplicate_of {
+                self.visible_case(&call, original).await.map_err(|_| {
+                    Error::invalid("duplicate_of", format!("no case {original} visible to you"))
+                })?;
+            }
+            let transition = TransitionRequest {
+                to,
+                reason,
+                missing_documents,
+                duplicate_of,
+                redirect,
+            };
+            let partner = call.id().clone();
+            let agent = call.ctx.agent.clone();
+            let at = call.at;
+            let (case, child) = self
+                .store
+                .update_case(
+                    id,
+                    req.expected_version,
+                    Box::new(move |case| case.transition(transition, &partner, &agent, at)),
+                    &call.meta(request_id),
+                )
+                .await?;
+            tracing::info!(case = %case.id, status = %case.status, "case moved");
+            Ok(pb::TransitionCaseResponse {
+                r#case: Some(convert::case(&case)),
+                child_case: child.as_ref().map(convert::case),
+            })
+        })
+        .await
+    }
+
+    async fn get_case(
+        &self,
+        request: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        self.partner_call("GetCase", request, |call, req| async move {
+            let id = CaseId::parse(&req.case_id).map_err(|e| convert::invalid("case_id", e))?;
+            let case = self.visible_case(&call, id).await?;
+            Ok(pb::GetCaseResponse {
+                r#case: Some(convert::case(&case)),
+            })
+        })
+        .await
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        self.partner_call("ListCases", request, |call, req| async move {
+            let mut v = Violations::new();
+            let page = convert::page(req.page_size, &req.page_token, &mut v);
+            let statuses: Vec<_> = req
+                .statuses
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    v.field(&format!("statuses[{i}]"), convert::case_status_from_pb(*s))
+                })
+                .collect();
+            v.finish()?;
+            let filter = match &req.person {
+                Some(p) => CaseFilter {
+                    owner: None,
+                    person: Some(self.person_ref(&call, "person", Some(p)).await?),
+                    statuses,
+                },
+                None => CaseFilter {
+                    owner: Some(call.id().clone()),
+                    person: None,
+                    statuses,
+                },
+            };
+            let mut cases = self
+                .store
+                .list_cases(&filter, page.after.as_deref(), page.size + 1)
+                .await?;
+            let next_page_token = convert::next_page(&mut cases, page.size, |c| c.id.to_string());
+            Ok(pb::ListCasesResponse {
+                cases: cases.iter().map(convert::case).collect(),
+                next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn send_referral(
+        &self,
+        request: Request<pb::SendReferralRequest>,
+    ) -> Result<Response<pb::SendReferralResponse>, Status> {
+        self.partner_call("SendReferral", request, |call, req| async move {
+            let mut v = Violations::new();
+            let case_id = v.field("case_id", CaseId::parse(&req.case_id));
+            let reason = v.field("reason", free_text(&req.reason, 1000));
+            let action = v.field("requested_action", free_text(&req.requested_action, 1000));
+            let due_date = v.field("due_date", Day::parse_optional(&req.due_date));
+            let request_id = request_id(&req.request_id, &mut v);
+            if req.reason.trim().is_empty() {
+                v.push("reason", "required: why the person is referred");
+            }
+            if req.to_partner == call.id().as_str() {
+                v.push("to_partner", "a referral goes to another partner");
+            }
+            v.finish()?;
+            let (
+                Some(case_id),
+                Some(reason),
+                Some(requested_action),
+                Some(due_date),
+                Some(request_id),
+            ) = (case_id, reason, action, due_date, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let to = self.active_partner("to_partner", &req.to_partner).await?;
+            let case = self.visible_case(&call, case_id).await?;
+            let referral = Referral {
+                id: ReferralId::new(),
+                case: case.id,
+                person: case.person,
+                from: call.id().clone(),
+                to,
+                reason,
+                requested_action,
+                due_date,
+                state: ReferralState::Sent,
+                answer: String::new(),
+                sent_at: call.at,
+                updated_at: call.at,
+                history: vec![],
+                version: 1,
+            };
+            let referral = self
+                .store
+                .send_referral(referral, &call.meta(request_id))
+                .await?;
+            Ok(pb::SendReferralResponse {
+                referral: Some(convert::referral(&referral)),
+            })
+        })
+        .await
+    }
+
+    async fn acknowledge_referral(
+        &self,
+        request: Request<pb::AcknowledgeReferralRequest>,
+    ) -> Result<Response<pb::AcknowledgeReferralResponse>, Status> {
+        self.partner_call("AcknowledgeReferral", request, |call, req| async move {
+            let referral = self
+                .referral_action(
+                    call,
+                    &req.referral_id,
+                    req.expected_version,
+                    &req.request_id,
+                    Ok(ReferralAction::Acknowledge),
+                )
+                .await?;
+            Ok(pb::AcknowledgeReferralResponse {
+                referral: Some(convert::referral(&referral)),
+            })
+        })
+        .await
+    }
+
+    async fn answer_referral(
+        &self,
+        request: Request<pb::AnswerReferralRequest>,
+    ) -> Result<Response<pb::AnswerReferralResponse>, Status> {
+        self.partner_call("AnswerReferral", request, |call, req| async move {
+            let answer = match free_text(&req.answer, 2000) {
+                Ok(a) if a.is_empty() => Err(Error::invalid("answer", "required: the answer")),
+                Ok(a) => Ok(ReferralAction::Answer(a)),
+                Err(e) => Err(convert::invalid("answer", e)),
+            };
+            let referral = self
+                .referral_action(
+                    call,
+                    &req.referral_id,
+                    req.expected_version,
+                    &req.request_id,
+                    answer,
+                )
+                .await?;
+            Ok(pb::AnswerReferralResponse {
+                referral: Some(convert::referral(&referral)),
+            })
+        })
+        .await
+    }
+
+    async fn close_referral(
+        &self,
+        request: Request<pb::CloseReferralRequest>,
+    ) -> Result<Response<pb::CloseReferralResponse>, Status> {
+        self.partner_call("CloseReferral", request, |call, req| async move {
+            let referral = self
+                .referral_action(
+                    call,
+                    &req.referral_id,
+                    req.expected_version,
+                    &req.request_id,
+                    Ok(ReferralAction::Close),
+                )
+                .await?;
+            Ok(pb::CloseReferralResponse {
+                referral: Some(convert::referral(&referral)),
+            })
+        })
+        .await
+    }
+
+    async fn get_referral(
+        &self,
+        request: Request<pb::GetReferralRequest>,
+    ) -> Result<Response<pb::GetReferralResponse>, Status> {
+        self.partner_call("GetReferral", request, |call, req| async move {
+            let id = ReferralId::parse(&req.referral_id)
+                .map_err(|e| convert::invalid("referral_id", e))?;
+            let referral = self.own_referral(&call, id).await?;
+            Ok(pb::GetReferralResponse {
+                referral: Some(convert::referral(&referral)),
+            })
+        })
+        .await
+    }
+
+    async fn list_referrals(
+        &self,
+        request: Request<pb::ListReferralsRequest>,
+    ) -> Result<Response<pb::ListReferralsResponse>, Status> {
+        self.partner_call("ListReferrals", request, |call, req| async move {
+            let mut v = Violations::new();
+            let page = convert::page(req.page_size, &req.page_token, &mut v);
+            let direction = match pb::ReferralDirection::try_from(req.direction) {
+                Ok(pb::ReferralDirection::Unspecified) => None,
+                Ok(pb::ReferralDirection::Inbound) => Some(Direction::Inbound),
+                Ok(pb::ReferralDirection::Outbound) => Some(Direction::Outbound),
+                Err(_) => {
+                    v.push("direction", format!("unknown direction {}", req.direction));
+                    None
+                }
+            };
+            let states: Vec<_> = req
+                .states
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    v.field(&format!("states[{i}]"), convert::referral_state_from_pb(*s))
+                })
+                .collect();
+            v.finish()?;
+            let filter = ReferralFilter {
+                partner: call.id().clone(),
+                direction,
+                person: None,
+                states,
+            };
+            let mut referrals = self
+                .store
+                .list_referrals(&filter, page.after.as_deref(), page.size + 1)
+                .await?;
+            let next_page_token =
+                convert::next_page(&mut referrals, page.size, |r| r.id.to_string());
+            Ok(pb::ListReferralsResponse {
+                referrals: referrals.iter().map(convert::referral).collect(),
+                next_page_token,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,335 @@
+//! Mapping between the wire types (`relais.v1`) and the domain types, both ways. Parsing a
+//! request into domain values happens here, collecting every field violation.
+
+use crate::domain::case::{Case, CaseTransition};
+use crate::domain::change::{ChangeKind, ChangeRecord, ChangeResource};
+use crate::domain::flag::Flag;
+use crate::domain::ids::LocalId;
+use crate::domain::partner::{CertificateRecord, Partner, PartnerKind, PartnerStatus};
+use crate::domain::referral::{Referral, ReferralState, ReferralTransition};
+use crate::domain::{AgentId, CaseStatus, FlagStatus, Purpose, RequestContext, Timestamp};
+use crate::error::{Error, Invalid, Violations};
+use base64::Engine;
+use relais_proto::v1 as pb;
+
+pub fn timestamp(t: Timestamp) -> Option<prost_types::Timestamp> {
+    let (seconds, nanos) = t.seconds_and_nanos();
+    Some(prost_types::Timestamp { seconds, nanos })
+}
+
+pub fn purpose_from_pb(p: i32) -> Result<Purpose, Invalid> {
+    use pb::Purpose as P;
+    match P::try_from(p) {
+        Ok(P::Accompagnement) => Ok(Purpose::Accompagnement),
+        Ok(P::Instruction) => Ok(Purpose::Instruction),
+        Ok(P::Orientation) => Ok(Purpose::Orientation),
+        Ok(P::AllerVers) => Ok(Purpose::AllerVers),
+        Ok(P::PlanAlerte) => Ok(Purpose::PlanAlerte),
+        Ok(P::Administration) => Ok(Purpose::Administration),
+        Ok(P::Statistique) => Ok(Purpose::Statistique),
+        Ok(P::Unspecified) => Err(Invalid::new(
+            "required: why the data is touched (accompagnement, instruction, orientation, aller_vers, plan_alerte, administration, statistique)",
+        )),
+        Err(_) => Err(Invalid::new(format!("unknown purpose {p}"))),
+    }
+}
+
+/// Parses the request context; violations are reported under `context.*`.
+pub fn context(ctx: Option<&pb::RequestContext>, v: &mut Violations) -> Option<RequestContext> {
+    let Some(ctx) = ctx else {
+        v.push("context", "required: the purpose and the acting agent");
+        return None;
+    };
+    let purpose = v.field("context.purpose", purpose_from_pb(ctx.purpose));
+    let agent = v.field("context.agent", AgentId::parse(&ctx.agent));
+    Some(RequestContext {
+        purpose: purpose?,
+        agent: agent?,
+    })
+}
+
+pub fn case_status_from_pb(s: i32) -> Result<CaseStatus, Invalid> {
+    use pb::CaseStatus as S;
+    let status = match S::try_from(s) {
+        Ok(S::Draft) => CaseStatus::Draft,
+        Ok(S::Sent) => CaseStatus::Sent,
+        Ok(S::Acknowledged) => CaseStatus::Acknowledged,
+        Ok(S::InProgress) => CaseStatus::InProgress,
+        Ok(S::WaitingPerson) => CaseStatus::WaitingPerson,
+        Ok(S::WaitingDocuments) => CaseStatus::WaitingDocuments,
+        Ok(S::WaitingThirdParty) => CaseStatus::WaitingThirdParty,
+        Ok(S::WaitingAppointment) => CaseStatus::WaitingAppointment,
+        Ok(S::Accepted) => CaseStatus::Accepted,
+        Ok(S::Refused) => CaseStatus::Refused,
+        Ok(S::Redirected) => CaseStatus::Redirected,
+        Ok(S::Cancelled) => CaseStatus::Cancelled,
+        Ok(S::Abandoned) => CaseStatus::Abandoned,
+        Ok(S::Closed) => CaseStatus::Closed,
+        Ok(S::Duplicate) => CaseStatus::Duplicate,
+        Ok(S::Unspecified) => return Err(Invalid::new("required: a case status")),
+        Err(_) => return Err(Invalid::new(format!("unknown case status {s}"))),
+    };
+    Ok(status)
+}
+
+pub fn case_status_to_pb(s: CaseStatus) -> pb::CaseStatus {
+    use pb::CaseStatus as S;
+    match s {
+        CaseStatus::Draft => S::Draft,
+        CaseStatus::Sent => S::Sent,
+        CaseStatus::Acknowledged => S::Acknowledged,
+        CaseStatus::InProgress => S::InProgress,
+        CaseStatus::WaitingPerson => S::WaitingPerson,
+        CaseStatus::WaitingDocuments => S::WaitingDocuments,
+        CaseStatus::WaitingThirdParty => S::WaitingThirdParty,
+        CaseStatus::WaitingAppointment => S::WaitingAppointment,
+        CaseStatus::Accepted => S::Accepted,
+        CaseStatus::Refused => S::Refused,
+        CaseStatus::Redirected => S::Redirected,
+        CaseStatus::Cancelled => S::Cancelled,
+        CaseStatus::Abandoned => S::Abandoned,
+        CaseStatus::Closed => S::Closed,
+        CaseStatus::Duplicate => S::Duplicate,
+    }
+}
+
+pub fn referral_state_from_pb(s: i32) -> Result<ReferralState, Invalid> {
+    use pb::ReferralState as S;
+    match S::try_from(s) {
+        Ok(S::Sent) => Ok(ReferralState::Sent),
+        Ok(S::Acknowledged) => Ok(ReferralState::Acknowledged),
+        Ok(S::Answered) => Ok(ReferralState::Answered),
+        Ok(S::Closed) => Ok(ReferralState::Closed),
+        Ok(S::Unspecified) => Err(Invalid::new("required: a referral state")),
+        Err(_) => Err(Invalid::new(format!("unknown referral state {s}"))),
+    }
+}
+
+pub fn referral_state_to_pb(s: ReferralState) -> pb::ReferralState {
+    match s {
+        ReferralState::Sent => pb::ReferralState::Sent,
+        ReferralState::Acknowledged => pb::ReferralState::Acknowledged,
+        ReferralState::Answered => pb::ReferralState::Answered,
+        ReferralState::Closed => pb::ReferralState::Closed,
+    }
+}
+
+pub fn partner_kind_from_pb(k: i32) -> Result<PartnerKind, Invalid> {
+    use pb::PartnerKind as K;
+    match K::try_from(k) {
+        Ok(K::CommunauteDeCommunes) => Ok(PartnerKind::CommunauteDeCommunes),
+        Ok(K::Mairie) => Ok(PartnerKind::Mairie),
+        Ok(K::Departement) => Ok(PartnerKind::Departement),
+        Ok(K::SousPrefecture) => Ok(PartnerKind::SousPrefecture),
+        Ok(K::Association) => Ok(PartnerKind::Association),
+        Ok(K::Operateur) => Ok(PartnerKind::Operateur),
+        Ok(K::Unspecified) => Err(Invalid::new(
+            "required: communaute_de_communes, mairie, departement, sous_prefecture, association or operateur",
+        )),
+        Err(_) => Err(Invalid::new(format!("unknown partner kind {k}"))),
+    }
+}
+
+pub fn partner_kind_to_pb(k: PartnerKind) -> pb::PartnerKind {
+    match k {
+        PartnerKind::CommunauteDeCommunes => pb::PartnerKind::CommunauteDeCommunes,
+        PartnerKind::Mairie => pb::PartnerKind::Mairie,
+        PartnerKind::Departement => pb::PartnerKind::Departement,
+        PartnerKind::SousPrefecture => pb::PartnerKind::SousPrefecture,
+        PartnerKind::Association => pb::PartnerKind::Association,
+        PartnerKind::Operateur => pb::PartnerKind::Operateur,
+    }
+}
+
+fn certificate(c: &CertificateRecord) -> pb::PartnerCertificate {
+    pb::PartnerCertificate {
+        fingerprint: c.fingerprint.clone(),
+        serial: c.serial.clone(),
+        not_after: timestamp(c.not_after),
+        issued_at: timestamp(c.issued_at),
+    }
+}
+
+pub fn partner(p: &Partner) -> pb::Partner {
+    pb::Partner {
+        id: p.id.to_string(),
+        kind: partner_kind_to_pb(p.kind) as i32,
+        name: p.name.clone(),
+        territory: p.territory.clone(),
+        cog_vintage: p.cog_vintage,
+        status: match p.status {
+            PartnerStatus::Active => pb::PartnerStatus::Active,
+            PartnerStatus::Suspended => pb::PartnerStatus::Suspended,
+        } as i32,
+        status_reason: p.status_reason.clone(),
+        certificates: p.certificates.iter().map(certificate).collect(),
+        created_at: timestamp(p.created_at),
+        updated_at: timestamp(p.updated_at),
+        version: p.version,
+    }
+}
+
+pub fn flag(f: &Flag) -> pb::Flag {
+    let retraction = f.retraction.as_ref();
+    pb::Flag {
+        id: f.id.to_string(),
+        person_id: f.person.to_string(),
+        code: f.code.code().to_string(),
+        label: f.code.label().to_string(),
+        category: f.code.category().as_str().to_string(),
+        special: f.code.special(),
+        source_partner: f.source_partner.to_string(),
+        source_agent: f.source_agent.to_string(),
+        raised_at: timestamp(f.raised_at),
+        note: f.note.clone(),
+        valid_until: f.valid_until.map(|d| d.to_string()).unwrap_or_default(),
+        status: match f.status() {
+            FlagStatus::Active => pb::FlagStatus::Active,
+            FlagStatus::Retracted => pb::FlagStatus::Retracted,
+        } as i32,
+        retracted_at: retraction.and_then(|r| timestamp(r.at)),
+        retracted_by_partner: retraction
+            .map(|r| r.partner.to_string())
+            .unwrap_or_default(),
+        retracted_by_agent: retraction.map(|r| r.agent.to_string()).unwrap_or_default(),
+        retraction_reason: retraction.map(|r| r.reason.clone()).unwrap_or_default(),
+        version: f.version,
+    }
+}
+
+fn case_transition(t: &CaseTransition) -> pb::CaseTransition {
+    pb::CaseTransition {
+        from_status: case_status_to_pb(t.from) as i32,
+        to_status: case_status_to_pb(t.to) as i32,
+        partner: t.partner.to_string(),
+        agent: t.agent.to_string(),
+        at: timestamp(t.at),
+        reason: t.reason.clone(),
+    }
+}
+
+pub fn case(c: &Case) -> pb::Case {
+    pb::Case {
+        id: c.id.to_string(),
+        person_id: c.person.to_string(),
+        procedure: c.procedure.as_str().to_string(),
+        owner_partner: c.owner.to_string(),
+        status: case_status_to_pb(c.status) as i32,
+        missing_documents: c.missing_documents.clone(),
+        due_date: c.due_date.map(|d| d.to_string()).unwrap_or_default(),
+        opened_at: timestamp(c.opened_at),
+        updated_at: timestamp(c.updated_at),
+        parent_case_id: c.parent.map(|p| p.to_string()).unwrap_or_default(),
+        duplicate_of: c.duplicate_of.map(|p| p.to_string()).unwrap_or_default(),
+        outcome_reason: c.outcome_reason.clone(),
+        history: c.history.iter().map(case_transition).collect(),
+        version: c.version,
+    }
+}
+
+fn referral_transition(t: &ReferralTransition) -> pb::ReferralTransition {
+    pb::ReferralTransition {
+        from_state: referral_state_to_pb(t.from) as i32,
+        to_state: referral_state_to_pb(t.to) as i32,
+        partner: t.partner.to_string(),
+        agent: t.agent.to_string(),
+        at: timestamp(t.at),
+    }
+}
+
+pub fn referral(r: &Referral) -> pb::Referral {
+    pb::Referral {
+        id: r.id.to_string(),
+        case_id: r.case.to_string(),
+        person_id: r.person.to_string(),
+        from_partner: r.from.to_string(),
+        to_partner: r.to.to_string(),
+        reason: r.reason.clone(),
+        requested_action: r.requested_action.clone(),
+        due_date: r.due_date.map(|d| d.to_string()).unwrap_or_default(),
+        state: referral_state_to_pb(r.state) as i32,
+        answer: r.answer.clone(),
+        sent_at: timestamp(r.sent_at),
+        updated_at: timestamp(r.updated_at),
+        history: r.history.iter().map(referral_transition).collect(),
+        version: r.version,
+    }
+}
+
+pub fn change(c: &ChangeRecord, local_ids: &[LocalId]) -> pb::ChangeEvent {
+    let kind = match c.kind {
+        ChangeKind::FlagRaised => pb::ChangeKind::FlagRaised,
+        ChangeKind::FlagRetracted => pb::ChangeKind::FlagRetracted,
+        ChangeKind::CaseOpened => pb::ChangeKind::CaseOpened,
+        ChangeKind::CaseTransitioned => pb::ChangeKind::CaseTransitioned,
+        ChangeKind::ReferralSent => pb::ChangeKind::ReferralSent,
+        ChangeKind::ReferralUpdated => pb::ChangeKind::ReferralUpdated,
+    };
+    let resource = match &c.resource {
+        ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f)),
+        ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
+        ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r)),
+    };
+    pb::ChangeEvent {
+        position: c.position,
+        committed_at: timestamp(c.committed_at),
+        kind: kind as i32,
+        person_id: c.resource.person().to_string(),
+        local_ids: local_ids.iter().map(ToString::to_string).collect(),
+        partner: c.principal.clone(),
+        agent: c.agent.to_string(),
+        resource: Some(resource),
+    }
+}
+
+/// AIP-158 pages: `page_size` 0 means 100, at most 500; the token is the last key of the
+/// previous page, opaque to the caller.
+pub struct Page {
+    pub after: Option<String>,
+    pub size: u32,
+}
+
+const PAGE_TOKEN_PREFIX: &str = "relais.v1:";
+
+pub fn page(page_size: i32, page_token: &str, v: &mut Violations) -> Page {
+    let size = match page_size {
+        0 => 100,
+        s if s < 0 => {
+            v.push("page_size", "cannot be negative");
+            100
+        }
+        s => s.min(500) as u32,
+    };
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(page_token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix(PAGE_TOKEN_PREFIX).map(str::to_string));
+        if decoded.is_none() {
+            v.push("page_token", "not a token this hub returned");
+        }
+        decoded
+    };
+    Page { after, size }
+}
+
+/// Trims a page fetched with one extra row, and returns the token for the next page.
+pub fn next_page<T>(items: &mut Vec<T>, size: u32, key: impl Fn(&T) -> String) -> String {
+    if items.len() > size as usize {
+        items.truncate(size as usize);
+        items.last().map_or(String::new(), |last| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("{PAGE_TOKEN_PREFIX}{}", key(last)))
+        })
+    } else {
+        String::new()
+    }
+}
+
+/// Any error turned into one field violation, for values parsed outside `Violations`.
+pub fn invalid(field: &str, e: Invalid) -> Error {
+    Error::invalid(field, e.0)
+}

@@ -1,0 +1,133 @@
+//! FlagService: raise, retract, list difficulty flags.
+
+use super::{Api, convert, request_id};
+use crate::domain::flag::{Flag, Retraction};
+use crate::domain::ids::{FlagId, free_text};
+use crate::domain::{Day, FlagCode};
+use crate::error::{Error, Violations};
+use relais_proto::v1::{self as pb, flag_service_server::FlagService};
+use tonic::{Request, Response, Status};
+
+#[tonic::async_trait]
+impl FlagService for Api {
+    async fn raise_flag(
+        &self,
+        request: Request<pb::RaiseFlagRequest>,
+    ) -> Result<Response<pb::RaiseFlagResponse>, Status> {
+        self.partner_call("RaiseFlag", request, |call, req| async move {
+            let mut v = Violations::new();
+            let code = v.field("code", FlagCode::parse(&req.code));
+            let note = v.field("note", free_text(&req.note, 280));
+            let valid_until = v.field("valid_until", Day::parse_optional(&req.valid_until));
+            let request_id = request_id(&req.request_id, &mut v);
+            if let Some(Some(until)) = valid_until
+                && until < call.at.day()
+            {
+                v.push("valid_until", "is in the past");
+            }
+            v.finish()?;
+            let (Some(code), Some(note), Some(valid_until), Some(request_id)) =
+                (code, note, valid_until, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let person = self
+                .person_ref(&call, "person", req.person.as_ref())
+                .await?;
+            let flag = Flag {
+                id: FlagId::new(),
+                person,
+                code,
+                source_partner: call.id().clone(),
+                source_agent: call.ctx.agent.clone(),
+                raised_at: call.at,
+                note,
+                valid_until,
+                retraction: None,
+                version: 1,
+            };
+            let (flag, created) = self.store.raise_flag(flag, &call.meta(request_id)).await?;
+            Ok(pb::RaiseFlagResponse {
+                flag: Some(convert::flag(&flag)),
+                created,
+            })
+        })
+        .await
+    }
+
+    async fn retract_flag(
+        &self,
+        request: Request<pb::RetractFlagRequest>,
+    ) -> Result<Response<pb::RetractFlagResponse>, Status> {
+        self.partner_call("RetractFlag", request, |call, req| async move {
+            let mut v = Violations::new();
+            let id = v.field("flag_id", FlagId::parse(&req.flag_id));
+            let reason = v.field("reason", free_text(&req.reason, 280));
+            let request_id = request_id(&req.request_id, &mut v);
+            if req.expected_version <= 0 {
+                v.push(
+                    "expected_version",
+                    "required: the version of the flag you read",
+                );
+            }
+            v.finish()?;
+            let (Some(id), Some(reason), Some(request_id)) = (id, reason, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let current = self
+                .store
+                .get_flag(id)
+                .await?
+                .ok_or_else(|| Error::not_found("flag", id))?;
+            self.visible_person(&call, current.person).await?;
+            let retraction = Retraction {
+                at: call.at,
+                partner: call.id().clone(),
+                agent: call.ctx.agent.clone(),
+                reason,
+            };
+            let flag = self
+                .store
+                .update_flag(
+                    id,
+                    req.expected_version,
+                    Box::new(move |flag| flag.retract(retraction)),
+                    &call.meta(request_id),
+                )
+                .await?;
+            Ok(pb::RetractFlagResponse {
+                flag: Some(convert::flag(&flag)),
+            })
+        })
+        .await
+    }
+
+    async fn list_flags(
+        &self,
+        request: Request<pb::ListFlagsRequest>,
+    ) -> Result<Response<pb::ListFlagsResponse>, Status> {
+        self.partner_call("ListFlags", request, |call, req| async move {
+            let mut v = Violations::new();
+            let page = convert::page(req.page_size, &req.page_token, &mut v);
+            v.finish()?;
+            let person = self
+                .person_ref(&call, "person", req.person.as_ref())
+                .await?;
+            let mut flags = self
+                .store
+                .list_flags(
+                    person,
+                    req.include_retracted,
+                    page.after.as_deref(),
+                    page.size + 1,
+                )
+                .await?;
+            let next_page_token = convert::next_page(&mut flags, page.size, |f| f.id.to_string());
+            Ok(pb::ListFlagsResponse {
+                flags: flags.iter().map(convert::flag).collect(),
+                next_page_token,
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,202 @@
+//! PersonService: links, resolution by local id or pivot identity, the person summary.
+
+use super::{Api, convert, request_id};
+use crate::domain::LocalId;
+use crate::domain::ids::PersonId;
+use crate::domain::pivot::PivotIdentity;
+use crate::error::{Error, Violations};
+use crate::store::{CaseFilter, LinkOutcome, LinkTarget, ReferralFilter};
+use relais_proto::v1::{self as pb, person_service_server::PersonService};
+use tonic::{Request, Response, Status};
+
+fn pivot(p: &pb::PivotIdentity, prefix: &str) -> Result<PivotIdentity, Error> {
+    PivotIdentity::parse(
+        prefix,
+        &p.family_name,
+        &p.first_given_name,
+        &p.birth_date,
+        &p.birth_place_cog,
+    )
+}
+
+#[tonic::async_trait]
+impl PersonService for Api {
+    async fn link_person(
+        &self,
+        request: Request<pb::LinkPersonRequest>,
+    ) -> Result<Response<pb::LinkPersonResponse>, Status> {
+        self.partner_call("LinkPerson", request, |call, req| async move {
+            let mut v = Violations::new();
+            let local_id = v.field("local_id", LocalId::parse(&req.local_id));
+            let request_id = request_id(&req.request_id, &mut v);
+            let by_id = if req.person_id.is_empty() {
+                None
+            } else {
+                v.field("person_id", PersonId::parse(&req.person_id))
+            };
+            let pivot = match &req.pivot {
+                Some(p) => match pivot(p, "pivot") {
+                    Ok(p) => Some(p),
+                    Err(Error::Invalid(violations)) => {
+                        for f in violations {
+                            v.push(f.field, f.description);
+                        }
+                        None
+                    }
+                    Err(other) => return Err(other),
+                },
+                None => None,
+            };
+            if !req.person_id.is_empty() && req.pivot.is_some() {
+                v.push("person_id", "give either person_id or pivot, not both");
+            }
+            v.finish()?;
+            let (Some(local_id), Some(request_id)) = (local_id, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let target = match (by_id, pivot) {
+                (Some(person), _) => LinkTarget::Person(self.visible_person(&call, person).await?),
+                (None, Some(p)) => LinkTarget::Pivot(self.matching.key(&p)),
+                (None, None) => LinkTarget::New,
+            };
+            let result = self
+                .store
+                .link_person(call.id(), &local_id, target, &call.meta(request_id))
+                .await?;
+            tracing::info!(person = %result.person, outcome = ?result.outcome, "person linked");
+            Ok(pb::LinkPersonResponse {
+                person_id: result.person.to_string(),
+                outcome: match result.outcome {
+                    LinkOutcome::AlreadyLinked => pb::LinkOutcome::AlreadyLinked,
+                    LinkOutcome::LinkedById => pb::LinkOutcome::LinkedById,
+                    LinkOutcome::MatchedByPivot => pb::LinkOutcome::MatchedByPivot,
+                    LinkOutcome::Created => pb::LinkOutcome::Created,
+                } as i32,
+            })
+        })
+        .await
+    }
+
+    async fn resolve_person(
+        &self,
+        request: Request<pb::ResolvePersonRequest>,
+    ) -> Result<Response<pb::ResolvePersonResponse>, Status> {
+        use pb::resolve_person_request::By;
+        self.partner_call("ResolvePerson", request, |call, req| async move {
+            let person = match &req.by {
+                None => return Err(Error::invalid("by", "required: local_id or pivot")),
+                Some(By::LocalId(local)) => {
+                    let local =
+                        LocalId::parse(local).map_err(|e| convert::invalid("local_id", e))?;
+                    self.store
+                        .person_by_local_id(call.id(), &local)
+                        .await?
+                        .ok_or_else(|| Error::not_found("local id", &local))?
+                }
+                Some(By::Pivot(p)) => {
+                    let key = self.matching.key(&pivot(p, "pivot")?);
+                    let person = self.store.person_by_pivot(&key).await?;
+                    person.ok_or_else(|| Error::NotFound {
+                        what: "person",
+                        id: "with this pivot identity".into(),
+                    })?
+                }
+            };
+            // Matching by traits tells the caller the person exists, so this, too, is a read
+            // of personal data under the purpose given.
+            if !call.ctx.purpose.allows_person_level_data() {
+                return Err(Error::PermissionDenied(
+                    "the statistique purpose gives aggregates only, never person-level data".into(),
+                ));
+            }
+            let local_ids = self.store.local_ids(call.id(), person).await?;
+            Ok(pb::ResolvePersonResponse {
+                person_id: person.to_string(),
+                local_ids: local_ids.iter().map(ToString::to_string).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn unlink_person(
+        &self,
+        request: Request<pb::UnlinkPersonRequest>,
+    ) -> Result<Response<pb::UnlinkPersonResponse>, Status> {
+        self.partner_call("UnlinkPerson", request, |call, req| async move {
+            let mut v = Violations::new();
+            let local_id = v.field("local_id", LocalId::parse(&req.local_id));
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(local_id), Some(request_id)) = (local_id, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let person = self
+                .store
+                .unlink_person(call.id(), &local_id, &call.meta(request_id))
+                .await?;
+            Ok(pb::UnlinkPersonResponse {
+                person_id: person.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn get_person_summary(
+        &self,
+        request: Request<pb::GetPersonSummaryRequest>,
+    ) -> Result<Response<pb::GetPersonSummaryResponse>, Status> {
+        self.partner_call("GetPersonSummary", request, |call, req| async move {
+            let person = self
+                .person_ref(&call, "person", req.person.as_ref())
+                .await?;
+            // A summary is what a counter shows: bounded, newest last; lists page further.
+            const MAX: u32 = 500;
+            let flags = self
+                .store
+                .list_flags(person, req.include_history, None, MAX)
+                .await?;
+            let mut cases = self
+                .store
+                .list_cases(
+                    &CaseFilter {
+                        person: Some(person),
+                        ..CaseFilter::default()
+                    },
+                    None,
+                    MAX,
+                )
+                .await?;
+            if !req.include_history {
+                cases.retain(|c| !c.status.is_terminal());
+            }
+            let referrals = self
+                .store
+                .list_referrals(
+                    &ReferralFilter {
+                        partner: call.id().clone(),
+                        direction: None,
+                        person: Some(person),
+                        states: vec![],
+                    },
+                    None,
+                    MAX,
+                )
+                .await?;
+            let local_ids = self.store.local_ids(call.id(), person).await?;
+            Ok(pb::GetPersonSummaryResponse {
+                person_id: person.to_string(),
+                local_ids: local_ids.iter().map(ToString::to_string).collect(),
+                flags: flags.iter().map(convert::flag).collect(),
+                cases: cases.iter().map(convert::case).collect(),
+                referrals: referrals
+                    .iter()
+                    .filter(|r| {
+                        req.include_history || r.state != crate::domain::ReferralState::Closed
+                    })
+                    .map(convert::referral)
+                    .collect(),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,750 @@
+//! `relais client`: what a partner's IT person uses to try the hub from a shell before wiring a
+//! connector. Every call names the acting agent and the purpose.
+
+use super::connect::{DEFAULT_HUB, channel};
+use crate::api::convert::case_status_to_pb;
+use crate::domain::{CaseStatus, Purpose};
+use crate::pki::Bundle;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use relais_proto::v1::{
+    self as pb, case_service_client::CaseServiceClient, flag_service_client::FlagServiceClient,
+    person_service_client::PersonServiceClient, sync_service_client::SyncServiceClient,
+};
+use std::path::PathBuf;
+use tonic::transport::Channel;
+
+#[derive(Args)]
+pub struct ClientArgs {
+    /// The partner's identity bundle (written by `relais admin partner add`).
+    #[arg(long, env = "RELAIS_IDENTITY")]
+    identity: PathBuf,
+    #[arg(long, env = "RELAIS_HUB", default_value = DEFAULT_HUB)]
+    hub: String,
+    /// The acting agent's pseudonymous id.
+    #[arg(long, env = "RELAIS_AGENT", default_value = "cli")]
+    agent: String,
+    /// accompagnement, instruction, orientation, aller_vers, plan_alerte, administration, statistique
+    #[arg(long, env = "RELAIS_PURPOSE", default_value = "accompagnement")]
+    purpose: String,
+    /// Idempotency key of the write (a new one by default); reuse it to retry safely.
+    #[arg(long)]
+    request_id: Option<String>,
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+/// A person, by the hub's id or the caller's local id.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+struct PersonArg {
+    #[arg(long)]
+    person_id: Option<String>,
+    #[arg(long)]
+    local_id: Option<String>,
+}
+
+impl PersonArg {
+    fn to_pb(&self) -> pb::PersonRef {
+        pb::PersonRef {
+            r#ref: match (&self.person_id, &self.local_id) {
+                (Some(id), _) => Some(pb::person_ref::Ref::PersonId(id.clone())),
+                (None, Some(local)) => Some(pb::person_ref::Ref::LocalId(local.clone())),
+                (None, None) => None,
+            },
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct PivotArgs {
+    #[arg(long)]
+    family_name: Option<String>,
+    #[arg(long)]
+    given_name: Option<String>,
+    /// YYYY-MM-DD
+    #[arg(long)]
+    birth_date: Option<String>,
+    /// INSEE COG code of the birth commune
+    #[arg(long)]
+    birth_place: Option<String>,
+}
+
+impl PivotArgs {
+    fn to_pb(&self) -> Option<pb::PivotIdentity> {
+        let any = self.family_name.is_some()
+            || self.given_name.is_some()
+            || self.birth_date.is_some()
+            || self.birth_place.is_some();
+        any.then(|| pb::PivotIdentity {
+            family_name: self.family_name.clone().unwrap_or_default(),
+            first_given_name: self.given_name.clone().unwrap_or_default(),
+            birth_date: self.birth_date.clone().unwrap_or_default(),
+            birth_place_cog: self.birth_place.clone().unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Link a local id to a person (by pivot identity, by hub id, or a new person).
+    Link {
+        #[arg(long)]
+        local_id: String,
+        #[arg(long)]
+        person_id: Option<String>,
+        #[command(flatten)]
+        pivot: PivotArgs,
+    },
+    /// Find a person's hub id by local id or pivot identity.
+    Resolve {
+        #[arg(long)]
+        local_id: Option<String>,
+        #[command(flatten)]
+        pivot: PivotArgs,
+    },
+    /// What the counter sees when the person sits down.
+    Summary {
+        #[command(flatten)]
+        person: PersonArg,
+        #[arg(long)]
+        history: bool,
+    },
+    #[command(subcommand)]
+    Flag(FlagCommand),
+    #[command(subcommand)]
+    Case(CaseCommand),
+    #[command(subcommand)]
+    Referral(ReferralCommand),
+    /// Print the change feed from a position; with --follow, keep following live.
+    Feed {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagCommand {
+    Raise {
+        #[command(flatten)]
+        person: PersonArg,
+        #[arg(long)]
+        code: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, default_value = "")]
+        valid_until: String,
+    },
+    Retract {
+        #[arg(long)]
+        flag_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    List {
+        #[command(flatten)]
+        person: PersonArg,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaseCommand {
+    Open {
+        #[command(flatten)]
+        person: PersonArg,
+        /// service-public.fr fiche id (F1342) or local code (local:…)
+        #[arg(long)]
+        procedure: String,
+        #[arg(long = "missing")]
+        missing: Vec<String>,
+        #[arg(long, default_value = "")]
+        due: String,
+        /// Open directly as `sent`.
+        #[arg(long)]
+        sent: bool,
+    },
+    /// Move a case to another status.
+    Move {
+        #[arg(long)]
+        case_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Replace the missing documents (repeat).
+        #[arg(long = "missing")]
+        missing: Vec<String>,
+        #[arg(long, default_value = "")]
+        duplicate_of: String,
+        #[arg(long, default_value = "")]
+        redirect_to: String,
+    },
+    Get {
+        #[arg(long)]
+        case_id: String,
+    },
+    /// The caller's cases, or one person's.
+    List {
+        #[arg(long)]
+        person_id: Option<String>,
+        #[arg(long)]
+        local_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReferralCommand {
+    Send {
+        #[arg(long)]
+        case_id: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "")]
+        action: String,
+        #[arg(long, default_value = "")]
+        due: String,
+    },
+    Ack {
+        #[arg(long)]
+        referral_id: String,
+        #[arg(long)]
+        version: i64,
+    },
+    Answer {
+        #[arg(long)]
+        referral_id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        answer: String,
+    },
+    Close {
+        #[arg(long)]
+        referral_id: String,
+        #[arg(long)]
+        version: i64,
+    },
+    List,
+}
+
+fn status_name(s: i32) -> String {
+    pb::CaseStatus::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("CASE_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn state_name(s: i32) -> String {
+    pb::ReferralState::try_from(s)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("REFERRAL_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn print_flag(f: &pb::Flag) {
+    let status = if f.status == pb::FlagStatus::Retracted as i32 {
+        " (retracted)"
+    } else {
+        ""
+    };
+    println!(
+        "flag {} v{} {:<20} {} — from {}/{}{status}",
+        f.id, f.version, f.code, f.label, f.source_partner, f.source_agent
+    );
+}
+
+fn print_case(c: &pb::Case) {
+    let missing = if c.missing_documents.is_empty() {
+        String::new()
+    } else {
+        format!(" missing: {}", c.missing_documents.join(", "))
+    };
+    println!(
+        "case {} v{} {:<10} {:<20} held by {}{missing}",
+        c.id,
+        c.version,
+        c.procedure,
+        status_name(c.status),
+        c.owner_partner
+    );
+}
+
+fn print_referral(r: &pb::Referral) {
+    println!(
+        "referral {} v{} {} → {} {:<12} case {}: {}{}",
+        r.id,
+        r.version,
+        r.from_partner,
+        r.to_partner,
+        state_name(r.state),
+        r.case_id,
+        r.reason,
+        if r.answer.is_empty() {
+            String::new()
+        } else {
+            format!(" — answer: {}", r.answer)
+        }
+    );
+}
+
+struct Ctx {
+    context: pb::RequestContext,
+    request_id: Option<String>,
+}
+
+impl Ctx {
+    fn context(&self) -> Option<pb::RequestContext> {
+        Some(self.context.clone())
+    }
+
+    fn request_id(&self) -> String {
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+    }
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    let purpose = Purpose::parse(&args.purpose)
+        .with_context(|| format!("unknown purpose `{}`", args.purpose))?;
+    let ctx = Ctx {
+        context: pb::RequestContext {
+            purpose: purpose_to_pb(purpose) as i32,
+            agent: args.agent.clone(),
+        },
+        request_id: args.request_id.clone(),
+    };
+    let bundle = Bundle::read(&args.identity)?;
+    let channel = channel(&args.hub, &bundle).await?;
+    match args.command {
+        ClientCommand::Link {
+            local_id,
+            person_id,
+            pivot,
+        } => {
+            let r = PersonServiceClient::new(channel)
+                .link_person(pb::LinkPersonRequest {
+                    context: ctx.context(),
+                    local_id,
+                    pivot: pivot.to_pb(),
+                    person_id: person_id.unwrap_or_default(),
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            let outcome = pb::LinkOutcome::try_from(r.outcome)
+                .map(|o| {
+                    o.as_str_name()
+                        .trim_start_matches("LINK_OUTCOME_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            println!("person {} ({outcome})", r.person_id);
+        }
+        ClientCommand::Resolve { local_id, pivot } => {
+            let by = match (local_id, pivot.to_pb()) {
+                (Some(l), _) => pb::resolve_person_request::By::LocalId(l),
+                (None, Some(p)) => pb::resolve_person_request::By::Pivot(p),
+                (None, None) => anyhow::bail!("give --local-id or the pivot identity"),
+            };
+            let r = PersonServiceClient::new(channel)
+                .resolve_person(pb::ResolvePersonRequest {
+                    context: ctx.context(),
+                    by: Some(by),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "person {} local ids: {}",
+                r.person_id,
+                r.local_ids.join(", ")
+            );
+        }
+        ClientCommand::Summary { person, history } => {
+            let r = PersonServiceClient::new(channel)
+                .get_person_summary(pb::GetPersonSummaryRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    include_history: history,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "person {} (your local ids: {})",
+                r.person_id,
+                r.local_ids.join(", ")
+            );
+            r.flags.iter().for_each(print_flag);
+            r.cases.iter().for_each(print_case);
+            r.referrals.iter().for_each(print_referral);
+        }
+        ClientCommand::Flag(cmd) => flag(FlagServiceClient::new(channel), &ctx, cmd).await?,
+        ClientCommand::Case(cmd) => case(CaseServiceClient::new(channel), &ctx, cmd).await?,
+        ClientCommand::Referral(cmd) => {
+            referral(CaseServiceClient::new(channel), &ctx, cmd).await?
+        }
+        ClientCommand::Feed { after, follow } => {
+            let mut stream = SyncServiceClient::new(channel)
+                .subscribe(pb::SubscribeRequest {
+                    context: ctx.context(),
+                    after_position: after,
+                })
+                .await?
+                .into_inner();
+            while let Some(message) = stream.message().await? {
+                match message.payload {
+                    Some(pb::subscribe_response::Payload::Event(e)) => {
+                        let kind = pb::ChangeKind::try_from(e.kind)
+                            .map(|k| {
+                                k.as_str_name()
+                                    .trim_start_matches("CHANGE_KIND_")
+                                    .to_lowercase()
+                            })
+                            .unwrap_or_default();
+                        print!(
+                            "#{} {kind} by {}/{} person {} ",
+                            e.position, e.partner, e.agent, e.person_id
+                        );
+                        match e.resource {
+                            Some(pb::change_event::Resource::Flag(f)) => print_flag(&f),
+                            Some(pb::change_event::Resource::Case(c)) => print_case(&c),
+                            Some(pb::change_event::Resource::Referral(r)) => print_referral(&r),
+                            None => println!(),
+                        }
+                    }
+                    Some(pb::subscribe_response::Payload::CaughtUp(c)) => {
+                        println!("caught up at #{}", c.position);
+                        if !follow {
+                            break;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn purpose_to_pb(p: Purpose) -> pb::Purpose {
+    match p {
+        Purpose::Accompagnement => pb::Purpose::Accompagnement,
+        Purpose::Instruction => pb::Purpose::Instruction,
+        Purpose::Orientation => pb::Purpose::Orientation,
+        Purpose::AllerVers => pb::Purpose::AllerVers,
+        Purpose::PlanAlerte => pb::Purpose::PlanAlerte,
+        Purpose::Administration => pb::Purpose::Administration,
+        Purpose::Statistique => pb::Purpose::Statistique,
+    }
+}
+
+async fn flag(
+    mut client: FlagServiceClient<Channel>,
+    ctx: &Ctx,
+    cmd: FlagCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        FlagCommand::Raise {
+            person,
+            code,
+            note,
+            valid_until,
+        } => {
+            let r = client
+                .raise_flag(pb::RaiseFlagRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    code,
+                    note,
+                    valid_until,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            if !r.created {
+                println!("already active:");
+            }
+            r.flag.iter().for_each(print_flag);
+        }
+        FlagCommand::Retract {
+            flag_id,
+            version,
+            reason,
+        } => {
+            let r = client
+                .retract_flag(pb::RetractFlagRequest {
+                    context: ctx.context(),
+                    flag_id,
+                    expected_version: version,
+                    reason,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.flag.iter().for_each(print_flag);
+        }
+        FlagCommand::List { person, all } => {
+            let mut token = String::new();
+            loop {
+                let r = client
+                    .list_flags(pb::ListFlagsRequest {
+                        context: ctx.context(),
+                        person: Some(person.to_pb()),
+                        include_retracted: all,
+                        page_size: 100,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                r.flags.iter().for_each(print_flag);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_status(s: &str) -> anyhow::Result<i32> {
+    let status = CaseStatus::parse(s).with_context(|| {
+        format!(
+            "unknown status `{s}`: {}",
+            CaseStatus::ALL.map(|s| s.as_str()).join(", ")
+        )
+    })?;
+    Ok(case_status_to_pb(status) as i32)
+}
+
+async fn case(
+    mut client: CaseServiceClient<Channel>,
+    ctx: &Ctx,
+    cmd: CaseCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        CaseCommand::Open {
+            person,
+            procedure,
+            missing,
+            due,
+            sent,
+        } => {
+            let r = client
+                .open_case(pb::OpenCaseRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    procedure,
+                    missing_documents: missing,
+                    due_date: due,
+                    initial_status: if sent { pb::CaseStatus::Sent as i32 } else { 0 },
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.r#case.iter().for_each(print_case);
+        }
+        CaseCommand::Move {
+            case_id,
+            version,
+            to,
+            reason,
+            missing,
+            duplicate_of,
+            redirect_to,
+        } => {
+            let r = client
+                .transition_case(pb::TransitionCaseRequest {
+                    context: ctx.context(),
+                    case_id,
+                    expected_version: version,
+                    to_status: parse_status(&to)?,
+                    reason,
+                    missing_documents: (!missing.is_empty())
+                        .then_some(pb::DocumentList { items: missing }),
+                    duplicate_of,
+                    redirect_to_partner: redirect_to,
+                    redirect_procedure: String::new(),
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.r#case.iter().for_each(print_case);
+            if let Some(child) = &r.child_case {
+                print!("opened: ");
+                print_case(child);
+            }
+        }
+        CaseCommand::Get { case_id } => {
+            let r = client
+                .get_case(pb::GetCaseRequest {
+                    context: ctx.context(),
+                    case_id,
+                })
+                .await?
+                .into_inner();
+            if let Some(c) = &r.r#case {
+                print_case(c);
+                for t in &c.history {
+                    println!(
+                        "  {} → {} by {}/{} {}",
+                        status_name(t.from_status),
+                        status_name(t.to_status),
+                        t.partner,
+                        t.agent,
+                        t.reason
+                    );
+                }
+            }
+        }
+        CaseCommand::List {
+            person_id,
+            local_id,
+        } => {
+            let person = match (person_id, local_id) {
+                (Some(id), _) => Some(pb::PersonRef {
+                    r#ref: Some(pb::person_ref::Ref::PersonId(id)),
+                }),
+                (None, Some(l)) => Some(pb::PersonRef {
+                    r#ref: Some(pb::person_ref::Ref::LocalId(l)),
+                }),
+                (None, None) => None,
+            };
+            let mut token = String::new();
+            loop {
+                let r = client
+                    .list_cases(pb::ListCasesRequest {
+                        context: ctx.context(),
+                        person: person.clone(),
+                        statuses: vec![],
+                        page_size: 100,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                r.cases.iter().for_each(print_case);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn referral(
+    mut client: CaseServiceClient<Channel>,
+    ctx: &Ctx,
+    cmd: ReferralCommand,
+) -> anyhow::Result<()> {
+    let referral = match cmd {
+        ReferralCommand::Send {
+            case_id,
+            to,
+            reason,
+            action,
+            due,
+        } => {
+            client
+                .send_referral(pb::SendReferralRequest {
+                    context: ctx.context(),
+                    case_id,
+                    to_partner: to,
+                    reason,
+                    requested_action: action,
+                    due_date: due,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner()
+                .referral
+        }
+        ReferralCommand::Ack {
+            referral_id,
+            version,
+        } => {
+            client
+                .acknowledge_referral(pb::AcknowledgeReferralRequest {
+                    context: ctx.context(),
+                    referral_id,
+                    expected_version: version,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner()
+                .referral
+        }
+        ReferralCommand::Answer {
+            referral_id,
+            version,
+            answer,
+        } => {
+            client
+                .answer_referral(pb::AnswerReferralRequest {
+                    context: ctx.context(),
+                    referral_id,
+                    expected_version: version,
+                    answer,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner()
+                .referral
+        }
+        ReferralCommand::Close {
+            referral_id,
+            version,
+        } => {
+            client
+                .close_referral(pb::CloseReferralRequest {
+                    context: ctx.context(),
+                    referral_id,
+                    expected_version: version,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner()
+                .referral
+        }
+        ReferralCommand::List => {
+            let mut token = String::new();
+            loop {
+                let r = client
+                    .list_referrals(pb::ListReferralsRequest {
+                        context: ctx.context(),
+                        direction: 0,
+                        states: vec![],
+                        page_size: 100,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                r.referrals.iter().for_each(print_referral);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+            None
+        }
+    };
+    referral.iter().for_each(print_referral);
+    Ok(())
+}

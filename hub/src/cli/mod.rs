@@ -1,0 +1,69 @@
+//! The `relais` command: `serve` runs the hub, `admin` administers a running hub over gRPC with
+//! the administrator certificate, `client` acts as a partner from a shell.
+
+mod admin;
+mod client;
+pub mod connect;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "relais",
+    version,
+    about = "Relais: the territory's data-sharing hub"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the hub (creates the data directory, a development CA and the admin bundle on first start).
+    Serve {
+        /// Configuration file (TOML); see deploy/hub.example.toml. `RELAIS_*` variables override it.
+        #[arg(long, env = "RELAIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Administer a running hub.
+    Admin(admin::AdminArgs),
+    /// Act as a partner: link persons, raise flags, move cases, follow the feed.
+    Client(client::ClientArgs),
+}
+
+/// Runs the command line; `main` only sets up logging and the runtime.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Admin(args) => admin::run(args).await,
+        Command::Client(args) => client::run(args).await,
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = crate::Config::load(config.as_deref())?;
+    let mut hub = crate::start(config).await?;
+    let admin = hub.tls.admin_bundle.display().to_string();
+    if hub.first_start {
+        println!(
+            "relais: first start: development CA in {}, administrator identity in {admin}",
+            hub.tls.ca_cert.display()
+        );
+    }
+    println!(
+        "relais: hub listening on {} (mTLS); administer it with `relais admin --hub {} --identity {admin} partner list`",
+        hub.url(),
+        hub.url()
+    );
+    if let Some(stop) = hub.take_shutdown() {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("shutting down: finishing calls in flight");
+                let _ = stop.send(());
+            }
+        });
+    }
+    hub.wait().await
+}

@@ -1,0 +1,280 @@
+//! Configuration: one TOML file (`--config`), every key documented in
+//! `deploy/hub.example.toml`, unknown keys rejected; each key can be overridden by an
+//! environment variable `RELAIS_<SECTION>_<KEY>` (`RELAIS_LISTEN`, `RELAIS_TLS_CA_CERT`).
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, the TLS files and the matching key live.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Database URL; empty means `sqlite://<data_dir>/relais.db`.
+    pub database_url: String,
+    /// DNS names and IP addresses written into a generated server certificate.
+    pub server_names: Vec<String>,
+    /// Validity of the partner certificates the hub signs, in days.
+    pub certificate_validity_days: i64,
+    /// Vintage of the INSEE COG the partners' territory codes refer to.
+    pub cog_vintage: i32,
+    pub tls: TlsConfig,
+    pub log: LogConfig,
+    pub feed: FeedConfig,
+}
+
+/// Paths of provided TLS files; empty means the development files under `data_dir/tls`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub server_cert: String,
+    pub server_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `relais_hub=debug,info`); `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// Events read from the store per query when a subscriber catches up.
+    pub batch_size: u32,
+    /// Events buffered per subscriber before the reader waits for the network (HTTP/2 flow
+    /// control then pauses it); bounds the memory a slow subscriber can hold.
+    pub subscriber_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./relais-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            database_url: String::new(),
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            certificate_validity_days: 365,
+            cog_vintage: 2026,
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+            feed: FeedConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            subscriber_buffer: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then applies `RELAIS_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading configuration {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing configuration {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Config::default())?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("RELAIS_") else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase();
+            if let Some((section, field, default)) = find_key(&defaults, &key) {
+                let value = env_value(default, value)
+                    .with_context(|| format!("environment variable {name}"))?;
+                match section {
+                    None => {
+                        table.insert(field, value);
+                    }
+                    Some(section) => {
+                        let entry = table
+                            .entry(section.clone())
+                            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                        let toml::Value::Table(t) = entry else {
+                            anyhow::bail!("`{section}` must be a table");
+                        };
+                        t.insert(field, value);
+                    }
+                }
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.certificate_validity_days > 0,
+            "certificate_validity_days must be positive"
+        );
+        anyhow::ensure!(self.feed.batch_size > 0, "feed.batch_size must be positive");
+        anyhow::ensure!(
+            self.feed.subscriber_buffer > 0,
+            "feed.subscriber_buffer must be positive"
+        );
+        anyhow::ensure!(
+            !self.server_names.is_empty(),
+            "server_names cannot be empty"
+        );
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("relais.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn tls_paths(&self) -> crate::pki::TlsPaths {
+        let mut paths = crate::pki::TlsPaths::in_data_dir(&self.data_dir);
+        let pick = |configured: &str, default: &mut PathBuf| {
+            if !configured.is_empty() {
+                *default = PathBuf::from(configured);
+            }
+        };
+        pick(&self.tls.ca_cert, &mut paths.ca_cert);
+        pick(&self.tls.ca_key, &mut paths.ca_key);
+        pick(&self.tls.server_cert, &mut paths.server_cert);
+        pick(&self.tls.server_key, &mut paths.server_key);
+        paths
+    }
+
+    pub fn matching_key_path(&self) -> PathBuf {
+        self.data_dir.join("matching.key")
+    }
+}
+
+/// Maps `tls_ca_cert` to (`tls`, `ca_cert`) and `listen` to (none, `listen`), if such a key
+/// exists; other `RELAIS_*` variables belong to other programs (the client's `RELAIS_HUB`).
+fn find_key<'a>(
+    defaults: &'a toml::Table,
+    key: &str,
+) -> Option<(Option<String>, String, &'a toml::Value)> {
+    if let Some(v) = defaults.get(key)
+        && !v.is_table()
+    {
+        return Some((None, key.to_string(), v));
+    }
+    for (section, v) in defaults {
+        if let (toml::Value::Table(t), Some(field)) = (v, key.strip_prefix(&format!("{section}_")))
+            && let Some(default) = t.get(field)
+        {
+            return Some((Some(section.clone()), field.to_string(), default));
+        }
+    }
+    None
+}
+
+/// Reads an environment value with the type of the key's default.
+fn env_value(default: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
+    Ok(match default {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .with_context(|| format!("`{raw}` is not a whole number"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .with_context(|| format!("`{raw}` is not true or false"))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.listen.port(), 7443);
+        assert_eq!(c.database_url(), "sqlite://./relais-data/relais.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let err = format!("{:#}", Config::load_with_env(Some(&path), &[]).unwrap_err());
+        assert!(err.contains("listen_port"), "{err}");
+        std::fs::write(&path, "[tls]\nca_certificate = \"x\"\n").unwrap();
+        assert!(Config::load_with_env(Some(&path), &[]).is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[feed]\nbatch_size = 10\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            &env(&[
+                ("RELAIS_LISTEN", "0.0.0.0:9000"),
+                ("RELAIS_FEED_BATCH_SIZE", "20"),
+                ("RELAIS_TLS_CA_CERT", "/etc/relais/ca.pem"),
+                ("RELAIS_SERVER_NAMES", "hub.example.fr, 10.0.0.1"),
+                ("RELAIS_HUB", "https://elsewhere"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.feed.batch_size, 20);
+        assert_eq!(c.tls.ca_cert, "/etc/relais/ca.pem");
+        assert_eq!(c.server_names, ["hub.example.fr", "10.0.0.1"]);
+        let bad = Config::load_with_env(None, &env(&[("RELAIS_FEED_BATCH_SIZE", "many")]));
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! Time. UTC everywhere on the wire and in the store, as microseconds since the Unix epoch.
+//! Time-dependent rules take a `Clock`, so that tests control time.
+
+use crate::error::Invalid;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::{
+    Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description,
+};
+
+/// An instant in UTC, microsecond precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn from_offset(t: OffsetDateTime) -> Self {
+        Self((t.unix_timestamp_nanos() / 1000) as i64)
+    }
+
+    pub fn to_offset(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    pub fn seconds_and_nanos(self) -> (i64, i32) {
+        (
+            self.0.div_euclid(1_000_000),
+            (self.0.rem_euclid(1_000_000) * 1000) as i32,
+        )
+    }
+
+    pub fn day(self) -> Day {
+        Day(self.to_offset().date())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_offset().format(&Rfc3339) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => write!(f, "{}µs", self.0),
+        }
+    }
+}
+
+/// Where "now" comes from.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_offset(OffsetDateTime::now_utc())
+    }
+}
+
+/// A calendar day (`YYYY-MM-DD`): birth dates, due dates, validity ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(Date);
+
+const DAY_FORMAT: &[time::format_description::FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]");
+
+impl Day {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() {
+            return Err(Invalid::new("required"));
+        }
+        Date::parse(s, DAY_FORMAT).map(Self).map_err(|_| {
+            Invalid::new(format!(
+                "`{}` is not a date `YYYY-MM-DD`",
+                super::ids::truncate(s)
+            ))
+        })
+    }
+
+    /// `None` for an empty string (the field is optional).
+    pub fn parse_optional(s: &str) -> Result<Option<Self>, Invalid> {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(s).map(Some)
+        }
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.format(DAY_FORMAT) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+impl Serialize for Day {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Day::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_parse_and_print() {
+        assert_eq!(Day::parse("1943-02-17").unwrap().to_string(), "1943-02-17");
+        assert!(Day::parse("17/02/1943").is_err());
+        assert!(Day::parse("1943-02-30").is_err());
+        assert_eq!(Day::parse_optional("").unwrap(), None);
+    }
+
+    #[test]
+    fn timestamp_split() {
+        assert_eq!(
+            Timestamp::from_micros(1_500_000).seconds_and_nanos(),
+            (1, 500_000_000)
+        );
+        assert_eq!(
+            Timestamp::from_micros(-1).seconds_and_nanos(),
+            (-1, 999_999_000)
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The errors every layer of the hub returns. Callers tell the variants apart (bad input, not
+//! found, conflict, denied…); `api::status` is the one place that maps them to gRPC codes.
+
+use std::fmt;
+
+/// One field of a request that is wrong, and why (mapped to `google.rpc.BadRequest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; every wrong field is listed.
+    #[error("invalid request: {}", join(.0))]
+    Invalid(Vec<FieldViolation>),
+    #[error("{what} not found: {id}")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The caller's `expected_version` is not the current one.
+    #[error("stale version for {what} {id}: expected {expected}, current {current}")]
+    StaleVersion {
+        what: &'static str,
+        id: String,
+        expected: i64,
+        current: i64,
+    },
+    /// A lifecycle rule forbids the change.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The database cannot be reached for now; the call can be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn join(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::Invalid(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
+    /// Prefixes every field path with `prefix.` (a nested message's fields).
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Error::Invalid(v) => Error::Invalid(
+                v.into_iter()
+                    .map(|f| FieldViolation::new(format!("{prefix}.{}", f.field), f.description))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::Internal(format!("database: {e}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("stored document: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a value does not parse into a domain type. The domain does not know where the value
+/// came from; the api layer attaches the field path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(description: impl Into<String>) -> Self {
+        Invalid(description.into())
+    }
+}
+
+/// Collects field violations so that a request reports all its errors at once.
+#[derive(Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the parsed value, or records why the field `field` does not parse.
+    pub fn field<T>(&mut self, field: &str, parsed: Result<T, Invalid>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(Invalid(description)) => {
+                self.0.push(FieldViolation::new(field, description));
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when no violation was recorded.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(self.0))
+        }
+    }
+}

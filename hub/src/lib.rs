@@ -1,0 +1,18 @@
+//! Relais hub: a gRPC hub through which the public services of a territory share, under the
+//! person's consent, difficulty flags and the status of procedures.
+//!
+//! Layers, one direction: `api` → `domain` → `policy` → `store` → `feed`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod feed;
+pub mod pki;
+pub mod policy;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{RunningHub, start};

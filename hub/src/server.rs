@@ -1,0 +1,197 @@
+//! Starting the hub: data directory, TLS material, matching key, store, and the gRPC server
+//! with health checking and reflection.
+
+use crate::api::{Api, Settings};
+use crate::config::Config;
+use crate::domain::SystemClock;
+use crate::domain::pivot::MatchingKey;
+use crate::pki::{Bundle, TlsPaths};
+use crate::store::DynStore;
+use anyhow::Context;
+use relais_proto::v1 as pb;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// A running hub.
+pub struct RunningHub {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: TlsPaths,
+    pub store: DynStore,
+    /// True when this start created the CA and the administrator bundle.
+    pub first_start: bool,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningHub {
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The trigger that stops the server gracefully (taken once).
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+
+    /// Waits until the server stops (a signal, or `shutdown`).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("server task")?
+    }
+
+    /// Stops accepting calls, lets calls in flight finish, and waits for the server to stop.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.context("server task")?
+    }
+}
+
+/// Reads the matching key, creating it on first start.
+fn matching_key(path: &Path) -> anyhow::Result<MatchingKey> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading matching key {}", path.display()))?;
+        let bytes = hex::decode(text.trim()).context("matching key is not hex")?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("matching key {} must hold 32 bytes", path.display()))?;
+        Ok(MatchingKey::from_bytes(bytes))
+    } else {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("no randomness for the matching key: {e}"))?;
+        crate::pki::write_private(path, &format!("{}\n", hex::encode(bytes)))?;
+        tracing::info!(path = %path.display(), "created the matching key: back it up with the database");
+        Ok(MatchingKey::from_bytes(bytes))
+    }
+}
+
+/// Starts the hub and returns once it accepts connections.
+pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let paths = config.tls_paths();
+    let tls = crate::pki::ensure_tls(&paths, &config.server_names)?;
+    let first_start = tls.new_admin.is_some();
+    let matching = matching_key(&config.matching_key_path())?;
+    let store = crate::store::open(&config.database_url()).await?;
+    // The administrator's certificate is registered at every start, so a new database still
+    // knows the administrator bundle kept in the data directory.
+    if paths.admin_bundle.exists() {
+        let bundle = Bundle::read(&paths.admin_bundle)?;
+        let der = rustls_pemfile::certs(&mut bundle.cert_pem.as_bytes())
+            .next()
+            .context("admin bundle has no certificate")??;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| anyhow::anyhow!("admin certificate: {e}"))?;
+        let record = crate::domain::partner::CertificateRecord {
+            fingerprint: crate::pki::fingerprint(&der),
+            serial: cert.raw_serial_as_string(),
+            not_after: crate::domain::Timestamp::from_micros(
+                cert.validity().not_after.timestamp() * 1_000_000,
+            ),
+            issued_at: crate::domain::Timestamp::from_micros(
+                cert.validity().not_before.timestamp() * 1_000_000,
+            ),
+            pem: bundle.cert_pem.clone(),
+        };
+        store
+            .register_admin_certificate(&record)
+            .await
+            .context("registering the administrator certificate")?;
+    }
+    let tls_config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &tls.server_cert_pem,
+            &tls.server_key_pem,
+        ))
+        .client_ca_root(Certificate::from_pem(tls.authority.cert_pem()));
+
+    let api = Api {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        matching: Arc::new(matching),
+        authority: Arc::new(tls.authority),
+        settings: Arc::new(Settings {
+            certificate_validity_days: config.certificate_validity_days,
+            cog_vintage: config.cog_vintage,
+            feed: config.feed.clone(),
+        }),
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    use pb::admin_service_server::AdminServiceServer;
+    use pb::case_service_server::CaseServiceServer;
+    use pb::flag_service_server::FlagServiceServer;
+    use pb::person_service_server::PersonServiceServer;
+    use pb::sync_service_server::SyncServiceServer;
+    health_reporter
+        .set_serving::<PersonServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<FlagServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<CaseServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<SyncServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<Api>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+
+    let router = Server::builder()
+        .tls_config(tls_config)
+        .context("configuring TLS")?
+        // Keepalive pings find dead subscribers (a bus leaving coverage) and free their tasks.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(PersonServiceServer::new(api.clone()))
+        .add_service(FlagServiceServer::new(api.clone()))
+        .add_service(CaseServiceServer::new(api.clone()))
+        .add_service(SyncServiceServer::new(api.clone()))
+        .add_service(AdminServiceServer::new(api));
+    let incoming = TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+            .context("serving gRPC")
+    });
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "relais hub listening");
+    Ok(RunningHub {
+        addr,
+        data_dir: config.data_dir.clone(),
+        tls: paths,
+        store,
+        first_start,
+        shutdown: Some(shutdown_tx),
+        task,
+    })
+}

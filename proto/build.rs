@@ -1,0 +1,25 @@
+//! Compiles `relais/v1/*.proto` with protox (pure Rust, no system `protoc`) and generates the
+//! prost messages and tonic services, plus the descriptor set served by reflection.
+
+use prost::Message;
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "relais/v1/common.proto",
+        "relais/v1/persons.proto",
+        "relais/v1/flags.proto",
+        "relais/v1/cases.proto",
+        "relais/v1/sync.proto",
+        "relais/v1/admin.proto",
+    ];
+    println!("cargo:rerun-if-changed=relais");
+    let fds = protox::compile(files, ["."])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("relais_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
