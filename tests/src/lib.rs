@@ -1,1 +1,264 @@
+//! Helpers for the end-to-end tests: a real hub in-process on `127.0.0.1:0`, with a fresh
+//! SQLite database in a temporary directory and real mTLS, and partners that talk to it through
+//! the generated clients.
 
+use relais_hub::pki::Bundle;
+use relais_proto::v1::{
+    self as pb, admin_service_client::AdminServiceClient, case_service_client::CaseServiceClient,
+    flag_service_client::FlagServiceClient, person_service_client::PersonServiceClient,
+    sync_service_client::SyncServiceClient,
+};
+use std::path::{Path, PathBuf};
+use tonic::transport::Channel;
+
+pub use relais_hub;
+pub use relais_proto::v1 as proto;
+
+/// A hub running in this process, and the directory holding its data.
+pub struct TestHub {
+    pub hub: relais_hub::RunningHub,
+    pub dir: tempfile::TempDir,
+    pub admin: AdminServiceClient<Channel>,
+}
+
+pub fn config_for(data_dir: &Path) -> relais_hub::Config {
+    let mut config = relais_hub::Config::default();
+    config.data_dir = data_dir.to_path_buf();
+    config.listen = "127.0.0.1:0".parse().expect("loopback address");
+    config
+}
+
+impl TestHub {
+    pub async fn start() -> TestHub {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let hub = relais_hub::start(config_for(dir.path()))
+            .await
+            .expect("hub starts");
+        let admin_bundle = Bundle::read(&hub.tls.admin_bundle).expect("admin bundle");
+        let admin = AdminServiceClient::new(
+            relais_hub::cli::connect::channel(&hub.url(), &admin_bundle)
+                .await
+                .expect("admin connects"),
+        );
+        TestHub { hub, dir, admin }
+    }
+
+    pub fn url(&self) -> String {
+        self.hub.url()
+    }
+
+    /// Registers a partner through the admin API and returns it connected with its own bundle.
+    pub async fn partner(&self, id: &str, kind: pb::PartnerKind) -> Partner {
+        let (key, csr_pem) = relais_hub::pki::new_key_and_csr(id).expect("csr");
+        let response = self
+            .admin
+            .clone()
+            .add_partner(pb::AddPartnerRequest {
+                id: id.to_string(),
+                kind: kind as i32,
+                name: format!("Partner {id}"),
+                territory: vec!["31483".into()],
+                cog_vintage: 0,
+                csr_pem,
+                request_id: new_request_id(),
+            })
+            .await
+            .expect("partner added")
+            .into_inner();
+        let bundle = Bundle {
+            cert_pem: response.certificate_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: response.ca_certificate_pem,
+        };
+        Partner::connect(id, &self.url(), bundle).await
+    }
+
+    /// Where a bundle for `id` would be written.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A partner's clients, connected over mTLS with its own certificate.
+#[derive(Clone)]
+pub struct Partner {
+    pub id: String,
+    pub bundle: Bundle,
+    pub persons: PersonServiceClient<Channel>,
+    pub flags: FlagServiceClient<Channel>,
+    pub cases: CaseServiceClient<Channel>,
+    pub sync: SyncServiceClient<Channel>,
+}
+
+impl Partner {
+    pub async fn connect(id: &str, url: &str, bundle: Bundle) -> Partner {
+        let channel = relais_hub::cli::connect::channel(url, &bundle)
+            .await
+            .expect("partner connects");
+        Partner {
+            id: id.to_string(),
+            bundle,
+            persons: PersonServiceClient::new(channel.clone()),
+            flags: FlagServiceClient::new(channel.clone()),
+            cases: CaseServiceClient::new(channel.clone()),
+            sync: SyncServiceClient::new(channel),
+        }
+    }
+
+    /// Links `local_id` to the person with these traits.
+    pub async fn link(&self, local_id: &str, pivot: pb::PivotIdentity) -> pb::LinkPersonResponse {
+        self.persons
+            .clone()
+            .link_person(pb::LinkPersonRequest {
+                context: ctx(),
+                local_id: local_id.into(),
+                pivot: Some(pivot),
+                person_id: String::new(),
+                request_id: new_request_id(),
+            })
+            .await
+            .expect("link")
+            .into_inner()
+    }
+
+    pub async fn raise(&self, local_id: &str, code: &str) -> pb::Flag {
+        self.flags
+            .clone()
+            .raise_flag(pb::RaiseFlagRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                code: code.into(),
+                note: String::new(),
+                valid_until: String::new(),
+                request_id: new_request_id(),
+            })
+            .await
+            .expect("raise flag")
+            .into_inner()
+            .flag
+            .expect("flag")
+    }
+
+    pub async fn open_case(&self, local_id: &str, procedure: &str) -> pb::Case {
+        self.cases
+            .clone()
+            .open_case(pb::OpenCaseRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                procedure: procedure.into(),
+                missing_documents: vec![],
+                due_date: String::new(),
+                initial_status: 0,
+                request_id: new_request_id(),
+            })
+            .await
+            .expect("open case")
+            .into_inner()
+            .r#case
+            .expect("case")
+    }
+
+    /// Moves a case; the raw result, for tests of refusals.
+    pub async fn try_move(
+        &self,
+        case: &pb::Case,
+        to: pb::CaseStatus,
+    ) -> Result<pb::TransitionCaseResponse, tonic::Status> {
+        let mut request = transition(case, to);
+        if to == pb::CaseStatus::Refused {
+            request.reason = "pièces non conformes".into();
+        }
+        self.cases
+            .clone()
+            .transition_case(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn move_case(&self, case: &pb::Case, to: pb::CaseStatus) -> pb::Case {
+        self.try_move(case, to)
+            .await
+            .unwrap_or_else(|s| panic!("move to {to:?}: {s:?}"))
+            .r#case
+            .expect("case")
+    }
+
+    /// Every event of the feed after `after`, until the hub says it caught up.
+    pub async fn feed_until_caught_up(&self, after: u64) -> Vec<pb::ChangeEvent> {
+        let mut stream = self
+            .sync
+            .clone()
+            .subscribe(pb::SubscribeRequest {
+                context: ctx(),
+                after_position: after,
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let mut events = Vec::new();
+        while let Some(message) = stream.message().await.expect("feed message") {
+            match message.payload {
+                Some(pb::subscribe_response::Payload::Event(e)) => events.push(e),
+                Some(pb::subscribe_response::Payload::CaughtUp(_)) => break,
+                None => {}
+            }
+        }
+        events
+    }
+}
+
+pub fn transition(case: &pb::Case, to: pb::CaseStatus) -> pb::TransitionCaseRequest {
+    pb::TransitionCaseRequest {
+        context: ctx(),
+        case_id: case.id.clone(),
+        expected_version: case.version,
+        to_status: to as i32,
+        reason: String::new(),
+        missing_documents: None,
+        duplicate_of: String::new(),
+        redirect_to_partner: String::new(),
+        redirect_procedure: String::new(),
+        request_id: new_request_id(),
+    }
+}
+
+pub fn ctx() -> Option<pb::RequestContext> {
+    Some(pb::RequestContext {
+        purpose: pb::Purpose::Accompagnement as i32,
+        agent: "agent-1".into(),
+    })
+}
+
+pub fn local(id: &str) -> pb::PersonRef {
+    pb::PersonRef {
+        r#ref: Some(pb::person_ref::Ref::LocalId(id.into())),
+    }
+}
+
+pub fn person(id: &str) -> pb::PersonRef {
+    pb::PersonRef {
+        r#ref: Some(pb::person_ref::Ref::PersonId(id.into())),
+    }
+}
+
+pub fn pivot(family: &str, given: &str, birth_date: &str, place: &str) -> pb::PivotIdentity {
+    pb::PivotIdentity {
+        family_name: family.into(),
+        first_given_name: given.into(),
+        birth_date: birth_date.into(),
+        birth_place_cog: place.into(),
+    }
+}
+
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The fields named by a status's `google.rpc.BadRequest` details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

@@ -33,7 +33,53 @@ pub enum Command {
     Client(client::ClientArgs),
 }
 
-/// Runs the command line; `main` only sets up logging and the runtime.
+/// The `relais` program: parses the command line, sets up logging and the runtime, runs the
+/// command and prints its error, if any, for a person to read.
+pub fn main() -> std::process::ExitCode {
+    use tracing_subscriber::EnvFilter;
+    let cli = Cli::parse();
+    // RUST_LOG wins; otherwise the configured filter applies.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let configured = crate::Config::load(None)
+            .map(|c| c.log.filter)
+            .unwrap_or_else(|_| "info".into());
+        EnvFilter::new(configured)
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as a person reads it: a gRPC status with its code and field violations, or the
+/// chain of causes.
+fn describe(e: &anyhow::Error) -> String {
+    use tonic_types::StatusExt;
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        let mut text = format!("{:?}: {}", status.code(), status.message());
+        if let Some(bad) = status.get_details_bad_request() {
+            for v in bad.field_violations {
+                text.push_str(&format!("\n  {}: {}", v.field, v.description));
+            }
+        }
+        return text;
+    }
+    format!("{e:#}")
+}
+
+/// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config).await,

@@ -1,0 +1,243 @@
+//! "Tell us once": two partners find the same person by traits and see each other's flags.
+
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+use tonic::Code;
+
+#[tokio::test]
+async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+
+    let first = bus
+        .link(
+            "BUS-0001",
+            pivot("Dupont-Lefèvre", "Élodie", "1951-03-08", "31021"),
+        )
+        .await;
+    assert_eq!(first.outcome, pb::LinkOutcome::Created as i32);
+    let second = ccas
+        .link(
+            "REG-17",
+            pivot("DUPONT LEFEVRE", "ELODIE", "1951-03-08", "31021"),
+        )
+        .await;
+    assert_eq!(second.outcome, pb::LinkOutcome::MatchedByPivot as i32);
+    assert_eq!(first.person_id, second.person_id, "one person, known once");
+
+    // Another birth date is another person.
+    let other = ccas
+        .link(
+            "REG-18",
+            pivot("Dupont-Lefèvre", "Élodie", "1951-03-09", "31021"),
+        )
+        .await;
+    assert_eq!(other.outcome, pb::LinkOutcome::Created as i32);
+    assert_ne!(other.person_id, first.person_id);
+
+    let flag = bus.raise("BUS-0001", "SANS_INTERNET").await;
+    assert_eq!(flag.source_partner, "cc-comminges");
+    assert_eq!(flag.label, "Pas d'équipement ou de connexion");
+    ccas.raise("REG-17", "ELOIGNEMENT").await;
+
+    let summary = ccas
+        .persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(local("REG-17")),
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut codes: Vec<_> = summary.flags.iter().map(|f| f.code.as_str()).collect();
+    codes.sort();
+    assert_eq!(codes, ["ELOIGNEMENT", "SANS_INTERNET"]);
+    assert_eq!(summary.local_ids, ["REG-17"]);
+
+    // The bus sees the mairie's flag through its own local id.
+    let listed = bus
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("BUS-0001")),
+            include_retracted: false,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.flags.len(), 2);
+
+    // Resolving by traits gives the same hub id and the caller's own local ids.
+    let resolved = ccas
+        .persons
+        .clone()
+        .resolve_person(pb::ResolvePersonRequest {
+            context: ctx(),
+            by: Some(pb::resolve_person_request::By::Pivot(pivot(
+                "dupont lefevre",
+                "élodie",
+                "1951-03-08",
+                "31021",
+            ))),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.person_id, first.person_id);
+    assert_eq!(resolved.local_ids, ["REG-17"]);
+}
+
+#[tokio::test]
+async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    bus.link("B1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    ccas.link("M1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    let flag = bus.raise("B1", "SANS_TRANSPORT").await;
+
+    let again = ccas
+        .flags
+        .clone()
+        .raise_flag(pb::RaiseFlagRequest {
+            context: ctx(),
+            person: Some(local("M1")),
+            code: "SANS_TRANSPORT".into(),
+            note: String::new(),
+            valid_until: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.created);
+    assert_eq!(again.flag.unwrap().id, flag.id);
+
+    let retracted = ccas
+        .flags
+        .clone()
+        .retract_flag(pb::RetractFlagRequest {
+            context: ctx(),
+            flag_id: flag.id.clone(),
+            expected_version: flag.version,
+            reason: "a trouvé un covoiturage".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flag
+        .unwrap();
+    assert_eq!(retracted.status, pb::FlagStatus::Retracted as i32);
+    assert_eq!(retracted.retracted_by_partner, "mairie-aspet");
+
+    let list = |include_retracted| {
+        let bus = bus.clone();
+        async move {
+            bus.flags
+                .clone()
+                .list_flags(pb::ListFlagsRequest {
+                    context: ctx(),
+                    person: Some(local("B1")),
+                    include_retracted,
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .flags
+        }
+    };
+    assert!(list(false).await.is_empty());
+    let history = list(true).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].retraction_reason, "a trouvé un covoiturage");
+
+    // Retracting again with the old version is stale.
+    let stale = ccas
+        .flags
+        .clone()
+        .retract_flag(pb::RetractFlagRequest {
+            context: ctx(),
+            flag_id: flag.id.clone(),
+            expected_version: flag.version,
+            reason: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+}
+
+#[tokio::test]
+async fn a_partner_without_any_tie_to_a_person_does_not_learn_it_exists() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let prefecture = hub
+        .partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
+        .await;
+    let linked = bus
+        .link("B1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    bus.raise("B1", "SANS_INTERNET").await;
+
+    let denied = prefecture
+        .persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(person(&linked.person_id)),
+            include_history: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::NotFound);
+    let unknown = prefecture
+        .persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(person(&uuid::Uuid::now_v7().to_string())),
+            include_history: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.code(),
+        Code::NotFound,
+        "unrelated and unknown look alike"
+    );
+    assert!(prefecture.feed_until_caught_up(0).await.is_empty());
+    assert_eq!(bus.feed_until_caught_up(0).await.len(), 1);
+
+    // No person-level data for statistics, even to a linked partner.
+    let stats = bus
+        .persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: Some(pb::RequestContext {
+                purpose: pb::Purpose::Statistique as i32,
+                agent: "analyst".into(),
+            }),
+            person: Some(local("B1")),
+            include_history: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stats.code(), Code::NotFound);
+}
