@@ -278,3 +278,20 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// The documented example is the default configuration, key for key.
+    #[test]
+    fn the_deploy_example_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hub.example.toml");
+        let example = Config::load_with_env(Some(&path), &[]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            toml::Table::try_from(example).unwrap(),
+            toml::Table::try_from(defaults).unwrap()
+        );
+    }
+}

@@ -22,10 +22,11 @@ pub struct TestHub {
 }
 
 pub fn config_for(data_dir: &Path) -> relais_hub::Config {
-    let mut config = relais_hub::Config::default();
-    config.data_dir = data_dir.to_path_buf();
-    config.listen = "127.0.0.1:0".parse().expect("loopback address");
-    config
+    relais_hub::Config {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        ..relais_hub::Config::default()
+    }
 }
 
 impl TestHub {

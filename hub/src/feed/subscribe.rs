@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::policy;
 use crate::store::{DynStore, Relation};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -21,7 +22,7 @@ use tracing::Instrument;
 #[derive(Debug)]
 pub enum FeedItem {
     Event {
-        change: ChangeRecord,
+        change: Box<ChangeRecord>,
         /// The subscriber's local ids for the event's person.
         local_ids: Vec<LocalId>,
     },
@@ -102,10 +103,10 @@ async fn run(
         for change in changes {
             cursor = change.position;
             let person = change.resource.person();
-            if !relations.contains_key(&person) {
+            if let Entry::Vacant(entry) = relations.entry(person) {
                 let relation = store.relation(partner, person).await?;
                 let local_ids = store.local_ids(partner, person).await?;
-                relations.insert(person, (relation, local_ids));
+                entry.insert((relation, local_ids));
             }
             let (relation, local_ids) = &relations[&person];
             let decision = policy::change_delivery(partner, &change, *relation, purpose);
@@ -113,7 +114,7 @@ async fn run(
                 continue;
             }
             let item = FeedItem::Event {
-                change,
+                change: Box::new(change),
                 local_ids: local_ids.clone(),
             };
             if tx.send(Ok(item)).await.is_err() {
