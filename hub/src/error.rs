@@ -75,18 +75,6 @@ impl Error {
             id: id.to_string(),
         }
     }
-
-    /// Prefixes every field path with `prefix.` (a nested message's fields).
-    pub fn within(self, prefix: &str) -> Self {
-        match self {
-            Error::Invalid(v) => Error::Invalid(
-                v.into_iter()
-                    .map(|f| FieldViolation::new(format!("{prefix}.{}", f.field), f.description))
-                    .collect(),
-            ),
-            other => other,
-        }
-    }
 }
 
 impl From<sqlx::Error> for Error {
@@ -144,8 +132,17 @@ impl Violations {
         self.0.push(FieldViolation::new(field, description));
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Keeps the value of a parse that reports its own field paths; its violations join
+    /// these, any other error is returned.
+    pub fn merge<T>(&mut self, parsed: Result<T>) -> Result<Option<T>> {
+        match parsed {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Invalid(violations)) => {
+                self.0.extend(violations);
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// `Ok` when no violation was recorded.

@@ -70,16 +70,7 @@ impl Api {
                 "required: the version of the referral you read",
             );
         }
-        let action = match action {
-            Ok(a) => Some(a),
-            Err(Error::Invalid(violations)) => {
-                for f in violations {
-                    v.push(f.field, f.description);
-                }
-                None
-            }
-            Err(e) => return Err(e),
-        };
+        let action = v.merge(action)?;
         v.finish()?;
         let (Some(id), Some(request_id), Some(action)) = (id, request_id, action) else {
             return Err(Error::Internal("validated fields missing".into()));

@@ -35,16 +35,7 @@ impl PersonService for Api {
                 v.field("person_id", PersonId::parse(&req.person_id))
             };
             let pivot = match &req.pivot {
-                Some(p) => match pivot(p, "pivot") {
-                    Ok(p) => Some(p),
-                    Err(Error::Invalid(violations)) => {
-                        for f in violations {
-                            v.push(f.field, f.description);
-                        }
-                        None
-                    }
-                    Err(other) => return Err(other),
-                },
+                Some(p) => v.merge(pivot(p, "pivot"))?,
                 None => None,
             };
             if !req.person_id.is_empty() && req.pivot.is_some() {

@@ -145,7 +145,6 @@ pub trait Store: Send + Sync + 'static {
         local_id: &LocalId,
     ) -> Result<Option<PersonId>>;
     async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>>;
-    async fn person_exists(&self, person: PersonId) -> Result<bool>;
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>>;
     async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation>;
 

@@ -592,14 +592,6 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn person_exists(&self, person: PersonId) -> Result<bool> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = ?")
-            .bind(person.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.is_some())
-    }
-
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT local_id FROM person_links WHERE person_id = ? AND partner_id = ? ORDER BY local_id",
