@@ -25,6 +25,22 @@ pub struct Config {
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub feed: FeedConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days an audit entry is kept (CNIL guidance for access logs: six months to a year).
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
 }
 
 /// Paths of provided TLS files; empty means the development files under `data_dir/tls`.
@@ -66,6 +82,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             feed: FeedConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }

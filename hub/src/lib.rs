@@ -4,6 +4,7 @@
 //! Layers, one direction: `api` → `domain` → `policy` → `store` → `feed`.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -6,6 +6,8 @@ use crate::config::Config;
 use crate::domain::SystemClock;
 use crate::domain::pivot::MatchingKey;
 use crate::pki::{Bundle, TlsPaths};
+use crate::policy::engine::DEFAULT_RULES;
+use crate::policy::{Engine, Gate};
 use crate::store::DynStore;
 use anyhow::Context;
 use relais_proto::v1 as pb;
@@ -76,6 +78,63 @@ fn matching_key(path: &Path) -> anyhow::Result<MatchingKey> {
     }
 }
 
+/// The rules in force, stored; on a new database the territory's default rules become
+/// version 1.
+async fn load_rules(store: &DynStore, clock: &dyn crate::domain::Clock) -> anyhow::Result<Engine> {
+    let (version, text) = match store.active_rules().await? {
+        Some((version, text)) => (version.version, text),
+        None => {
+            let meta = crate::store::WriteMeta {
+                principal: "relais".into(),
+                agent: crate::domain::AgentId::system(),
+                request_id: crate::domain::RequestId::parse("relais-default-rules")
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                fingerprint: String::new(),
+                at: clock.now(),
+                audit: vec![],
+            };
+            let v = store
+                .add_rules(
+                    DEFAULT_RULES,
+                    "relais",
+                    "default rules of the territory",
+                    None,
+                    &meta,
+                )
+                .await?;
+            (v.version, DEFAULT_RULES.to_string())
+        }
+    };
+    Engine::new(version, &text, true).map_err(|errors| {
+        anyhow::anyhow!(
+            "the stored access rules (version {version}) do not compile: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
+}
+
+/// Purges audit entries older than the retention, at start and then daily (CNIL: keep access
+/// logs six months to a year).
+fn spawn_audit_retention(store: DynStore, clock: Arc<dyn crate::domain::Clock>, days: u32) {
+    tokio::spawn(async move {
+        loop {
+            let cutoff = crate::domain::Timestamp::from_micros(
+                clock.now().micros() - i64::from(days) * 86_400 * 1_000_000,
+            );
+            match store.purge_audit(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, days, "audit entries past retention removed"),
+                Err(e) => tracing::warn!(error = %e, "audit retention purge failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        }
+    });
+}
+
 /// Starts the hub and returns once it accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(&config.data_dir)
@@ -117,9 +176,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
         ))
         .client_ca_root(Certificate::from_pem(tls.authority.cert_pem()));
 
+    let clock: Arc<dyn crate::domain::Clock> = Arc::new(SystemClock);
+    let engine = Arc::new(load_rules(&store, clock.as_ref()).await?);
+    let gate = Arc::new(Gate::new(engine, store.clone(), clock.clone()));
+    spawn_audit_retention(store.clone(), clock.clone(), config.audit.retention_days);
     let api = Api {
         store: store.clone(),
-        clock: Arc::new(SystemClock),
+        gate,
+        clock,
         matching: Arc::new(matching),
         authority: Arc::new(tls.authority),
         settings: Arc::new(Settings {
@@ -132,6 +196,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     use pb::admin_service_server::AdminServiceServer;
     use pb::case_service_server::CaseServiceServer;
+    use pb::consent_service_server::ConsentServiceServer;
     use pb::flag_service_server::FlagServiceServer;
     use pb::person_service_server::PersonServiceServer;
     use pb::sync_service_server::SyncServiceServer;
@@ -173,6 +238,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
         .add_service(PersonServiceServer::new(api.clone()))
         .add_service(FlagServiceServer::new(api.clone()))
         .add_service(CaseServiceServer::new(api.clone()))
+        .add_service(ConsentServiceServer::new(api.clone()))
         .add_service(SyncServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api));
     let incoming = TcpListenerStream::new(listener);

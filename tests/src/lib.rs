@@ -5,8 +5,8 @@
 use relais_hub::pki::Bundle;
 use relais_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, case_service_client::CaseServiceClient,
-    flag_service_client::FlagServiceClient, person_service_client::PersonServiceClient,
-    sync_service_client::SyncServiceClient,
+    consent_service_client::ConsentServiceClient, flag_service_client::FlagServiceClient,
+    person_service_client::PersonServiceClient, sync_service_client::SyncServiceClient,
 };
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
@@ -89,6 +89,7 @@ pub struct Partner {
     pub flags: FlagServiceClient<Channel>,
     pub cases: CaseServiceClient<Channel>,
     pub sync: SyncServiceClient<Channel>,
+    pub consent: ConsentServiceClient<Channel>,
 }
 
 impl Partner {
@@ -102,7 +103,8 @@ impl Partner {
             persons: PersonServiceClient::new(channel.clone()),
             flags: FlagServiceClient::new(channel.clone()),
             cases: CaseServiceClient::new(channel.clone()),
-            sync: SyncServiceClient::new(channel),
+            sync: SyncServiceClient::new(channel.clone()),
+            consent: ConsentServiceClient::new(channel),
         }
     }
 
@@ -151,6 +153,7 @@ impl Partner {
                 due_date: String::new(),
                 initial_status: 0,
                 request_id: new_request_id(),
+                theme: String::new(),
             })
             .await
             .expect("open case")
@@ -184,6 +187,25 @@ impl Partner {
             .expect("case")
     }
 
+    /// Records, at this partner's counter, the person's consent that `grantee` receives
+    /// `categories` for `purposes`.
+    pub async fn grant(
+        &self,
+        local_id: &str,
+        grantee: pb::grantee::Grantee,
+        categories: &[&str],
+        purposes: &[pb::Purpose],
+    ) -> pb::Consent {
+        self.consent
+            .clone()
+            .grant_consent(consent_request(local_id, grantee, categories, purposes))
+            .await
+            .expect("grant consent")
+            .into_inner()
+            .consent
+            .expect("consent")
+    }
+
     /// Every event of the feed after `after`, until the hub says it caught up.
     pub async fn feed_until_caught_up(&self, after: u64) -> Vec<pb::ChangeEvent> {
         let mut stream = self
@@ -206,6 +228,54 @@ impl Partner {
         }
         events
     }
+}
+
+/// A consent request signed on paper, with the notice of 2026, on the basis of consent.
+pub fn consent_request(
+    local_id: &str,
+    grantee: pb::grantee::Grantee,
+    categories: &[&str],
+    purposes: &[pb::Purpose],
+) -> pb::GrantConsentRequest {
+    pb::GrantConsentRequest {
+        context: ctx(),
+        person: Some(local(local_id)),
+        grantee: Some(pb::Grantee {
+            grantee: Some(grantee),
+        }),
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+        purposes: purposes.iter().map(|p| *p as i32).collect(),
+        legal_basis: pb::LegalBasis::Consent as i32,
+        method: pb::CollectionMethod::SignedPaper as i32,
+        witness: String::new(),
+        notice_version: "notice-2026-01".into(),
+        notice_language: "fr".into(),
+        evidence_ref: "scan-0001".into(),
+        expires_at: None,
+        request_id: new_request_id(),
+    }
+}
+
+/// Every data category of flags (the taxonomy's categories).
+pub const FLAG_CATEGORIES: [&str; 8] = [
+    "mobility",
+    "digital",
+    "language",
+    "administrative",
+    "social",
+    "financial",
+    "housing",
+    "health",
+];
+
+/// The grantee "every partner of this kind".
+pub fn kind(k: pb::PartnerKind) -> pb::grantee::Grantee {
+    pb::grantee::Grantee::Kind(k as i32)
+}
+
+/// The grantee "this partner".
+pub fn partner(id: &str) -> pb::grantee::Grantee {
+    pb::grantee::Grantee::Partner(id.to_string())
 }
 
 pub fn transition(case: &pb::Case, to: pb::CaseStatus) -> pb::TransitionCaseRequest {

@@ -101,6 +101,7 @@ async fn each_kind_of_bad_input_names_its_fields() {
         due_date: "demain".into(),
         initial_status: pb::CaseStatus::Closed as i32,
         request_id: new_request_id(),
+        theme: String::new(),
     };
     assert_eq!(
         fields(cases.open_case(open).await),

@@ -279,18 +279,35 @@ async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered() {
         .await;
     let case = bus.open_case("B1", "F1342").await;
 
+    // A fiche navette goes only where the person agreed.
+    let send = |to: &str| pb::SendReferralRequest {
+        context: ctx(),
+        case_id: case.id.clone(),
+        to_partner: to.into(),
+        reason: "renouvellement CNI, pas de moyen de transport".into(),
+        requested_action: "rendez-vous au bus mardi à Aspet".into(),
+        due_date: "2026-12-15".into(),
+        request_id: new_request_id(),
+    };
+    let refused = bus
+        .cases
+        .clone()
+        .send_referral(send("sp-saint-gaudens"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    bus.grant(
+        "B1",
+        partner("sp-saint-gaudens"),
+        &["referrals", "case_status"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
+
     let sent = bus
         .cases
         .clone()
-        .send_referral(pb::SendReferralRequest {
-            context: ctx(),
-            case_id: case.id.clone(),
-            to_partner: "sp-saint-gaudens".into(),
-            reason: "renouvellement CNI, pas de moyen de transport".into(),
-            requested_action: "rendez-vous au bus mardi à Aspet".into(),
-            due_date: "2026-12-15".into(),
-            request_id: new_request_id(),
-        })
+        .send_referral(send("sp-saint-gaudens"))
         .await
         .unwrap()
         .into_inner()

@@ -38,6 +38,13 @@ async fn a_subscriber_that_disconnects_and_resumes_sees_every_event_once() {
         let p = pivot("Habitant", &format!("Prénom{i}"), "1950-01-01", "31021");
         bus.link(&format!("B{i}"), p.clone()).await;
         ccas.link(&format!("M{i}"), p).await;
+        bus.grant(
+            &format!("B{i}"),
+            kind(PartnerKind::Mairie),
+            &FLAG_CATEGORIES,
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
     }
 
     // A writer raises flags while the subscriber reads; the subscriber drops its connection
@@ -195,6 +202,13 @@ async fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
         let p = pivot("Habitant", &format!("P{i}"), "1950-01-01", "31021");
         bus.link(&format!("B{i}"), p.clone()).await;
         ccas.link(&format!("M{i}"), p).await;
+        bus.grant(
+            &format!("B{i}"),
+            kind(PartnerKind::Mairie),
+            &FLAG_CATEGORIES,
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
     }
     // The slow subscriber opens its stream and reads one event, then stops reading.
     let mut slow = bus
@@ -270,6 +284,7 @@ async fn a_retried_write_returns_the_first_result_and_changes_nothing() {
                     due_date: String::new(),
                     initial_status: 0,
                     request_id: key,
+                    theme: String::new(),
                 })
                 .await
         }

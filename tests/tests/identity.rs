@@ -103,6 +103,13 @@ async fn a_suspended_partner_is_refused_and_its_subscription_ends_until_resumed(
     let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
     ccas.link("M1", pivot("Castet", "Rose", "1943-02-17", "31021"))
         .await;
+    ccas.grant(
+        "M1",
+        partner("cc-comminges"),
+        &["digital"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
     ccas.raise("M1", "SANS_INTERNET").await;
     let end = tokio::time::timeout(Duration::from_secs(20), feed.next())
         .await

@@ -43,6 +43,44 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
     assert_eq!(flag.label, "Pas d'équipement ou de connexion");
     ccas.raise("REG-17", "ELOIGNEMENT").await;
 
+    // Without consent each sees only its own flag.
+    let own_only = ccas
+        .persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(local("REG-17")),
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own_only.flags.len(), 1);
+    assert_eq!(own_only.flags[0].code, "ELOIGNEMENT");
+
+    // At the bus she agrees that the mairies and the communauté see her difficulties and know
+    // her, to help her with her procedures.
+    for grantee in [
+        kind(PartnerKind::Mairie),
+        kind(PartnerKind::CommunauteDeCommunes),
+    ] {
+        bus.grant(
+            "BUS-0001",
+            grantee,
+            &["mobility", "digital", "identity"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    }
+    // Now a link by traits says that she was known.
+    let third = ccas
+        .link(
+            "REG-99",
+            pivot("Dupont Lefevre", "elodie", "1951-03-08", "31021"),
+        )
+        .await;
+    assert_eq!(third.outcome, pb::LinkOutcome::MatchedByPivot as i32);
+
     let summary = ccas
         .persons
         .clone()
@@ -57,7 +95,7 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
     let mut codes: Vec<_> = summary.flags.iter().map(|f| f.code.as_str()).collect();
     codes.sort();
     assert_eq!(codes, ["ELOIGNEMENT", "SANS_INTERNET"]);
-    assert_eq!(summary.local_ids, ["REG-17"]);
+    assert_eq!(summary.local_ids, ["REG-17", "REG-99"]);
 
     // The bus sees the mairie's flag through its own local id.
     let listed = bus
@@ -92,7 +130,7 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
         .unwrap()
         .into_inner();
     assert_eq!(resolved.person_id, first.person_id);
-    assert_eq!(resolved.local_ids, ["REG-17"]);
+    assert_eq!(resolved.local_ids, ["REG-17", "REG-99"]);
 }
 
 #[tokio::test]

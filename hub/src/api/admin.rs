@@ -1,9 +1,14 @@
 //! AdminService: partners and their certificates. Only the administrator principal calls it.
 
-use super::{AdminCall, Api, convert, request_id};
+use super::{AdminCall, Api, convert, documents, request_id};
+use crate::audit::Verifier;
+use crate::domain::consent::ConsentId;
 use crate::domain::ids::{PartnerId, free_text};
 use crate::domain::partner::{Partner, PartnerStatus, parse_territory_code};
+use crate::domain::{AgentId, DataCategory, FlagCode, PersonId, Theme};
 use crate::error::{Error, Result, Violations};
+use crate::policy::{Action, DecisionRequest, RuleError, Subject, coverage};
+use crate::store::{AlertPlan, RulesVersion};
 use relais_proto::v1::{self as pb, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
@@ -24,12 +29,175 @@ impl Api {
         let (Some(id), Some(reason), Some(request_id)) = (id, reason, request_id) else {
             return Err(Error::Internal("validated fields missing".into()));
         };
+        let meta = call.meta(request_id, format!("partner {id} {}", status.as_str()));
         let partner = self
             .store
-            .set_partner_status(&id, status, reason, &call.meta(request_id))
+            .set_partner_status(&id, status, reason, &meta)
             .await?;
         tracing::info!(partner = %partner.id, status = partner.status.as_str(), "partner status");
         Ok(convert::partner(&partner))
+    }
+}
+
+fn rules_version(v: &RulesVersion) -> pb::RulesVersion {
+    pb::RulesVersion {
+        version: v.version,
+        author: v.author.clone(),
+        comment: v.comment.clone(),
+        created_at: convert::timestamp(v.created_at),
+        restores: v.restores.unwrap_or(0),
+    }
+}
+
+fn rule_errors(errors: Vec<RuleError>) -> Vec<pb::RuleError> {
+    errors
+        .into_iter()
+        .map(|e| pb::RuleError {
+            message: e.message,
+            line: e.line,
+            column: e.column,
+            rule: e.policy,
+        })
+        .collect()
+}
+
+/// A question, parsed, with what the decision needs from the store.
+struct Question {
+    partner: Partner,
+    agent: AgentId,
+    subject: Subject,
+    action: Action,
+    purpose: crate::domain::Purpose,
+    facts: crate::policy::Facts,
+}
+
+impl Question {
+    fn request(&self) -> DecisionRequest<'_> {
+        let coverage = coverage(
+            &self.facts.consents,
+            &self.facts.mandates,
+            &self.partner,
+            &self.agent,
+            &self.subject,
+            self.purpose,
+            self.facts.now,
+        );
+        DecisionRequest {
+            partner: &self.partner,
+            agent: &self.agent,
+            action: self.action,
+            subject: self.subject,
+            purpose: self.purpose,
+            relation: self.facts.relation,
+            coverage,
+            alert_plan: self.facts.alert_plan,
+        }
+    }
+}
+
+impl Api {
+    async fn question(&self, field: &str, q: Option<&pb::AccessQuestion>) -> Result<Question> {
+        let Some(q) = q else {
+            return Err(Error::invalid(field, "required"));
+        };
+        let mut v = Violations::new();
+        let partner = v.field(&format!("{field}.partner"), PartnerId::parse(&q.partner));
+        let agent = v.field(&format!("{field}.agent"), AgentId::parse(&q.agent));
+        let person = v.field(&format!("{field}.person_id"), PersonId::parse(&q.person_id));
+        let category = v.field(
+            &format!("{field}.category"),
+            DataCategory::parse(&q.category),
+        );
+        let purpose = v.field(
+            &format!("{field}.purpose"),
+            convert::purpose_from_pb(q.purpose),
+        );
+        let code = if q.code.is_empty() {
+            Some(None)
+        } else {
+            v.field(&format!("{field}.code"), FlagCode::parse(&q.code))
+                .map(Some)
+        };
+        let theme = if q.theme.is_empty() {
+            Some(None)
+        } else {
+            v.field(&format!("{field}.theme"), Theme::parse(&q.theme))
+                .map(Some)
+        };
+        if let (Some(Some(code)), Some(category)) = (code, category)
+            && DataCategory::from(code.category()) != category
+        {
+            v.push(
+                format!("{field}.code"),
+                format!("{code} is not in category {category}"),
+            );
+        }
+        v.finish()?;
+        let (
+            Some(partner),
+            Some(agent),
+            Some(person),
+            Some(category),
+            Some(purpose),
+            Some(code),
+            Some(theme),
+        ) = (partner, agent, person, category, purpose, code, theme)
+        else {
+            return Err(Error::Internal("validated fields missing".into()));
+        };
+        let partner = self.store.get_partner(&partner).await?.ok_or_else(|| {
+            Error::invalid(
+                format!("{field}.partner"),
+                format!("no partner `{partner}`"),
+            )
+        })?;
+        let facts = self.gate.facts(&partner, person).await?;
+        Ok(Question {
+            partner,
+            agent,
+            subject: Subject {
+                category,
+                code,
+                theme,
+            },
+            action: if q.write { Action::Write } else { Action::Read },
+            purpose,
+            facts,
+        })
+    }
+
+    /// Stores `text` as the new rules version and puts it in force.
+    async fn activate_rules(
+        &self,
+        call: &AdminCall,
+        text: &str,
+        author: &str,
+        comment: &str,
+        restores: Option<i64>,
+        request_id: crate::domain::RequestId,
+    ) -> Result<RulesVersion> {
+        self.gate.engine.validate(text).map_err(|errors| {
+            Error::Invalid(
+                errors
+                    .iter()
+                    .map(|e| crate::error::FieldViolation::new("text", e.to_string()))
+                    .collect(),
+            )
+        })?;
+        let meta = call.meta(request_id, format!("rules changed by {author}: {comment}"));
+        let version = self
+            .store
+            .add_rules(text, author, comment, restores, &meta)
+            .await?;
+        // A retried request returns the version it made; only the newest is put in force.
+        if let Some((active, active_text)) = self.store.active_rules().await? {
+            self.gate
+                .engine
+                .activate(active.version, &active_text)
+                .map_err(|e| Error::Internal(format!("stored rules do not compile: {e:?}")))?;
+        }
+        tracing::info!(version = version.version, author, "access rules activated");
+        Ok(version)
     }
 }
 
@@ -94,10 +262,8 @@ impl AdminService for Api {
             };
             // On a retry the store returns the partner of the first call, with the certificate
             // signed then; this call's signature is simply not used.
-            let stored = self
-                .store
-                .add_partner(partner, &call.meta(request_id))
-                .await?;
+            let meta = call.meta(request_id, format!("partner {} added", partner.id));
+            let stored = self.store.add_partner(partner, &meta).await?;
             tracing::info!(partner = %stored.id, kind = stored.kind.as_str(), "partner added");
             Ok(pb::AddPartnerResponse {
                 certificate_pem: stored
@@ -192,7 +358,7 @@ impl AdminService for Api {
         &self,
         request: Request<pb::IssueCertificateRequest>,
     ) -> Result<Response<pb::IssueCertificateResponse>, Status> {
-        self.admin_call("IssueCertificate", request, |_call, req| async move {
+        self.admin_call("IssueCertificate", request, |call, req| async move {
             let id =
                 PartnerId::parse(&req.partner_id).map_err(|e| convert::invalid("partner_id", e))?;
             if self.store.get_partner(&id).await?.is_none() {
@@ -203,10 +369,369 @@ impl AdminService for Api {
                 id.as_str(),
                 self.settings.certificate_validity_days,
             )?;
+            let mut entry = call.entry();
+            entry.detail = format!("certificate {} issued to {id}", record.fingerprint);
             self.store.add_certificate(&id, record).await?;
+            self.store.record_access(vec![entry], vec![]).await?;
             Ok(pb::IssueCertificateResponse {
                 certificate_pem,
                 ca_certificate_pem: self.authority.cert_pem().to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn get_rules(
+        &self,
+        request: Request<pb::GetRulesRequest>,
+    ) -> Result<Response<pb::GetRulesResponse>, Status> {
+        self.admin_call("GetRules", request, |_call, _req| async move {
+            let (version, text) = self
+                .store
+                .active_rules()
+                .await?
+                .ok_or_else(|| Error::Internal("no rules stored".into()))?;
+            Ok(pb::GetRulesResponse {
+                version: Some(rules_version(&version)),
+                text,
+                schema: crate::policy::engine::SCHEMA.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn validate_rules(
+        &self,
+        request: Request<pb::ValidateRulesRequest>,
+    ) -> Result<Response<pb::ValidateRulesResponse>, Status> {
+        self.admin_call("ValidateRules", request, |_call, req| async move {
+            let errors = self
+                .gate
+                .engine
+                .validate(&req.text)
+                .err()
+                .unwrap_or_default();
+            Ok(pb::ValidateRulesResponse {
+                valid: errors.is_empty(),
+                errors: rule_errors(errors),
+            })
+        })
+        .await
+    }
+
+    async fn test_rules(
+        &self,
+        request: Request<pb::TestRulesRequest>,
+    ) -> Result<Response<pb::TestRulesResponse>, Status> {
+        self.admin_call("TestRules", request, |_call, req| async move {
+            let mut questions = Vec::new();
+            for (i, q) in req.questions.iter().enumerate() {
+                questions.push(self.question(&format!("questions[{i}]"), Some(q)).await?);
+            }
+            let requests: Vec<_> = questions.iter().map(Question::request).collect();
+            let current = requests
+                .iter()
+                .map(|r| convert::decision(&self.gate.engine.decide(r)))
+                .collect();
+            match self.gate.engine.dry_run(&req.text, &requests) {
+                Ok(candidate) => Ok(pb::TestRulesResponse {
+                    valid: true,
+                    errors: vec![],
+                    candidate: candidate.iter().map(convert::decision).collect(),
+                    current,
+                }),
+                Err(errors) => Ok(pb::TestRulesResponse {
+                    valid: false,
+                    errors: rule_errors(errors),
+                    candidate: vec![],
+                    current,
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn set_rules(
+        &self,
+        request: Request<pb::SetRulesRequest>,
+    ) -> Result<Response<pb::SetRulesResponse>, Status> {
+        self.admin_call("SetRules", request, |call, req| async move {
+            let mut v = Violations::new();
+            let author = v.field("author", free_text(&req.author, 200));
+            let comment = v.field("comment", free_text(&req.comment, 1000));
+            if req.author.trim().is_empty() {
+                v.push("author", "required: who changes the rules");
+            }
+            if req.comment.trim().is_empty() {
+                v.push("comment", "required: why the rules change");
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(author), Some(comment), Some(request_id)) = (author, comment, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let version = self
+                .activate_rules(&call, &req.text, &author, &comment, None, request_id)
+                .await?;
+            Ok(pb::SetRulesResponse {
+                version: Some(rules_version(&version)),
+            })
+        })
+        .await
+    }
+
+    async fn rollback_rules(
+        &self,
+        request: Request<pb::RollbackRulesRequest>,
+    ) -> Result<Response<pb::RollbackRulesResponse>, Status> {
+        self.admin_call("RollbackRules", request, |call, req| async move {
+            let mut v = Violations::new();
+            let author = v.field("author", free_text(&req.author, 200));
+            if req.author.trim().is_empty() {
+                v.push("author", "required: who rolls the rules back");
+            }
+            let comment = v.field("comment", free_text(&req.comment, 1000));
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(author), Some(comment), Some(request_id)) = (author, comment, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let versions = self.store.rules_versions().await?;
+            let target = if req.to_version == 0 {
+                let active = versions.last().map_or(0, |v| v.version);
+                versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.version < active)
+                    .map(|v| v.version)
+                    .ok_or_else(|| {
+                        Error::FailedPrecondition(
+                            "there is no earlier version to roll back to".into(),
+                        )
+                    })?
+            } else {
+                req.to_version
+            };
+            let text = self
+                .store
+                .rules_text(target)
+                .await?
+                .ok_or_else(|| Error::not_found("rules version", target))?;
+            let comment = if comment.is_empty() {
+                format!("rollback to version {target}")
+            } else {
+                comment
+            };
+            let version = self
+                .activate_rules(&call, &text, &author, &comment, Some(target), request_id)
+                .await?;
+            Ok(pb::RollbackRulesResponse {
+                version: Some(rules_version(&version)),
+            })
+        })
+        .await
+    }
+
+    async fn list_rules_versions(
+        &self,
+        request: Request<pb::ListRulesVersionsRequest>,
+    ) -> Result<Response<pb::ListRulesVersionsResponse>, Status> {
+        self.admin_call("ListRulesVersions", request, |_call, _req| async move {
+            let versions = self.store.rules_versions().await?;
+            Ok(pb::ListRulesVersionsResponse {
+                active: versions.last().map_or(0, |v| v.version),
+                versions: versions.iter().map(rules_version).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        self.admin_call("Explain", request, |call, req| async move {
+            let q = self.question("question", req.question.as_ref()).await?;
+            let decision = self.gate.engine.decide(&q.request());
+            let mut entry = call.entry();
+            entry.person = Some(q.facts.person);
+            entry.categories = vec![q.subject.category.as_str().to_string()];
+            entry.purpose = Some(q.purpose.as_str().to_string());
+            entry.policies = decision.policies.clone();
+            entry.detail = format!(
+                "explain for {}/{}: {}",
+                q.partner.id,
+                q.agent,
+                decision.summary()
+            );
+            self.store.record_access(vec![entry], vec![]).await?;
+            Ok(pb::ExplainResponse {
+                decision: Some(convert::decision(&decision)),
+            })
+        })
+        .await
+    }
+
+    async fn set_alert_plan(
+        &self,
+        request: Request<pb::SetAlertPlanRequest>,
+    ) -> Result<Response<pb::SetAlertPlanResponse>, Status> {
+        self.admin_call("SetAlertPlan", request, |call, req| async move {
+            let mut v = Violations::new();
+            let reason = v.field("reason", free_text(&req.reason, 500));
+            if req.active && req.reason.trim().is_empty() {
+                v.push(
+                    "reason",
+                    "required: which alert (canicule, grand froid…) and who triggered it",
+                );
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(reason), Some(request_id)) = (reason, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let plan = AlertPlan {
+                active: req.active,
+                reason: reason.clone(),
+                since: Some(call.at()),
+            };
+            let meta = call.meta(
+                request_id,
+                format!(
+                    "alert plan {}: {reason}",
+                    if req.active { "triggered" } else { "ended" }
+                ),
+            );
+            let plan = self.store.set_alert_plan(plan, &meta).await?;
+            Ok(pb::SetAlertPlanResponse {
+                active: plan.active,
+                reason: plan.reason,
+                since: plan.since.and_then(convert::timestamp),
+            })
+        })
+        .await
+    }
+
+    async fn list_person_consents(
+        &self,
+        request: Request<pb::ListPersonConsentsRequest>,
+    ) -> Result<Response<pb::ListPersonConsentsResponse>, Status> {
+        self.admin_call("ListPersonConsents", request, |call, req| async move {
+            let person =
+                PersonId::parse(&req.person_id).map_err(|e| convert::invalid("person_id", e))?;
+            let consents = self.store.consents_of(person).await?;
+            let mandates = self.store.mandates_of(person).await?;
+            let mut entry = call.entry();
+            entry.person = Some(person);
+            self.store.record_access(vec![entry], vec![]).await?;
+            Ok(pb::ListPersonConsentsResponse {
+                consents: consents
+                    .iter()
+                    .map(|c| convert::consent(c, call.at()))
+                    .collect(),
+                mandates: mandates
+                    .iter()
+                    .map(|m| convert::mandate(m, call.at()))
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn withdraw_person_consent(
+        &self,
+        request: Request<pb::WithdrawPersonConsentRequest>,
+    ) -> Result<Response<pb::WithdrawPersonConsentResponse>, Status> {
+        self.admin_call("WithdrawPersonConsent", request, |call, req| async move {
+            let mut v = Violations::new();
+            let id = v.field("consent_id", ConsentId::parse(&req.consent_id));
+            let channel = v.field("channel", free_text(&req.channel, 64));
+            if req.channel.trim().is_empty() {
+                v.push(
+                    "channel",
+                    "required: how the person asked (courrier, telephone…)",
+                );
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(id), Some(channel), Some(request_id)) = (id, channel, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let meta = Api::admin_withdraw_meta(&call, request_id, id);
+            let (_, redactions) = self
+                .withdraw(id, channel, "admin".into(), "admin".into(), &meta)
+                .await?;
+            Ok(pb::WithdrawPersonConsentResponse {
+                redacted_partners: redactions.iter().map(|r| r.partner.to_string()).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        self.admin_call("VerifyAudit", request, |_call, _req| async move {
+            let anchor = self.store.audit_anchor().await?;
+            let mut verifier = Verifier::new(&anchor);
+            let mut after = anchor.seq;
+            'pages: loop {
+                let page = self.store.audit_page(after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for entry in &page {
+                    if !verifier.step(entry) {
+                        break 'pages;
+                    }
+                }
+            }
+            let v = verifier.finish();
+            if let Some((seq, problem)) = &v.broken {
+                tracing::error!(seq, problem, "audit log verification failed");
+            }
+            Ok(pb::VerifyAuditResponse {
+                intact: v.broken.is_none(),
+                entries_checked: v.checked,
+                first_bad_seq: v.broken.as_ref().map_or(0, |(s, _)| *s),
+                problem: v.broken.map(|(_, p)| p).unwrap_or_default(),
+                head_seq: v.head.seq,
+                head_hash: v.head.hash,
+            })
+        })
+        .await
+    }
+
+    async fn get_access_report(
+        &self,
+        request: Request<pb::GetAccessReportRequest>,
+    ) -> Result<Response<pb::GetAccessReportResponse>, Status> {
+        self.admin_call("GetAccessReport", request, |call, req| async move {
+            let person =
+                PersonId::parse(&req.person_id).map_err(|e| convert::invalid("person_id", e))?;
+            let audit = self.store.audit_of_person(person).await?;
+            let consents = self.store.consents_of(person).await?;
+            let mandates = self.store.mandates_of(person).await?;
+            if audit.is_empty() && consents.is_empty() {
+                return Err(Error::not_found("person", person));
+            }
+            let report = documents::AccessReport::new(
+                person,
+                call.at(),
+                audit,
+                consents,
+                mandates,
+                &self.partner_names().await?,
+            );
+            let mut entry = call.entry();
+            entry.person = Some(person);
+            entry.detail = "access report produced for the person".into();
+            self.store.record_access(vec![entry], vec![]).await?;
+            Ok(pb::GetAccessReportResponse {
+                json: serde_json::to_string_pretty(&report).map_err(Error::from)?,
+                html: report.html(),
             })
         })
         .await

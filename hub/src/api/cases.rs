@@ -5,26 +5,37 @@ use crate::domain::case::{Case, CaseTransition, Procedure, TransitionRequest, pa
 use crate::domain::ids::{CaseId, PartnerId, ReferralId, free_text};
 use crate::domain::partner::PartnerStatus;
 use crate::domain::referral::{Referral, ReferralAction};
-use crate::domain::{CaseStatus, Day, ReferralState};
+use crate::domain::{AgentId, CaseStatus, DataCategory, Day, Purpose, ReferralState, Theme};
 use crate::error::{Error, Result, Violations};
+use crate::policy::{Action, Subject};
 use crate::store::{CaseFilter, Direction, ReferralFilter};
 use relais_proto::v1::{self as pb, case_service_server::CaseService};
 use tonic::{Request, Response, Status};
 
 impl Api {
-    /// A case whose person the caller may see.
+    /// A case the caller may see — it holds it, a referral it is party to names it, or the
+    /// rules and the person's consent share it — or `NOT_FOUND`. The read is audited.
     async fn visible_case(&self, call: &Call, id: CaseId) -> Result<Case> {
         let case = self
             .store
             .get_case(id)
             .await?
             .ok_or_else(|| Error::not_found("case", id))?;
-        if &case.owner != call.id() {
-            self.visible_person(call, case.person)
-                .await
-                .map_err(|_| Error::not_found("case", id))?;
+        let facts = self.gate.facts(&call.partner, case.person).await?;
+        let mut access = self.access(call, facts).await?;
+        let visible = access.case(&case);
+        access
+            .record(
+                &self.store,
+                format!("read:{}", call.method),
+                format!("case {id}"),
+            )
+            .await?;
+        if visible {
+            Ok(case)
+        } else {
+            Err(Error::not_found("case", id))
         }
-        Ok(case)
     }
 
     /// A referral the caller sends or receives.
@@ -75,7 +86,12 @@ impl Api {
         let (Some(id), Some(request_id), Some(action)) = (id, request_id, action) else {
             return Err(Error::Internal("validated fields missing".into()));
         };
-        self.own_referral(&call, id).await?;
+        let current = self.own_referral(&call, id).await?;
+        let meta = call.meta(request_id).audited(call.write_entry(
+            Some(current.person),
+            &[DataCategory::Referrals],
+            None,
+        ));
         let partner = call.id().clone();
         let agent = call.ctx.agent.clone();
         let at = call.at;
@@ -84,7 +100,7 @@ impl Api {
                 id,
                 expected_version,
                 Box::new(move |r| r.apply(action, &partner, &agent, at)),
-                &call.meta(request_id),
+                &meta,
             )
             .await
     }
@@ -122,9 +138,15 @@ impl CaseService for Api {
             else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
-            let person = self
+            let theme = match req.theme.as_str() {
+                "" => None,
+                t => Some(Theme::parse(t).map_err(|e| convert::invalid("theme", e))?),
+            };
+            let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
+            let decision = self.may_write(&call, &facts, Subject::case(theme))?;
+            let person = facts.person;
             let mut history = Vec::new();
             if status == CaseStatus::Sent {
                 history.push(CaseTransition {
@@ -151,8 +173,14 @@ impl CaseService for Api {
                 outcome_reason: String::new(),
                 history,
                 version: 1,
+                theme,
             };
-            let case = self.store.open_case(case, &call.meta(request_id)).await?;
+            let meta = call.meta(request_id).audited(call.write_entry(
+                Some(person),
+                &[DataCategory::CaseStatus],
+                Some(&decision),
+            ));
+            let case = self.store.open_case(case, &meta).await?;
             Ok(pb::OpenCaseResponse {
                 r#case: Some(convert::case(&case)),
             })
@@ -248,13 +276,18 @@ impl CaseService for Api {
             let partner = call.id().clone();
             let agent = call.ctx.agent.clone();
             let at = call.at;
+            let meta = call.meta(request_id).audited(call.write_entry(
+                Some(case.person),
+                &[DataCategory::CaseStatus],
+                None,
+            ));
             let (case, child) = self
                 .store
                 .update_case(
                     id,
                     req.expected_version,
                     Box::new(move |case| case.transition(transition, &partner, &agent, at)),
-                    &call.meta(request_id),
+                    &meta,
                 )
                 .await?;
             tracing::info!(case = %case.id, status = %case.status, "case moved");
@@ -296,25 +329,46 @@ impl CaseService for Api {
                 })
                 .collect();
             v.finish()?;
-            let filter = match &req.person {
-                Some(p) => CaseFilter {
-                    owner: None,
-                    person: Some(self.person_ref(&call, "person", Some(p)).await?),
-                    statuses,
-                },
-                None => CaseFilter {
+            let Some(person) = &req.person else {
+                // The caller's own work queue: its own cases, no one else's data.
+                let filter = CaseFilter {
                     owner: Some(call.id().clone()),
                     person: None,
                     statuses,
-                },
+                };
+                let mut cases = self
+                    .store
+                    .list_cases(&filter, page.after.as_deref(), page.size + 1)
+                    .await?;
+                let next_page_token =
+                    convert::next_page(&mut cases, page.size, |c| c.id.to_string());
+                return Ok(pb::ListCasesResponse {
+                    cases: cases.iter().map(convert::case).collect(),
+                    next_page_token,
+                });
+            };
+            let facts = self.person_ref(&call, "person", Some(person)).await?;
+            let filter = CaseFilter {
+                owner: None,
+                person: Some(facts.person),
+                statuses,
             };
             let mut cases = self
                 .store
                 .list_cases(&filter, page.after.as_deref(), page.size + 1)
                 .await?;
             let next_page_token = convert::next_page(&mut cases, page.size, |c| c.id.to_string());
+            let mut access = self.access(&call, facts).await?;
+            let cases: Vec<_> = cases
+                .iter()
+                .filter(|c| access.case(c))
+                .map(convert::case)
+                .collect();
+            access
+                .record(&self.store, "read:ListCases".into(), String::new())
+                .await?;
             Ok(pb::ListCasesResponse {
-                cases: cases.iter().map(convert::case).collect(),
+                cases,
                 next_page_token,
             })
         })
@@ -351,6 +405,33 @@ impl CaseService for Api {
             };
             let to = self.active_partner("to_partner", &req.to_partner).await?;
             let case = self.visible_case(&call, case_id).await?;
+            // A fiche navette discloses the case to its recipient: it goes only where the
+            // person's consent (or a rule's legal basis) lets referrals go, for orientation.
+            let recipient = self
+                .store
+                .get_partner(&to)
+                .await?
+                .ok_or_else(|| Error::not_found("partner", &to))?;
+            let facts = self.gate.facts(&recipient, case.person).await?;
+            let receiving = self.gate.decide(
+                &facts,
+                &recipient,
+                &AgentId::system(),
+                Action::Read,
+                Subject::category(DataCategory::Referrals),
+                Purpose::Orientation,
+            );
+            if !receiving.allowed {
+                return Err(Error::PermissionDenied(format!(
+                    "the person's consent does not let referrals go to `{to}`: {}",
+                    receiving.reasons.join("; ")
+                )));
+            }
+            let meta = call.meta(request_id).audited(call.write_entry(
+                Some(case.person),
+                &[DataCategory::Referrals, DataCategory::CaseStatus],
+                Some(&receiving),
+            ));
             let referral = Referral {
                 id: ReferralId::new(),
                 case: case.id,
@@ -367,10 +448,7 @@ impl CaseService for Api {
                 history: vec![],
                 version: 1,
             };
-            let referral = self
-                .store
-                .send_referral(referral, &call.meta(request_id))
-                .await?;
+            let referral = self.store.send_referral(referral, &meta).await?;
             Ok(pb::SendReferralResponse {
                 referral: Some(convert::referral(&referral)),
             })

@@ -224,6 +224,7 @@ pub fn case(c: &Case) -> pb::Case {
         outcome_reason: c.outcome_reason.clone(),
         history: c.history.iter().map(case_transition).collect(),
         version: c.version,
+        theme: c.theme.map(|t| t.as_str().to_string()).unwrap_or_default(),
     }
 }
 
@@ -264,11 +265,13 @@ pub fn change(c: &ChangeRecord, local_ids: &[LocalId]) -> pb::ChangeEvent {
         ChangeKind::CaseTransitioned => pb::ChangeKind::CaseTransitioned,
         ChangeKind::ReferralSent => pb::ChangeKind::ReferralSent,
         ChangeKind::ReferralUpdated => pb::ChangeKind::ReferralUpdated,
+        ChangeKind::Redacted => pb::ChangeKind::Redacted,
     };
     let resource = match &c.resource {
         ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f)),
         ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
         ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r)),
+        ChangeResource::Redaction(r) => pb::change_event::Resource::Redaction(redaction(r)),
     };
     pb::ChangeEvent {
         position: c.position,
@@ -332,4 +335,215 @@ pub fn next_page<T>(items: &mut Vec<T>, size: u32, key: impl Fn(&T) -> String) -
 /// Any error turned into one field violation, for values parsed outside `Violations`.
 pub fn invalid(field: &str, e: Invalid) -> Error {
     Error::invalid(field, e.0)
+}
+
+use crate::domain::consent::{
+    CollectionMethod, Consent, Grantee, LegalBasis, Mandate, MandateDuration, RecordState,
+    StatusChange,
+};
+
+pub fn purpose_to_pb(p: Purpose) -> pb::Purpose {
+    match p {
+        Purpose::Accompagnement => pb::Purpose::Accompagnement,
+        Purpose::Instruction => pb::Purpose::Instruction,
+        Purpose::Orientation => pb::Purpose::Orientation,
+        Purpose::AllerVers => pb::Purpose::AllerVers,
+        Purpose::PlanAlerte => pb::Purpose::PlanAlerte,
+        Purpose::Administration => pb::Purpose::Administration,
+        Purpose::Statistique => pb::Purpose::Statistique,
+    }
+}
+
+pub fn legal_basis_from_pb(b: i32) -> Result<LegalBasis, Invalid> {
+    match pb::LegalBasis::try_from(b) {
+        Ok(pb::LegalBasis::Consent) => Ok(LegalBasis::Consent),
+        Ok(pb::LegalBasis::LegalObligation) => Ok(LegalBasis::LegalObligation),
+        Ok(pb::LegalBasis::PublicTask) => Ok(LegalBasis::PublicTask),
+        Ok(pb::LegalBasis::VitalInterest) => Ok(LegalBasis::VitalInterest),
+        Ok(pb::LegalBasis::Unspecified) => Err(Invalid::new(
+            "required: consent, legal_obligation, public_task or vital_interest",
+        )),
+        Err(_) => Err(Invalid::new(format!("unknown legal basis {b}"))),
+    }
+}
+
+fn legal_basis_to_pb(b: LegalBasis) -> pb::LegalBasis {
+    match b {
+        LegalBasis::Consent => pb::LegalBasis::Consent,
+        LegalBasis::LegalObligation => pb::LegalBasis::LegalObligation,
+        LegalBasis::PublicTask => pb::LegalBasis::PublicTask,
+        LegalBasis::VitalInterest => pb::LegalBasis::VitalInterest,
+    }
+}
+
+pub fn method_from_pb(m: i32) -> Result<CollectionMethod, Invalid> {
+    match pb::CollectionMethod::try_from(m) {
+        Ok(pb::CollectionMethod::OralWithWitness) => Ok(CollectionMethod::OralWithWitness),
+        Ok(pb::CollectionMethod::SignedPaper) => Ok(CollectionMethod::SignedPaper),
+        Ok(pb::CollectionMethod::Digital) => Ok(CollectionMethod::Digital),
+        Ok(pb::CollectionMethod::Unspecified) => Err(Invalid::new(
+            "required: oral_with_witness, signed_paper or digital",
+        )),
+        Err(_) => Err(Invalid::new(format!("unknown collection method {m}"))),
+    }
+}
+
+fn method_to_pb(m: CollectionMethod) -> pb::CollectionMethod {
+    match m {
+        CollectionMethod::OralWithWitness => pb::CollectionMethod::OralWithWitness,
+        CollectionMethod::SignedPaper => pb::CollectionMethod::SignedPaper,
+        CollectionMethod::Digital => pb::CollectionMethod::Digital,
+    }
+}
+
+pub fn duration_from_pb(d: i32) -> Result<MandateDuration, Invalid> {
+    match pb::MandateDuration::try_from(d) {
+        Ok(pb::MandateDuration::OneDay) => Ok(MandateDuration::OneDay),
+        Ok(pb::MandateDuration::OneMonth) => Ok(MandateDuration::OneMonth),
+        Ok(pb::MandateDuration::SixMonths) => Ok(MandateDuration::SixMonths),
+        Ok(pb::MandateDuration::OneYear) => Ok(MandateDuration::OneYear),
+        Ok(pb::MandateDuration::Unspecified) => Err(Invalid::new(
+            "required: one_day, one_month, six_months or one_year",
+        )),
+        Err(_) => Err(Invalid::new(format!("unknown mandate duration {d}"))),
+    }
+}
+
+fn duration_to_pb(d: MandateDuration) -> pb::MandateDuration {
+    match d {
+        MandateDuration::OneDay => pb::MandateDuration::OneDay,
+        MandateDuration::OneMonth => pb::MandateDuration::OneMonth,
+        MandateDuration::SixMonths => pb::MandateDuration::SixMonths,
+        MandateDuration::OneYear => pb::MandateDuration::OneYear,
+    }
+}
+
+fn state_to_pb(s: RecordState) -> pb::RecordState {
+    match s {
+        RecordState::Granted => pb::RecordState::Granted,
+        RecordState::Expired => pb::RecordState::Expired,
+        RecordState::Withdrawn => pb::RecordState::Withdrawn,
+    }
+}
+
+fn status_change(c: &StatusChange) -> pb::StatusChange {
+    pb::StatusChange {
+        at: timestamp(c.at),
+        state: state_to_pb(c.status) as i32,
+        by: c.by.clone(),
+        agent: c.agent.clone(),
+        channel: c.channel.clone(),
+    }
+}
+
+fn grantee_to_pb(g: &Grantee) -> pb::Grantee {
+    use pb::grantee::Grantee as G;
+    pb::Grantee {
+        grantee: Some(match g {
+            Grantee::Partner { partner } => G::Partner(partner.to_string()),
+            Grantee::Kind { kind } => G::Kind(partner_kind_to_pb(*kind) as i32),
+            Grantee::Agent { partner, agent } => G::Agent(pb::AgentRef {
+                partner: partner.to_string(),
+                agent: agent.to_string(),
+            }),
+        }),
+    }
+}
+
+pub fn consent(c: &Consent, now: Timestamp) -> pb::Consent {
+    pb::Consent {
+        id: c.id.to_string(),
+        person_id: c.person.to_string(),
+        grantee: Some(grantee_to_pb(&c.grantee)),
+        categories: c
+            .categories
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        purposes: c
+            .purposes
+            .iter()
+            .map(|p| purpose_to_pb(*p) as i32)
+            .collect(),
+        legal_basis: legal_basis_to_pb(c.legal_basis) as i32,
+        collected_by_partner: c.collected_by.to_string(),
+        collected_by_agent: c.collected_by_agent.to_string(),
+        method: method_to_pb(c.method) as i32,
+        witness: c.witness.clone(),
+        notice_version: c.notice_version.clone(),
+        notice_language: c.notice_language.clone(),
+        evidence_ref: c.evidence_ref.clone(),
+        granted_at: timestamp(c.granted_at),
+        expires_at: c.expires_at.and_then(timestamp),
+        withdrawn_at: c.withdrawal.as_ref().and_then(|w| timestamp(w.at)),
+        withdrawal_channel: c
+            .withdrawal
+            .as_ref()
+            .map(|w| w.channel.clone())
+            .unwrap_or_default(),
+        state: state_to_pb(c.state_at(now)) as i32,
+        history: c.history.iter().map(status_change).collect(),
+        version: c.version,
+    }
+}
+
+pub fn mandate(m: &Mandate, now: Timestamp) -> pb::Mandate {
+    pb::Mandate {
+        id: m.id.to_string(),
+        person_id: m.person.to_string(),
+        partner: m.partner.to_string(),
+        agent: m.agent.to_string(),
+        themes: m.themes.iter().map(|t| t.as_str().to_string()).collect(),
+        duration: duration_to_pb(m.duration) as i32,
+        granted_at: timestamp(m.granted_at),
+        expires_at: timestamp(m.expires_at),
+        revoked_at: m.revocation.as_ref().and_then(|r| timestamp(r.at)),
+        state: state_to_pb(m.state_at(now)) as i32,
+        collected_by_partner: m.collected_by.to_string(),
+        collected_by_agent: m.collected_by_agent.to_string(),
+        method: method_to_pb(m.method) as i32,
+        history: m.history.iter().map(status_change).collect(),
+        version: m.version,
+    }
+}
+
+pub fn timestamp_from_pb(t: &prost_types::Timestamp) -> Timestamp {
+    Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+}
+
+pub fn decision(d: &crate::policy::Decision) -> pb::AccessDecision {
+    pb::AccessDecision {
+        allowed: d.allowed,
+        rules: d.policies.clone(),
+        reasons: d.reasons.clone(),
+        consent_state: d.coverage.state_str().to_string(),
+        consent_record: d.coverage.record.clone().unwrap_or_default(),
+        consent_basis: crate::policy::basis_str(d.coverage.basis).to_string(),
+        legal_basis: d.legal_basis.clone().unwrap_or_default(),
+        rules_version: d.rules_version,
+    }
+}
+
+pub fn redaction(r: &crate::domain::change::Redaction) -> pb::Redaction {
+    use crate::domain::change::Item;
+    let mut out = pb::Redaction {
+        flag_ids: vec![],
+        case_ids: vec![],
+        referral_ids: vec![],
+        categories: r
+            .categories
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        reason: r.reason.clone(),
+        record: r.record.clone(),
+    };
+    for item in &r.items {
+        match item {
+            Item::Flag(id) => out.flag_ids.push(id.to_string()),
+            Item::Case(id) => out.case_ids.push(id.to_string()),
+            Item::Referral(id) => out.referral_ids.push(id.to_string()),
+        }
+    }
+    out
 }

@@ -5,6 +5,7 @@ use crate::domain::flag::{Flag, Retraction};
 use crate::domain::ids::{FlagId, free_text};
 use crate::domain::{Day, FlagCode};
 use crate::error::{Error, Violations};
+use crate::policy::Subject;
 use relais_proto::v1::{self as pb, flag_service_server::FlagService};
 use tonic::{Request, Response, Status};
 
@@ -31,9 +32,11 @@ impl FlagService for Api {
             else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
-            let person = self
+            let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
+            let decision = self.may_write(&call, &facts, Subject::flag(code))?;
+            let person = facts.person;
             let flag = Flag {
                 id: FlagId::new(),
                 person,
@@ -46,7 +49,12 @@ impl FlagService for Api {
                 retraction: None,
                 version: 1,
             };
-            let (flag, created) = self.store.raise_flag(flag, &call.meta(request_id)).await?;
+            let meta = call.meta(request_id).audited(call.write_entry(
+                Some(person),
+                &[code.category().into()],
+                Some(&decision),
+            ));
+            let (flag, created) = self.store.raise_flag(flag, &meta).await?;
             Ok(pb::RaiseFlagResponse {
                 flag: Some(convert::flag(&flag)),
                 created,
@@ -79,7 +87,13 @@ impl FlagService for Api {
                 .get_flag(id)
                 .await?
                 .ok_or_else(|| Error::not_found("flag", id))?;
-            self.visible_person(&call, current.person).await?;
+            let facts = self.known_person(&call, current.person).await?;
+            let decision = self.may_write(&call, &facts, Subject::flag(current.code))?;
+            let meta = call.meta(request_id).audited(call.write_entry(
+                Some(current.person),
+                &[current.code.category().into()],
+                Some(&decision),
+            ));
             let retraction = Retraction {
                 at: call.at,
                 partner: call.id().clone(),
@@ -92,7 +106,7 @@ impl FlagService for Api {
                     id,
                     req.expected_version,
                     Box::new(move |flag| flag.retract(retraction)),
-                    &call.meta(request_id),
+                    &meta,
                 )
                 .await?;
             Ok(pb::RetractFlagResponse {
@@ -110,21 +124,32 @@ impl FlagService for Api {
             let mut v = Violations::new();
             let page = convert::page(req.page_size, &req.page_token, &mut v);
             v.finish()?;
-            let person = self
+            let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
             let mut flags = self
                 .store
                 .list_flags(
-                    person,
+                    facts.person,
                     req.include_retracted,
                     page.after.as_deref(),
                     page.size + 1,
                 )
                 .await?;
+            // The page is cut before filtering, so tokens stay stable; a page may hold fewer
+            // flags than asked when some are not shared with the caller.
             let next_page_token = convert::next_page(&mut flags, page.size, |f| f.id.to_string());
+            let mut access = self.access(&call, facts).await?;
+            let flags: Vec<_> = flags
+                .iter()
+                .filter(|f| access.flag(f))
+                .map(convert::flag)
+                .collect();
+            access
+                .record(&self.store, "read:ListFlags".into(), String::new())
+                .await?;
             Ok(pb::ListFlagsResponse {
-                flags: flags.iter().map(convert::flag).collect(),
+                flags,
                 next_page_token,
             })
         })

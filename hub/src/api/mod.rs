@@ -4,12 +4,15 @@
 
 mod admin;
 mod cases;
+mod consent;
 pub mod convert;
+mod documents;
 mod flags;
 mod persons;
 pub mod status;
 mod sync;
 
+use crate::audit::AuditEntry;
 use crate::config::FeedConfig;
 use crate::domain::ids::{PartnerId, PersonId, RequestId};
 use crate::domain::partner::{Partner, PartnerStatus};
@@ -17,7 +20,7 @@ use crate::domain::pivot::MatchingKey;
 use crate::domain::{AgentId, Clock, RequestContext};
 use crate::error::{Error, Result, Violations};
 use crate::pki::Authority;
-use crate::policy;
+use crate::policy::{Access, Action, Decision, Facts, Gate, Subject, Viewer};
 use crate::store::{DynStore, Principal, WriteMeta};
 use relais_proto::v1 as pb;
 use sha2::{Digest, Sha256};
@@ -34,6 +37,7 @@ pub struct Api {
     pub(crate) matching: Arc<MatchingKey>,
     pub(crate) authority: Arc<Authority>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) gate: Arc<Gate>,
 }
 
 /// Service settings from the configuration.
@@ -48,8 +52,9 @@ pub struct Settings {
 pub(crate) struct Call {
     pub partner: Partner,
     pub ctx: RequestContext,
+    pub method: &'static str,
     fingerprint: String,
-    at: crate::domain::Timestamp,
+    pub at: crate::domain::Timestamp,
 }
 
 impl Call {
@@ -57,6 +62,15 @@ impl Call {
         &self.partner.id
     }
 
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            partner: &self.partner,
+            agent: &self.ctx.agent,
+            purpose: self.ctx.purpose,
+        }
+    }
+
+    /// The metadata of a write, audited as this call about `person`.
     pub fn meta(&self, request_id: RequestId) -> WriteMeta {
         WriteMeta {
             principal: self.partner.id.to_string(),
@@ -64,7 +78,31 @@ impl Call {
             request_id,
             fingerprint: self.fingerprint.clone(),
             at: self.at,
+            audit: vec![],
         }
+    }
+
+    /// The audit entry of this call's write about `person`, with the decision that allowed it.
+    pub fn write_entry(
+        &self,
+        person: Option<PersonId>,
+        categories: &[crate::domain::DataCategory],
+        decision: Option<&Decision>,
+    ) -> AuditEntry {
+        let mut e = AuditEntry::new(
+            self.at,
+            self.partner.id.as_str(),
+            self.ctx.agent.as_str(),
+            format!("write:{}", self.method),
+        );
+        e.person = person;
+        e.categories = categories.iter().map(|c| c.as_str().to_string()).collect();
+        e.purpose = Some(self.ctx.purpose.as_str().to_string());
+        if let Some(d) = decision {
+            e.policies = d.policies.clone();
+            e.records = d.coverage.record.iter().cloned().collect();
+        }
+        e
     }
 }
 
@@ -102,6 +140,13 @@ with_context!(
     pb::GetReferralRequest,
     pb::ListReferralsRequest,
     pb::SubscribeRequest,
+    pb::GrantConsentRequest,
+    pb::WithdrawConsentRequest,
+    pb::ListConsentsRequest,
+    pb::GetConsentReceiptRequest,
+    pb::GrantMandateRequest,
+    pb::RevokeMandateRequest,
+    pb::ListMandatesRequest,
 );
 
 fn digest<M: prost::Message>(m: &M) -> String {
@@ -186,6 +231,7 @@ impl Api {
                 let call = Call {
                     partner,
                     ctx,
+                    method,
                     fingerprint: digest(&body),
                     at: self.clock.now(),
                 };
@@ -225,6 +271,7 @@ impl Api {
                 }
                 let body = request.into_inner();
                 let call = AdminCall {
+                    method,
                     fingerprint: digest(&body),
                     at: self.clock.now(),
                 };
@@ -238,36 +285,50 @@ impl Api {
         .await
     }
 
-    /// The person a partner may see, or `NOT_FOUND`: a partner that may not see a person does
-    /// not learn that it exists.
-    pub(crate) async fn visible_person(&self, call: &Call, person: PersonId) -> Result<PersonId> {
-        let relation = self.store.relation(call.id(), person).await?;
-        match policy::person_access(relation, call.ctx.purpose) {
-            policy::Decision::Allow(_) => Ok(person),
-            policy::Decision::Deny(reason) => {
-                tracing::info!(person = %person, reason, "access denied");
-                Err(Error::NotFound {
-                    what: "person",
-                    id: format!("{person} (or not visible to partner `{}`)", call.id()),
-                })
-            }
+    /// The facts about a person the caller may know of, or `NOT_FOUND`: a partner that may
+    /// not know a person does not learn that the hub knows them. The refusal is audited.
+    pub(crate) async fn known_person(&self, call: &Call, person: PersonId) -> Result<Facts> {
+        let facts = self.gate.facts(&call.partner, person).await?;
+        if self
+            .gate
+            .may_know(&facts, &call.partner, &call.ctx.agent, call.ctx.purpose)
+        {
+            return Ok(facts);
         }
+        let mut entry = AuditEntry::new(
+            call.at,
+            call.partner.id.as_str(),
+            call.ctx.agent.as_str(),
+            format!("read:{}", call.method),
+        );
+        entry.person = Some(person);
+        entry.denied = vec!["identity".into()];
+        entry.purpose = Some(call.ctx.purpose.as_str().to_string());
+        entry.decision = "deny".into();
+        entry.detail = "the partner may not know this person".into();
+        self.store.record_access(vec![entry], vec![]).await?;
+        tracing::info!(person = %person, "person not disclosed");
+        Err(Error::NotFound {
+            what: "person",
+            id: format!("{person} (or not visible to partner `{}`)", call.id()),
+        })
     }
 
-    /// Resolves a `PersonRef` (hub id or the caller's local id) to a person the caller may see.
+    /// Resolves a `PersonRef` (hub id or the caller's local id) to a person the caller may
+    /// know of, with the facts for deciding on their data.
     pub(crate) async fn person_ref(
         &self,
         call: &Call,
         field: &str,
         person: Option<&pb::PersonRef>,
-    ) -> Result<PersonId> {
+    ) -> Result<Facts> {
         use pb::person_ref::Ref;
         match person.and_then(|p| p.r#ref.as_ref()) {
             None => Err(Error::invalid(field, "required: person_id or local_id")),
             Some(Ref::PersonId(id)) => {
                 let id = PersonId::parse(id)
                     .map_err(|e| convert::invalid(&format!("{field}.person_id"), e))?;
-                self.visible_person(call, id).await
+                self.known_person(call, id).await
             }
             Some(Ref::LocalId(local)) => {
                 let local = crate::domain::LocalId::parse(local)
@@ -277,27 +338,71 @@ impl Api {
                     .person_by_local_id(call.id(), &local)
                     .await?
                     .ok_or_else(|| Error::not_found("local id", &local))?;
-                self.visible_person(call, person).await
+                self.known_person(call, person).await
             }
+        }
+    }
+
+    /// A read of one person's data by this call, item by item.
+    pub(crate) async fn access<'a>(&'a self, call: &'a Call, facts: Facts) -> Result<Access<'a>> {
+        Access::new(&self.gate, &self.store, call.viewer(), facts).await
+    }
+
+    /// Checks that the caller may write `subject` about the person; the decision goes into the
+    /// write's audit entry.
+    pub(crate) fn may_write(
+        &self,
+        call: &Call,
+        facts: &Facts,
+        subject: Subject,
+    ) -> Result<Decision> {
+        let d = self.gate.decide(
+            facts,
+            &call.partner,
+            &call.ctx.agent,
+            Action::Write,
+            subject,
+            call.ctx.purpose,
+        );
+        if d.allowed {
+            Ok(d)
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "partner `{}` may not write {} data about this person for {}: {}",
+                call.id(),
+                subject.category,
+                call.ctx.purpose,
+                d.reasons.join("; ")
+            )))
         }
     }
 }
 
 /// An authenticated administrator call.
 pub(crate) struct AdminCall {
+    method: &'static str,
     fingerprint: String,
     at: crate::domain::Timestamp,
 }
 
 impl AdminCall {
-    pub fn meta(&self, request_id: RequestId) -> WriteMeta {
+    /// The metadata of an administrator's write, audited.
+    pub fn meta(&self, request_id: RequestId, detail: String) -> WriteMeta {
+        let mut entry = self.entry();
+        entry.detail = detail;
         WriteMeta {
             principal: "admin".into(),
             agent: AgentId::system(),
             request_id,
             fingerprint: self.fingerprint.clone(),
             at: self.at,
+            audit: vec![entry],
         }
+    }
+
+    /// The audit entry of this call.
+    pub fn entry(&self) -> AuditEntry {
+        AuditEntry::new(self.at, "admin", "admin", format!("admin:{}", self.method))
     }
 
     pub fn at(&self) -> crate::domain::Timestamp {

@@ -1,11 +1,11 @@
 //! PersonService: links, resolution by local id or pivot identity, the person summary.
 
 use super::{Api, convert, request_id};
-use crate::domain::LocalId;
 use crate::domain::ids::PersonId;
 use crate::domain::pivot::PivotIdentity;
+use crate::domain::{DataCategory, LocalId, ReferralState};
 use crate::error::{Error, Violations};
-use crate::store::{CaseFilter, LinkOutcome, LinkTarget, ReferralFilter};
+use crate::store::{CaseFilter, LinkOutcome, LinkTarget};
 use relais_proto::v1::{self as pb, person_service_server::PersonService};
 use tonic::{Request, Response, Status};
 
@@ -46,23 +46,49 @@ impl PersonService for Api {
                 return Err(Error::Internal("validated fields missing".into()));
             };
             let target = match (by_id, pivot) {
-                (Some(person), _) => LinkTarget::Person(self.visible_person(&call, person).await?),
+                (Some(person), _) => {
+                    self.known_person(&call, person).await?;
+                    LinkTarget::Person(person)
+                }
                 (None, Some(p)) => LinkTarget::Pivot(self.matching.key(&p)),
                 (None, None) => LinkTarget::New,
             };
+            let meta = call.meta(request_id);
             let result = self
                 .store
-                .link_person(call.id(), &local_id, target, &call.meta(request_id))
+                .link_person(call.id(), &local_id, target, &meta)
                 .await?;
+            // Whether other partners already knew the person is itself personal data: it is
+            // told only when the person's consent lets this partner know them.
+            let outcome = match result.outcome {
+                LinkOutcome::AlreadyLinked => pb::LinkOutcome::AlreadyLinked,
+                LinkOutcome::LinkedById => pb::LinkOutcome::LinkedById,
+                LinkOutcome::Created if req.pivot.is_none() => pb::LinkOutcome::Created,
+                LinkOutcome::Created | LinkOutcome::MatchedByPivot => {
+                    let mut facts = self.gate.facts(&call.partner, result.person).await?;
+                    // The link just made does not count: would the partner know them otherwise?
+                    facts.relation.linked = false;
+                    let disclosed = result.outcome == LinkOutcome::MatchedByPivot
+                        && self.gate.may_know(
+                            &facts,
+                            &call.partner,
+                            &call.ctx.agent,
+                            call.ctx.purpose,
+                        );
+                    if disclosed {
+                        pb::LinkOutcome::MatchedByPivot
+                    } else {
+                        pb::LinkOutcome::LinkedByPivot
+                    }
+                }
+            };
+            let mut entry = call.write_entry(Some(result.person), &[DataCategory::Identity], None);
+            entry.detail = format!("local id linked ({})", outcome.as_str_name());
+            self.store.record_access(vec![entry], vec![]).await?;
             tracing::info!(person = %result.person, outcome = ?result.outcome, "person linked");
             Ok(pb::LinkPersonResponse {
                 person_id: result.person.to_string(),
-                outcome: match result.outcome {
-                    LinkOutcome::AlreadyLinked => pb::LinkOutcome::AlreadyLinked,
-                    LinkOutcome::LinkedById => pb::LinkOutcome::LinkedById,
-                    LinkOutcome::MatchedByPivot => pb::LinkOutcome::MatchedByPivot,
-                    LinkOutcome::Created => pb::LinkOutcome::Created,
-                } as i32,
+                outcome: outcome as i32,
             })
         })
         .await
@@ -93,13 +119,8 @@ impl PersonService for Api {
                     })?
                 }
             };
-            // Matching by traits tells the caller the person exists, so this, too, is a read
-            // of personal data under the purpose given.
-            if !call.ctx.purpose.allows_person_level_data() {
-                return Err(Error::PermissionDenied(
-                    "the statistique purpose gives aggregates only, never person-level data".into(),
-                ));
-            }
+            // Matching by traits tells the caller the person exists: a read of their identity.
+            self.known_person(&call, person).await?;
             let local_ids = self.store.local_ids(call.id(), person).await?;
             Ok(pb::ResolvePersonResponse {
                 person_id: person.to_string(),
@@ -121,9 +142,14 @@ impl PersonService for Api {
             let (Some(local_id), Some(request_id)) = (local_id, request_id) else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
+            let meta = call.meta(request_id).audited(call.write_entry(
+                None,
+                &[DataCategory::Identity],
+                None,
+            ));
             let person = self
                 .store
-                .unlink_person(call.id(), &local_id, &call.meta(request_id))
+                .unlink_person(call.id(), &local_id, &meta)
                 .await?;
             Ok(pb::UnlinkPersonResponse {
                 person_id: person.to_string(),
@@ -137,10 +163,11 @@ impl PersonService for Api {
         request: Request<pb::GetPersonSummaryRequest>,
     ) -> Result<Response<pb::GetPersonSummaryResponse>, Status> {
         self.partner_call("GetPersonSummary", request, |call, req| async move {
-            let person = self
+            let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
-            // A summary is what a counter shows: bounded, newest last; lists page further.
+            let person = facts.person;
+            // A summary is what a counter shows: bounded; the lists page further.
             const MAX: u32 = 500;
             let flags = self
                 .store
@@ -160,32 +187,37 @@ impl PersonService for Api {
             if !req.include_history {
                 cases.retain(|c| !c.status.is_terminal());
             }
-            let referrals = self
-                .store
-                .list_referrals(
-                    &ReferralFilter {
-                        partner: call.id().clone(),
-                        direction: None,
-                        person: Some(person),
-                        states: vec![],
-                    },
-                    None,
-                    MAX,
-                )
-                .await?;
+            // Every referral about the person: the rules decide which the caller sees.
+            let mut referrals = self.store.referrals_of_person(person, MAX).await?;
+            if !req.include_history {
+                referrals.retain(|r| r.state != ReferralState::Closed);
+            }
             let local_ids = self.store.local_ids(call.id(), person).await?;
+            let mut access = self.access(&call, facts).await?;
+            let flags: Vec<_> = flags
+                .iter()
+                .filter(|f| access.flag(f))
+                .map(convert::flag)
+                .collect();
+            let cases: Vec<_> = cases
+                .iter()
+                .filter(|c| access.case(c))
+                .map(convert::case)
+                .collect();
+            let referrals: Vec<_> = referrals
+                .iter()
+                .filter(|r| access.referral(r))
+                .map(convert::referral)
+                .collect();
+            access
+                .record(&self.store, "read:GetPersonSummary".into(), String::new())
+                .await?;
             Ok(pb::GetPersonSummaryResponse {
                 person_id: person.to_string(),
                 local_ids: local_ids.iter().map(ToString::to_string).collect(),
-                flags: flags.iter().map(convert::flag).collect(),
-                cases: cases.iter().map(convert::case).collect(),
-                referrals: referrals
-                    .iter()
-                    .filter(|r| {
-                        req.include_history || r.state != crate::domain::ReferralState::Closed
-                    })
-                    .map(convert::referral)
-                    .collect(),
+                flags,
+                cases,
+                referrals,
             })
         })
         .await

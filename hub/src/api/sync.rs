@@ -22,7 +22,9 @@ impl SyncService for Api {
         self.partner_call("Subscribe", request, |call, req| async move {
             let rx = spawn_subscription(
                 self.store.clone(),
+                self.gate.clone(),
                 call.id().clone(),
+                call.ctx.agent.clone(),
                 call.ctx.purpose,
                 req.after_position,
                 self.settings.feed.batch_size,

@@ -21,6 +21,9 @@ pub struct AdminArgs {
         default_value = "relais-data/admin/admin.bundle.pem"
     )]
     identity: PathBuf,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -30,6 +33,133 @@ enum AdminCommand {
     /// Partners: add, list, show, suspend, resume, issue a certificate.
     #[command(subcommand)]
     Partner(PartnerCommand),
+    /// A person's consent records and mandates; withdrawal on the person's request.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Access rules (Cedar): get, set, validate, test, explain, history, rollback.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// The audit log: verify its chain, produce a person's access report.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Trigger or end the préfet's alert plan.
+    AlertPlan {
+        #[arg(long, conflicts_with = "end")]
+        start: bool,
+        #[arg(long)]
+        end: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    List {
+        #[arg(long)]
+        person: String,
+    },
+    Withdraw {
+        #[arg(long)]
+        consent: String,
+        /// How the person asked: courrier, telephone, guichet…
+        #[arg(long)]
+        channel: String,
+    },
+}
+
+/// One access question, as the command line asks it.
+#[derive(Args, Clone)]
+struct QuestionArgs {
+    #[arg(long)]
+    partner: String,
+    #[arg(long, default_value = "admin-check")]
+    agent: String,
+    #[arg(long)]
+    person: String,
+    #[arg(long)]
+    category: String,
+    #[arg(long)]
+    purpose: String,
+    #[arg(long, default_value = "")]
+    code: String,
+    #[arg(long, default_value = "")]
+    theme: String,
+    #[arg(long)]
+    write: bool,
+}
+
+impl QuestionArgs {
+    fn to_pb(&self) -> anyhow::Result<pb::AccessQuestion> {
+        let purpose = crate::domain::Purpose::parse(&self.purpose)
+            .with_context(|| format!("unknown purpose `{}`", self.purpose))?;
+        Ok(pb::AccessQuestion {
+            partner: self.partner.clone(),
+            agent: self.agent.clone(),
+            person_id: self.person.clone(),
+            category: self.category.clone(),
+            purpose: crate::api::convert::purpose_to_pb(purpose) as i32,
+            code: self.code.clone(),
+            theme: self.theme.clone(),
+            write: self.write,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Print the rules in force.
+    Get {
+        /// Print the Cedar schema instead.
+        #[arg(long)]
+        schema: bool,
+    },
+    /// Validate a rules file against the schema.
+    Validate { file: PathBuf },
+    /// Activate a rules file as a new version.
+    Set {
+        file: PathBuf,
+        #[arg(long)]
+        author: String,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Dry-run: how a rules file would decide a question, beside the rules in force.
+    Test {
+        file: PathBuf,
+        #[command(flatten)]
+        question: QuestionArgs,
+    },
+    /// Why a partner may or may not see a category of a person's data.
+    Explain {
+        #[command(flatten)]
+        question: QuestionArgs,
+    },
+    /// Every version, with author, time and comment.
+    History,
+    /// Activate an earlier version again (the previous one by default).
+    Rollback {
+        #[arg(long, default_value_t = 0)]
+        to: i64,
+        #[arg(long)]
+        author: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names the first entry changed, removed or moved.
+    Verify,
+    /// What was exchanged about a person, for the person (GDPR art. 15).
+    Report {
+        #[arg(long)]
+        person: String,
+        /// Write the printable page (HTML, French) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,122 +230,523 @@ fn request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+fn timestamp(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .map(|t| {
+            crate::domain::Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn decision_json(d: &pb::AccessDecision) -> serde_json::Value {
+    serde_json::json!({
+        "allowed": d.allowed,
+        "rules": d.rules,
+        "reasons": d.reasons,
+        "consent_state": d.consent_state,
+        "consent_record": d.consent_record,
+        "consent_basis": d.consent_basis,
+        "legal_basis": d.legal_basis,
+        "rules_version": d.rules_version,
+    })
+}
+
+fn print_decision(d: &pb::AccessDecision) {
+    println!(
+        "{} (rules version {})",
+        if d.allowed { "ALLOWED" } else { "DENIED" },
+        d.rules_version
+    );
+    if !d.rules.is_empty() {
+        println!("  deciding rules: {}", d.rules.join(", "));
+    }
+    for r in &d.reasons {
+        println!("  because: {r}");
+    }
+    println!(
+        "  consent: {}{}",
+        d.consent_state,
+        if d.consent_record.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} on {})", d.consent_record, d.consent_basis)
+        }
+    );
+    if !d.legal_basis.is_empty() {
+        println!("  legal basis named by the rule: {}", d.legal_basis);
+    }
+}
+
+fn print_rule_errors(errors: &[pb::RuleError]) {
+    for e in errors {
+        let at = if e.line > 0 {
+            format!("line {}, column {}: ", e.line, e.column)
+        } else {
+            String::new()
+        };
+        let rule = if e.rule.is_empty() {
+            String::new()
+        } else {
+            format!("rule `{}`: ", e.rule)
+        };
+        println!("  {at}{rule}{}", e.message);
+    }
+}
+
+fn version_json(v: &pb::RulesVersion) -> serde_json::Value {
+    serde_json::json!({
+        "version": v.version,
+        "author": v.author,
+        "comment": v.comment,
+        "created_at": timestamp(&v.created_at),
+        "restores": v.restores,
+    })
+}
+
+async fn other(
+    client: &mut AdminServiceClient<tonic::transport::Channel>,
+    json: bool,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Partner(_) => unreachable!("partners are handled by `run`"),
+        AdminCommand::Consent(ConsentCommand::List { person }) => {
+            let r = client
+                .list_person_consents(pb::ListPersonConsentsRequest { person_id: person })
+                .await?
+                .into_inner();
+            if json {
+                let consents: Vec<_> = r
+                    .consents
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "id": c.id, "categories": c.categories, "state": c.state,
+                            "collected_by": c.collected_by_partner, "granted_at": timestamp(&c.granted_at),
+                            "withdrawn_at": timestamp(&c.withdrawn_at),
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"consents": consents, "mandates": r.mandates.len()})
+                );
+            } else {
+                for c in &r.consents {
+                    let state = pb::RecordState::try_from(c.state)
+                        .map(|s| {
+                            s.as_str_name()
+                                .trim_start_matches("RECORD_STATE_")
+                                .to_lowercase()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "consent {} {:<9} {:<40} by {} on {}",
+                        c.id,
+                        state,
+                        c.categories.join(","),
+                        c.collected_by_partner,
+                        timestamp(&c.granted_at)
+                    );
+                }
+                for m in &r.mandates {
+                    println!(
+                        "mandate {} to {}/{} on {}",
+                        m.id,
+                        m.partner,
+                        m.agent,
+                        m.themes.join(",")
+                    );
+                }
+            }
+        }
+        AdminCommand::Consent(ConsentCommand::Withdraw { consent, channel }) => {
+            let r = client
+                .withdraw_person_consent(pb::WithdrawPersonConsentRequest {
+                    consent_id: consent,
+                    channel,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"redacted_partners": r.redacted_partners})
+                );
+            } else {
+                println!(
+                    "withdrawn; told to delete what they received: {}",
+                    r.redacted_partners.join(", ")
+                );
+            }
+        }
+        AdminCommand::Rules(cmd) => rules(client, json, cmd).await?,
+        AdminCommand::Audit(AuditCommand::Verify) => {
+            let r = client
+                .verify_audit(pb::VerifyAuditRequest {})
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "intact": r.intact, "entries_checked": r.entries_checked,
+                        "first_bad_seq": r.first_bad_seq, "problem": r.problem,
+                        "head_seq": r.head_seq, "head_hash": r.head_hash,
+                    })
+                );
+            } else if r.intact {
+                println!(
+                    "audit log intact: {} entries checked; head #{} {}",
+                    r.entries_checked, r.head_seq, r.head_hash
+                );
+            } else {
+                println!(
+                    "AUDIT LOG BROKEN at entry #{}: {}",
+                    r.first_bad_seq, r.problem
+                );
+            }
+            if !r.intact {
+                anyhow::bail!("the audit log does not verify");
+            }
+        }
+        AdminCommand::Audit(AuditCommand::Report { person, html }) => {
+            let r = client
+                .get_access_report(pb::GetAccessReportRequest { person_id: person })
+                .await?
+                .into_inner();
+            match html {
+                Some(path) => {
+                    std::fs::write(&path, r.html)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("printable report written to {}", path.display());
+                }
+                None => println!("{}", r.json),
+            }
+        }
+        AdminCommand::AlertPlan { start, end, reason } => {
+            anyhow::ensure!(start != end, "say --start or --end");
+            let r = client
+                .set_alert_plan(pb::SetAlertPlanRequest {
+                    active: start,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "alert plan {} since {}{}",
+                if r.active { "ACTIVE" } else { "ended" },
+                timestamp(&r.since),
+                if r.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.reason)
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn rules(
+    client: &mut AdminServiceClient<tonic::transport::Channel>,
+    json: bool,
+    cmd: RulesCommand,
+) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    match cmd {
+        RulesCommand::Get { schema } => {
+            let r = client.get_rules(pb::GetRulesRequest {}).await?.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"version": r.version.as_ref().map(version_json), "text": r.text, "schema": r.schema})
+                );
+            } else if schema {
+                print!("{}", r.schema);
+            } else {
+                if let Some(v) = &r.version {
+                    println!(
+                        "// version {} by {} at {}: {}",
+                        v.version,
+                        v.author,
+                        timestamp(&v.created_at),
+                        v.comment
+                    );
+                }
+                print!("{}", r.text);
+            }
+        }
+        RulesCommand::Validate { file } => {
+            let r = client
+                .validate_rules(pb::ValidateRulesRequest { text: read(&file)? })
+                .await?
+                .into_inner();
+            if json {
+                let errors: Vec<_> = r
+                    .errors
+                    .iter()
+                    .map(|e| serde_json::json!({"message": e.message, "line": e.line, "column": e.column, "rule": e.rule}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": r.valid, "errors": errors})
+                );
+            } else if r.valid {
+                println!("{}: valid", file.display());
+            } else {
+                println!("{}: INVALID", file.display());
+                print_rule_errors(&r.errors);
+            }
+            if !r.valid {
+                anyhow::bail!("the rules do not validate");
+            }
+        }
+        RulesCommand::Set {
+            file,
+            author,
+            comment,
+        } => {
+            let r = client
+                .set_rules(pb::SetRulesRequest {
+                    text: read(&file)?,
+                    author,
+                    comment,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            let v = r.version.context("no version in the answer")?;
+            if json {
+                println!("{}", version_json(&v));
+            } else {
+                println!("rules version {} in force", v.version);
+            }
+        }
+        RulesCommand::Test { file, question } => {
+            let r = client
+                .test_rules(pb::TestRulesRequest {
+                    text: read(&file)?,
+                    questions: vec![question.to_pb()?],
+                })
+                .await?
+                .into_inner();
+            if !r.valid {
+                println!("{}: INVALID", file.display());
+                print_rule_errors(&r.errors);
+                anyhow::bail!("the rules do not validate");
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "candidate": r.candidate.iter().map(decision_json).collect::<Vec<_>>(),
+                        "current": r.current.iter().map(decision_json).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                for (c, now) in r.candidate.iter().zip(&r.current) {
+                    print!("with {}: ", file.display());
+                    print_decision(c);
+                    print!("in force now: ");
+                    print_decision(now);
+                }
+            }
+        }
+        RulesCommand::Explain { question } => {
+            let r = client
+                .explain(pb::ExplainRequest {
+                    question: Some(question.to_pb()?),
+                })
+                .await?
+                .into_inner();
+            let d = r.decision.context("no decision in the answer")?;
+            if json {
+                println!("{}", decision_json(&d));
+            } else {
+                print_decision(&d);
+            }
+        }
+        RulesCommand::History => {
+            let r = client
+                .list_rules_versions(pb::ListRulesVersionsRequest {})
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"active": r.active, "versions": r.versions.iter().map(version_json).collect::<Vec<_>>()})
+                );
+            } else {
+                for v in &r.versions {
+                    println!(
+                        "{} v{:<4} {:<28} {:<24} {}{}",
+                        if v.version == r.active { "*" } else { " " },
+                        v.version,
+                        timestamp(&v.created_at),
+                        v.author,
+                        v.comment,
+                        if v.restores > 0 {
+                            format!(" (restores v{})", v.restores)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        RulesCommand::Rollback {
+            to,
+            author,
+            comment,
+        } => {
+            let r = client
+                .rollback_rules(pb::RollbackRulesRequest {
+                    to_version: to,
+                    author,
+                    comment,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            let v = r.version.context("no version in the answer")?;
+            if json {
+                println!("{}", version_json(&v));
+            } else {
+                println!(
+                    "rules version {} in force (restores v{})",
+                    v.version, v.restores
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read(&args.identity)?;
     let mut client = AdminServiceClient::new(channel(&args.hub, &bundle).await?);
-    match args.command {
-        AdminCommand::Partner(cmd) => match cmd {
-            PartnerCommand::Add {
-                kind,
-                name,
-                territory,
-                id,
-                out,
-            } => {
-                let kind = PartnerKind::parse(&kind).with_context(|| {
+    let json = args.json;
+    let cmd = match args.command {
+        AdminCommand::Partner(cmd) => cmd,
+        other_command => return other(&mut client, json, other_command).await,
+    };
+    match cmd {
+        PartnerCommand::Add {
+            kind,
+            name,
+            territory,
+            id,
+            out,
+        } => {
+            let kind = PartnerKind::parse(&kind).with_context(|| {
                     format!("unknown kind `{kind}`: communaute_de_communes, mairie, departement, sous_prefecture, association, operateur")
                 })?;
-                let id = match id {
-                    Some(id) => id,
-                    None => PartnerId::from_name(&name)
-                        .map_err(|e| {
-                            anyhow::anyhow!("cannot make an id from the name: {e}; pass --id")
-                        })?
-                        .to_string(),
-                };
-                let (key, csr_pem) = new_key_and_csr(&id)?;
-                let response = client
-                    .add_partner(pb::AddPartnerRequest {
-                        id: id.clone(),
-                        kind: crate::api::convert::partner_kind_to_pb(kind) as i32,
-                        name: name.clone(),
-                        territory,
-                        cog_vintage: 0,
-                        csr_pem,
-                        request_id: request_id(),
-                    })
-                    .await?
-                    .into_inner();
-                let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.bundle.pem")));
-                Bundle {
+            let id = match id {
+                Some(id) => id,
+                None => PartnerId::from_name(&name)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot make an id from the name: {e}; pass --id")
+                    })?
+                    .to_string(),
+            };
+            let (key, csr_pem) = new_key_and_csr(&id)?;
+            let response = client
+                .add_partner(pb::AddPartnerRequest {
+                    id: id.clone(),
+                    kind: crate::api::convert::partner_kind_to_pb(kind) as i32,
+                    name: name.clone(),
+                    territory,
+                    cog_vintage: 0,
+                    csr_pem,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.bundle.pem")));
+            Bundle {
                     cert_pem: response.certificate_pem,
                     key_pem: key.serialize_pem(),
                     ca_pem: response.ca_certificate_pem,
                 }
                 .write(&out, &format!("Relais identity of partner `{id}` ({name}).\nGive it to the partner's connector only."))?;
-                if let Some(p) = &response.partner {
-                    print_partner(p);
-                }
-                println!("identity bundle written to {}", out.display());
+            if let Some(p) = &response.partner {
+                print_partner(p);
             }
-            PartnerCommand::List => {
-                let mut token = String::new();
-                loop {
-                    let page = client
-                        .list_partners(pb::ListPartnersRequest {
-                            page_size: 100,
-                            page_token: token,
-                        })
-                        .await?
-                        .into_inner();
-                    page.partners.iter().for_each(print_partner);
-                    if page.next_page_token.is_empty() {
-                        break;
-                    }
-                    token = page.next_page_token;
-                }
-            }
-            PartnerCommand::Show { id } => {
-                let p = client
-                    .get_partner(pb::GetPartnerRequest { id })
-                    .await?
-                    .into_inner()
-                    .partner
-                    .context("no partner in the answer")?;
-                print_partner(&p);
-                for c in &p.certificates {
-                    println!("  certificate {} serial {}", c.fingerprint, c.serial);
-                }
-            }
-            PartnerCommand::Suspend { id, reason } => {
-                let r = client
-                    .suspend_partner(pb::SuspendPartnerRequest {
-                        id,
-                        reason,
-                        request_id: request_id(),
+            println!("identity bundle written to {}", out.display());
+        }
+        PartnerCommand::List => {
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .list_partners(pb::ListPartnersRequest {
+                        page_size: 100,
+                        page_token: token,
                     })
                     .await?
                     .into_inner();
-                r.partner.iter().for_each(print_partner);
-            }
-            PartnerCommand::Resume { id } => {
-                let r = client
-                    .resume_partner(pb::ResumePartnerRequest {
-                        id,
-                        request_id: request_id(),
-                    })
-                    .await?
-                    .into_inner();
-                r.partner.iter().for_each(print_partner);
-            }
-            PartnerCommand::Certificate { id, out } => {
-                let (key, csr_pem) = new_key_and_csr(&id)?;
-                let r = client
-                    .issue_certificate(pb::IssueCertificateRequest {
-                        partner_id: id.clone(),
-                        csr_pem,
-                    })
-                    .await?
-                    .into_inner();
-                Bundle {
-                    cert_pem: r.certificate_pem,
-                    key_pem: key.serialize_pem(),
-                    ca_pem: r.ca_certificate_pem,
+                page.partners.iter().for_each(print_partner);
+                if page.next_page_token.is_empty() {
+                    break;
                 }
-                .write(&out, &format!("Relais identity of partner `{id}`."))?;
-                println!("identity bundle written to {}", out.display());
+                token = page.next_page_token;
             }
-        },
+        }
+        PartnerCommand::Show { id } => {
+            let p = client
+                .get_partner(pb::GetPartnerRequest { id })
+                .await?
+                .into_inner()
+                .partner
+                .context("no partner in the answer")?;
+            print_partner(&p);
+            for c in &p.certificates {
+                println!("  certificate {} serial {}", c.fingerprint, c.serial);
+            }
+        }
+        PartnerCommand::Suspend { id, reason } => {
+            let r = client
+                .suspend_partner(pb::SuspendPartnerRequest {
+                    id,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            r.partner.iter().for_each(print_partner);
+        }
+        PartnerCommand::Resume { id } => {
+            let r = client
+                .resume_partner(pb::ResumePartnerRequest {
+                    id,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            r.partner.iter().for_each(print_partner);
+        }
+        PartnerCommand::Certificate { id, out } => {
+            let (key, csr_pem) = new_key_and_csr(&id)?;
+            let r = client
+                .issue_certificate(pb::IssueCertificateRequest {
+                    partner_id: id.clone(),
+                    csr_pem,
+                })
+                .await?
+                .into_inner();
+            Bundle {
+                cert_pem: r.certificate_pem,
+                key_pem: key.serialize_pem(),
+                ca_pem: r.ca_certificate_pem,
+            }
+            .write(&out, &format!("Relais identity of partner `{id}`."))?;
+            println!("identity bundle written to {}", out.display());
+        }
     }
     Ok(())
 }

@@ -2,13 +2,14 @@
 //! connector. Every call names the acting agent and the purpose.
 
 use super::connect::{DEFAULT_HUB, channel};
-use crate::api::convert::case_status_to_pb;
+use crate::api::convert::{case_status_to_pb, purpose_to_pb};
 use crate::domain::{CaseStatus, Purpose};
 use crate::pki::Bundle;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use relais_proto::v1::{
-    self as pb, case_service_client::CaseServiceClient, flag_service_client::FlagServiceClient,
+    self as pb, case_service_client::CaseServiceClient,
+    consent_service_client::ConsentServiceClient, flag_service_client::FlagServiceClient,
     person_service_client::PersonServiceClient, sync_service_client::SyncServiceClient,
 };
 use std::path::PathBuf;
@@ -116,6 +117,12 @@ enum ClientCommand {
     Case(CaseCommand),
     #[command(subcommand)]
     Referral(ReferralCommand),
+    /// Consent records: what the person agreed to share, with whom, for what.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Mandates: an agent may act for the person on listed themes.
+    #[command(subcommand)]
+    Mandate(MandateCommand),
     /// Print the change feed from a position; with --follow, keep following live.
     Feed {
         #[arg(long, default_value_t = 0)]
@@ -168,6 +175,9 @@ enum CaseCommand {
         /// Open directly as `sent`.
         #[arg(long)]
         sent: bool,
+        /// Procedure theme (papiers, social, argent, logement…): what a mandate covers.
+        #[arg(long, default_value = "")]
+        theme: String,
     },
     /// Move a case to another status.
     Move {
@@ -235,6 +245,324 @@ enum ReferralCommand {
         version: i64,
     },
     List,
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    /// Record a consent given at the counter.
+    Grant {
+        #[command(flatten)]
+        person: PersonArg,
+        /// Grantee: a partner id…
+        #[arg(long, group = "grantee")]
+        to_partner: Option<String>,
+        /// …or every partner of a kind (mairie, association…)…
+        #[arg(long, group = "grantee")]
+        to_kind: Option<String>,
+        /// …or one agent, as partner/agent.
+        #[arg(long, group = "grantee")]
+        to_agent: Option<String>,
+        /// Data categories (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', required = true)]
+        categories: Vec<String>,
+        /// Purposes (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+        /// consent, legal_obligation, public_task, vital_interest
+        #[arg(long, default_value = "consent")]
+        basis: String,
+        /// oral_with_witness, signed_paper, digital
+        #[arg(long, default_value = "signed_paper")]
+        method: String,
+        #[arg(long, default_value = "")]
+        witness: String,
+        #[arg(long)]
+        notice: String,
+        #[arg(long, default_value = "")]
+        evidence: String,
+    },
+    Withdraw {
+        #[arg(long)]
+        consent_id: String,
+        /// How the person asked: guichet, telephone, courrier, bus…
+        #[arg(long)]
+        channel: String,
+    },
+    List {
+        #[command(flatten)]
+        person: PersonArg,
+    },
+    /// Print the receipt for the person (text; --html for the printable page).
+    Receipt {
+        #[arg(long)]
+        consent_id: String,
+        #[arg(long)]
+        html: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MandateCommand {
+    Grant {
+        #[command(flatten)]
+        person: PersonArg,
+        /// The mandated agent, as partner/agent (or just agent, of the caller).
+        #[arg(long)]
+        to_agent: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        themes: Vec<String>,
+        /// one_day, one_month, six_months, one_year
+        #[arg(long)]
+        duration: String,
+        #[arg(long, default_value = "signed_paper")]
+        method: String,
+    },
+    Revoke {
+        #[arg(long)]
+        mandate_id: String,
+        #[arg(long)]
+        channel: String,
+    },
+    List {
+        #[command(flatten)]
+        person: PersonArg,
+    },
+}
+
+/// Parses a closed-list value by its protobuf name (`PREFIX_VALUE`).
+fn enum_value(
+    prefix: &str,
+    value: &str,
+    from: impl Fn(&str) -> Option<i32>,
+) -> anyhow::Result<i32> {
+    from(&format!("{prefix}_{}", value.to_ascii_uppercase()))
+        .with_context(|| format!("unknown value `{value}`"))
+}
+
+fn agent_ref(s: &str) -> pb::AgentRef {
+    match s.split_once('/') {
+        Some((partner, agent)) => pb::AgentRef {
+            partner: partner.into(),
+            agent: agent.into(),
+        },
+        None => pb::AgentRef {
+            partner: String::new(),
+            agent: s.into(),
+        },
+    }
+}
+
+fn print_consent(c: &pb::Consent) {
+    let state = pb::RecordState::try_from(c.state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("RECORD_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let grantee = match c.grantee.as_ref().and_then(|g| g.grantee.as_ref()) {
+        Some(pb::grantee::Grantee::Partner(p)) => p.clone(),
+        Some(pb::grantee::Grantee::Kind(k)) => pb::PartnerKind::try_from(*k)
+            .map(|k| {
+                format!(
+                    "kind {}",
+                    k.as_str_name()
+                        .trim_start_matches("PARTNER_KIND_")
+                        .to_lowercase()
+                )
+            })
+            .unwrap_or_default(),
+        Some(pb::grantee::Grantee::Agent(a)) => format!("{}/{}", a.partner, a.agent),
+        None => String::new(),
+    };
+    println!(
+        "consent {} {:<9} to {grantee}: {} — collected by {}/{}",
+        c.id,
+        state,
+        c.categories.join(","),
+        c.collected_by_partner,
+        c.collected_by_agent
+    );
+}
+
+fn print_mandate(m: &pb::Mandate) {
+    let state = pb::RecordState::try_from(m.state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("RECORD_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    println!(
+        "mandate {} {:<9} to {}/{} on {}",
+        m.id,
+        state,
+        m.partner,
+        m.agent,
+        m.themes.join(",")
+    );
+}
+
+async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Result<()> {
+    let mut client = ConsentServiceClient::new(channel);
+    match cmd {
+        ConsentCommand::Grant {
+            person,
+            to_partner,
+            to_kind,
+            to_agent,
+            categories,
+            purposes,
+            basis,
+            method,
+            witness,
+            notice,
+            evidence,
+        } => {
+            use pb::grantee::Grantee as G;
+            let grantee = match (to_partner, to_kind, to_agent) {
+                (Some(p), _, _) => G::Partner(p),
+                (_, Some(k), _) => G::Kind(enum_value("PARTNER_KIND", &k, |n| {
+                    pb::PartnerKind::from_str_name(n).map(|v| v as i32)
+                })?),
+                (_, _, Some(a)) => G::Agent(agent_ref(&a)),
+                _ => anyhow::bail!("give --to-partner, --to-kind or --to-agent"),
+            };
+            let purposes = purposes
+                .iter()
+                .map(|p| {
+                    Purpose::parse(p)
+                        .map(|p| purpose_to_pb(p) as i32)
+                        .with_context(|| format!("unknown purpose `{p}`"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let r = client
+                .grant_consent(pb::GrantConsentRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    grantee: Some(pb::Grantee {
+                        grantee: Some(grantee),
+                    }),
+                    categories,
+                    purposes,
+                    legal_basis: enum_value("LEGAL_BASIS", &basis, |n| {
+                        pb::LegalBasis::from_str_name(n).map(|v| v as i32)
+                    })?,
+                    method: enum_value("COLLECTION_METHOD", &method, |n| {
+                        pb::CollectionMethod::from_str_name(n).map(|v| v as i32)
+                    })?,
+                    witness,
+                    notice_version: notice,
+                    notice_language: String::new(),
+                    evidence_ref: evidence,
+                    expires_at: None,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.consent.iter().for_each(print_consent);
+        }
+        ConsentCommand::Withdraw {
+            consent_id,
+            channel,
+        } => {
+            let r = client
+                .withdraw_consent(pb::WithdrawConsentRequest {
+                    context: ctx.context(),
+                    consent_id,
+                    channel,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.consent.iter().for_each(print_consent);
+            if !r.redacted_partners.is_empty() {
+                println!(
+                    "told to delete what they received: {}",
+                    r.redacted_partners.join(", ")
+                );
+            }
+        }
+        ConsentCommand::List { person } => {
+            let r = client
+                .list_consents(pb::ListConsentsRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                })
+                .await?
+                .into_inner();
+            r.consents.iter().for_each(print_consent);
+        }
+        ConsentCommand::Receipt { consent_id, html } => {
+            let r = client
+                .get_consent_receipt(pb::GetConsentReceiptRequest {
+                    context: ctx.context(),
+                    consent_id,
+                })
+                .await?
+                .into_inner();
+            print!("{}", if html { r.html } else { r.text });
+        }
+    }
+    Ok(())
+}
+
+async fn mandate(channel: Channel, ctx: &Ctx, cmd: MandateCommand) -> anyhow::Result<()> {
+    let mut client = ConsentServiceClient::new(channel);
+    match cmd {
+        MandateCommand::Grant {
+            person,
+            to_agent,
+            themes,
+            duration,
+            method,
+        } => {
+            let r = client
+                .grant_mandate(pb::GrantMandateRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    mandatary: Some(agent_ref(&to_agent)),
+                    themes,
+                    duration: enum_value("MANDATE_DURATION", &duration, |n| {
+                        pb::MandateDuration::from_str_name(n).map(|v| v as i32)
+                    })?,
+                    method: enum_value("COLLECTION_METHOD", &method, |n| {
+                        pb::CollectionMethod::from_str_name(n).map(|v| v as i32)
+                    })?,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.mandate.iter().for_each(print_mandate);
+            println!("\n{}", r.printable_text);
+        }
+        MandateCommand::Revoke {
+            mandate_id,
+            channel,
+        } => {
+            let r = client
+                .revoke_mandate(pb::RevokeMandateRequest {
+                    context: ctx.context(),
+                    mandate_id,
+                    channel,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            r.mandate.iter().for_each(print_mandate);
+        }
+        MandateCommand::List { person } => {
+            let r = client
+                .list_mandates(pb::ListMandatesRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                })
+                .await?
+                .into_inner();
+            r.mandates.iter().for_each(print_mandate);
+        }
+    }
+    Ok(())
 }
 
 fn status_name(s: i32) -> String {
@@ -399,6 +727,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         ClientCommand::Referral(cmd) => {
             referral(CaseServiceClient::new(channel), &ctx, cmd).await?
         }
+        ClientCommand::Consent(cmd) => consent(channel, &ctx, cmd).await?,
+        ClientCommand::Mandate(cmd) => mandate(channel, &ctx, cmd).await?,
         ClientCommand::Feed { after, follow } => {
             let mut stream = SyncServiceClient::new(channel)
                 .subscribe(pb::SubscribeRequest {
@@ -425,6 +755,13 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                             Some(pb::change_event::Resource::Flag(f)) => print_flag(&f),
                             Some(pb::change_event::Resource::Case(c)) => print_case(&c),
                             Some(pb::change_event::Resource::Referral(r)) => print_referral(&r),
+                            Some(pb::change_event::Resource::Redaction(r)) => println!(
+                                "delete: flags [{}] cases [{}] referrals [{}] ({})",
+                                r.flag_ids.join(", "),
+                                r.case_ids.join(", "),
+                                r.referral_ids.join(", "),
+                                r.reason
+                            ),
                             None => println!(),
                         }
                     }
@@ -440,18 +777,6 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn purpose_to_pb(p: Purpose) -> pb::Purpose {
-    match p {
-        Purpose::Accompagnement => pb::Purpose::Accompagnement,
-        Purpose::Instruction => pb::Purpose::Instruction,
-        Purpose::Orientation => pb::Purpose::Orientation,
-        Purpose::AllerVers => pb::Purpose::AllerVers,
-        Purpose::PlanAlerte => pb::Purpose::PlanAlerte,
-        Purpose::Administration => pb::Purpose::Administration,
-        Purpose::Statistique => pb::Purpose::Statistique,
-    }
 }
 
 async fn flag(
@@ -545,6 +870,7 @@ async fn case(
             missing,
             due,
             sent,
+            theme,
         } => {
             let r = client
                 .open_case(pb::OpenCaseRequest {
@@ -555,6 +881,7 @@ async fn case(
                     due_date: due,
                     initial_status: if sent { pb::CaseStatus::Sent as i32 } else { 0 },
                     request_id: ctx.request_id(),
+                    theme,
                 })
                 .await?
                 .into_inner();

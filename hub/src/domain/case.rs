@@ -219,6 +219,9 @@ pub struct Case {
     pub outcome_reason: String,
     pub history: Vec<CaseTransition>,
     pub version: i64,
+    /// What a mandate covers; none when the partner gave no theme.
+    #[serde(default)]
+    pub theme: Option<super::category::Theme>,
 }
 
 /// What a transition asks for, once parsed.
@@ -316,6 +319,7 @@ impl Case {
                         reason: format!("redirected from case {}", self.id),
                     }],
                     version: 1,
+                    theme: self.theme,
                 });
             }
             _ => {}

@@ -2,9 +2,10 @@
 //! transaction, with a global increasing position.
 
 use super::case::Case;
+use super::category::DataCategory;
 use super::clock::Timestamp;
 use super::flag::Flag;
-use super::ids::{AgentId, PersonId};
+use super::ids::{AgentId, CaseId, FlagId, PartnerId, PersonId, ReferralId};
 use super::referral::Referral;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ pub enum ChangeKind {
     CaseTransitioned,
     ReferralSent,
     ReferralUpdated,
+    /// Data a partner received is no longer shared with it: delete the local copy.
+    Redacted,
 }
 
 impl ChangeKind {
@@ -28,6 +31,7 @@ impl ChangeKind {
             ChangeKind::CaseTransitioned => "case_transitioned",
             ChangeKind::ReferralSent => "referral_sent",
             ChangeKind::ReferralUpdated => "referral_updated",
+            ChangeKind::Redacted => "redacted",
         }
     }
 }
@@ -39,6 +43,7 @@ pub enum ChangeResource {
     Flag(Flag),
     Case(Case),
     Referral(Referral),
+    Redaction(Redaction),
 }
 
 impl ChangeResource {
@@ -47,8 +52,58 @@ impl ChangeResource {
             ChangeResource::Flag(f) => f.person,
             ChangeResource::Case(c) => c.person,
             ChangeResource::Referral(r) => r.person,
+            ChangeResource::Redaction(r) => r.person,
         }
     }
+
+    /// The one partner an event is for (redactions), or none (everyone the rules allow).
+    pub fn target(&self) -> Option<&PartnerId> {
+        match self {
+            ChangeResource::Redaction(r) => Some(&r.partner),
+            _ => None,
+        }
+    }
+}
+
+/// What one partner must delete after a withdrawal, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    pub person: PersonId,
+    pub partner: PartnerId,
+    pub items: Vec<Item>,
+    pub categories: Vec<DataCategory>,
+    pub reason: String,
+    /// `consent:<id>` or `mandate:<id>`.
+    pub record: String,
+}
+
+/// A piece of a person's data, as a partner received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Item {
+    Flag(FlagId),
+    Case(CaseId),
+    Referral(ReferralId),
+}
+
+impl Item {
+    pub fn key(&self) -> String {
+        match self {
+            Item::Flag(id) => format!("flag:{id}"),
+            Item::Case(id) => format!("case:{id}"),
+            Item::Referral(id) => format!("referral:{id}"),
+        }
+    }
+}
+
+/// A piece of data delivered to a partner that did not write it: what a withdrawal redacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    pub partner: PartnerId,
+    pub person: PersonId,
+    pub item: Item,
+    pub category: DataCategory,
+    pub at: Timestamp,
 }
 
 /// A committed change, as read back from the log.
@@ -64,13 +119,14 @@ pub struct ChangeRecord {
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 6] = [
+    pub const ALL: [ChangeKind; 7] = [
         ChangeKind::FlagRaised,
         ChangeKind::FlagRetracted,
         ChangeKind::CaseOpened,
         ChangeKind::CaseTransitioned,
         ChangeKind::ReferralSent,
         ChangeKind::ReferralUpdated,
+        ChangeKind::Redacted,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

@@ -52,6 +52,32 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// Shown to people in Europe/Paris time: UTC+1, UTC+2 in summer (EU rule: from the last
+/// Sunday of March to the last Sunday of October, at 01:00 UTC).
+pub fn paris(t: Timestamp) -> String {
+    use time::{Month, Weekday};
+    let utc = t.to_offset();
+    let last_sunday = |month: Month| {
+        let days = time::util::days_in_month(month, utc.year());
+        let mut d = Date::from_calendar_date(utc.year(), month, days).unwrap_or(utc.date());
+        while d.weekday() != Weekday::Sunday {
+            d = d.previous_day().unwrap_or(d);
+        }
+        d.with_hms(1, 0, 0).map(|dt| dt.assume_utc()).unwrap_or(utc)
+    };
+    let summer = utc >= last_sunday(Month::March) && utc < last_sunday(Month::October);
+    let offset = if summer { 2 } else { 1 };
+    let local = utc + time::Duration::hours(offset);
+    format!(
+        "{:02}/{:02}/{} à {:02}h{:02}",
+        local.day(),
+        u8::from(local.month()),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
 /// Where "now" comes from.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
@@ -129,6 +155,17 @@ mod tests {
         assert!(Day::parse("17/02/1943").is_err());
         assert!(Day::parse("1943-02-30").is_err());
         assert_eq!(Day::parse_optional("").unwrap(), None);
+    }
+
+    #[test]
+    fn paris_time_follows_summer_time() {
+        let at = |s: &str| Timestamp::from_offset(OffsetDateTime::parse(s, &Rfc3339).unwrap());
+        assert_eq!(paris(at("2026-01-15T10:00:00Z")), "15/01/2026 à 11h00");
+        assert_eq!(paris(at("2026-07-14T10:00:00Z")), "14/07/2026 à 12h00");
+        // 2026: summer time from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        assert_eq!(paris(at("2026-03-29T00:59:00Z")), "29/03/2026 à 01h59");
+        assert_eq!(paris(at("2026-03-29T01:00:00Z")), "29/03/2026 à 03h00");
+        assert_eq!(paris(at("2026-10-25T01:00:00Z")), "25/10/2026 à 02h00");
     }
 
     #[test]

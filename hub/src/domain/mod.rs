@@ -3,8 +3,10 @@
 //! nobody checks it again. No I/O here.
 
 pub mod case;
+pub mod category;
 pub mod change;
 pub mod clock;
+pub mod consent;
 pub mod context;
 pub mod flag;
 pub mod ids;
@@ -14,7 +16,8 @@ pub mod referral;
 pub mod taxonomy;
 
 pub use case::{Case, CaseStatus, CaseTransition};
-pub use clock::{Clock, Day, SystemClock, Timestamp};
+pub use category::{DataCategory, Theme};
+pub use clock::{Clock, Day, SystemClock, Timestamp, paris};
 pub use context::{Purpose, RequestContext};
 pub use flag::{Flag, FlagStatus};
 pub use ids::{AgentId, CaseId, FlagId, LocalId, PartnerId, PersonId, ReferralId, RequestId};

@@ -5,15 +5,17 @@
 //! `buffer` events plus one batch, and never slows the other subscribers, which have their
 //! own tasks.
 
+use crate::audit::AuditEntry;
 use crate::domain::Purpose;
-use crate::domain::change::ChangeRecord;
-use crate::domain::ids::{LocalId, PartnerId, PersonId};
-use crate::domain::partner::PartnerStatus;
+use crate::domain::change::{ChangeRecord, ChangeResource};
+use crate::domain::ids::{AgentId, LocalId, PartnerId, PersonId};
+use crate::domain::partner::{Partner, PartnerStatus};
 use crate::error::{Error, Result};
-use crate::policy;
-use crate::store::{DynStore, Relation};
+use crate::policy::{Access, Facts, Gate, Viewer};
+use crate::store::DynStore;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -33,10 +35,13 @@ pub enum FeedItem {
 /// How often an idle subscription checks that its partner is still active.
 const STATUS_CHECK: Duration = Duration::from_secs(15);
 
-/// Starts a subscription task for `partner` from `after`.
+/// Starts a subscription task for `partner` (acting through `agent`, for `purpose`) from
+/// `after`.
 pub fn spawn_subscription(
     store: DynStore,
+    gate: Arc<Gate>,
     partner: PartnerId,
+    agent: AgentId,
     purpose: Purpose,
     after: u64,
     batch: u32,
@@ -46,7 +51,16 @@ pub fn spawn_subscription(
     let span = tracing::info_span!("subscription", partner = %partner, after);
     tokio::spawn(
         async move {
-            if let Err(e) = run(&store, &partner, purpose, after, batch, &tx).await {
+            let sub = Subscription {
+                store: &store,
+                gate: &gate,
+                partner: &partner,
+                agent: &agent,
+                purpose,
+                batch,
+                tx: &tx,
+            };
+            if let Err(e) = sub.run(after).await {
                 tracing::info!(error = %e, "subscription ended");
                 // The subscriber may be gone already; then nobody is left to tell.
                 let _ = tx.send(Err(e)).await;
@@ -57,69 +71,122 @@ pub fn spawn_subscription(
     rx
 }
 
-async fn still_active(store: &DynStore, partner: &PartnerId) -> Result<()> {
-    match store.get_partner(partner).await? {
-        Some(p) if p.status == PartnerStatus::Active => Ok(()),
-        _ => Err(Error::PermissionDenied(format!(
-            "partner `{partner}` is suspended: its subscription ends"
-        ))),
-    }
+struct Subscription<'a> {
+    store: &'a DynStore,
+    gate: &'a Gate,
+    partner: &'a PartnerId,
+    agent: &'a AgentId,
+    purpose: Purpose,
+    batch: u32,
+    tx: &'a mpsc::Sender<Result<FeedItem>>,
 }
 
-async fn run(
-    store: &DynStore,
-    partner: &PartnerId,
-    purpose: Purpose,
-    after: u64,
-    batch: u32,
-    tx: &mpsc::Sender<Result<FeedItem>>,
-) -> Result<()> {
-    let mut head = store.watch_head();
-    let mut cursor = after;
-    let mut live = false;
-    loop {
-        still_active(store, partner).await?;
-        let changes = store.changes_after(cursor, batch).await?;
-        if changes.is_empty() {
-            if !live {
-                live = true;
-                if tx.send(Ok(FeedItem::CaughtUp(cursor))).await.is_err() {
+impl Subscription<'_> {
+    /// The partner as it is now; a suspended partner's subscription ends.
+    async fn partner(&self) -> Result<Partner> {
+        match self.store.get_partner(self.partner).await? {
+            Some(p) if p.status == PartnerStatus::Active => Ok(p),
+            _ => Err(Error::PermissionDenied(format!(
+                "partner `{}` is suspended: its subscription ends",
+                self.partner
+            ))),
+        }
+    }
+
+    async fn run(&self, after: u64) -> Result<()> {
+        let mut head = self.store.watch_head();
+        let mut cursor = after;
+        let mut live = false;
+        loop {
+            let partner = self.partner().await?;
+            let changes = self.store.changes_after(cursor, self.batch).await?;
+            if changes.is_empty() {
+                if !live {
+                    live = true;
+                    if self.tx.send(Ok(FeedItem::CaughtUp(cursor))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                tokio::select! {
+                    changed = head.wait_for(|h| *h > cursor) => {
+                        if changed.is_err() {
+                            return Err(Error::Unavailable("the hub is shutting down".into()));
+                        }
+                    }
+                    () = self.tx.closed() => return Ok(()),
+                    () = tokio::time::sleep(STATUS_CHECK) => {}
+                }
+                continue;
+            }
+            // Facts per person, read once per batch: decisions are made now, at delivery, so a
+            // withdrawal applies to the very next event.
+            let mut facts: HashMap<PersonId, (Facts, Vec<LocalId>)> = HashMap::new();
+            for change in changes {
+                cursor = change.position;
+                if !self.deliverable(&partner, &change, &mut facts).await? {
+                    continue;
+                }
+                let person = change.resource.person();
+                let local_ids = match facts.get(&person) {
+                    Some((_, ids)) => ids.clone(),
+                    None => self.store.local_ids(self.partner, person).await?,
+                };
+                let item = FeedItem::Event {
+                    change: Box::new(change),
+                    local_ids,
+                };
+                if self.tx.send(Ok(item)).await.is_err() {
                     return Ok(());
                 }
             }
-            tokio::select! {
-                changed = head.wait_for(|h| *h > cursor) => {
-                    if changed.is_err() {
-                        return Err(Error::Unavailable("the hub is shutting down".into()));
-                    }
-                }
-                () = tx.closed() => return Ok(()),
-                () = tokio::time::sleep(STATUS_CHECK) => {}
-            }
-            continue;
         }
-        // Facts per person, fetched once per batch: decisions are made now, at delivery.
-        let mut relations: HashMap<PersonId, (Relation, Vec<LocalId>)> = HashMap::new();
-        for change in changes {
-            cursor = change.position;
-            let person = change.resource.person();
-            if let Entry::Vacant(entry) = relations.entry(person) {
-                let relation = store.relation(partner, person).await?;
-                let local_ids = store.local_ids(partner, person).await?;
-                entry.insert((relation, local_ids));
+    }
+
+    /// Decides one event for this subscriber, and audits the decision.
+    async fn deliverable(
+        &self,
+        partner: &Partner,
+        change: &ChangeRecord,
+        facts: &mut HashMap<PersonId, (Facts, Vec<LocalId>)>,
+    ) -> Result<bool> {
+        let action = format!("deliver:{}", change.kind.as_str());
+        let detail = format!("feed position {}", change.position);
+        if let ChangeResource::Redaction(r) = &change.resource {
+            if &r.partner != self.partner {
+                return Ok(false);
             }
-            let (relation, local_ids) = &relations[&person];
-            let decision = policy::change_delivery(partner, &change, *relation, purpose);
-            if !decision.allowed() {
-                continue;
-            }
-            let item = FeedItem::Event {
-                change: Box::new(change),
-                local_ids: local_ids.clone(),
-            };
-            if tx.send(Ok(item)).await.is_err() {
-                return Ok(());
-            }
+            let mut entry = AuditEntry::new(
+                change.committed_at,
+                self.partner.as_str(),
+                self.agent.as_str(),
+                action,
+            );
+            entry.person = Some(r.person);
+            entry.detail = detail;
+            entry.records = vec![r.record.clone()];
+            self.store.record_access(vec![entry], vec![]).await?;
+            return Ok(true);
         }
+        let person = change.resource.person();
+        if let Entry::Vacant(entry) = facts.entry(person) {
+            let f = self.gate.facts(partner, person).await?;
+            let ids = self.store.local_ids(self.partner, person).await?;
+            entry.insert((f, ids));
+        }
+        let person_facts = facts[&person].0.clone();
+        let viewer = Viewer {
+            partner,
+            agent: self.agent,
+            purpose: self.purpose,
+        };
+        let mut access = Access::new(self.gate, self.store, viewer, person_facts).await?;
+        let allowed = match &change.resource {
+            ChangeResource::Flag(f) => access.flag(f),
+            ChangeResource::Case(c) => access.case(c),
+            ChangeResource::Referral(r) => access.referral(r),
+            ChangeResource::Redaction(_) => false,
+        };
+        access.record(self.store, action, detail).await?;
+        Ok(allowed)
     }
 }

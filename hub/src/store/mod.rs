@@ -5,8 +5,10 @@
 
 pub mod sqlite;
 
+use crate::audit::{Anchor, AuditEntry, StoredEntry};
 use crate::domain::case::Case;
-use crate::domain::change::ChangeRecord;
+use crate::domain::change::{ChangeRecord, Disclosure, Redaction};
+use crate::domain::consent::{Consent, ConsentId, Mandate, MandateId};
 use crate::domain::flag::Flag;
 use crate::domain::ids::{
     AgentId, CaseId, FlagId, LocalId, PartnerId, PersonId, ReferralId, RequestId,
@@ -30,6 +32,34 @@ pub struct WriteMeta {
     /// Digest of the request: a key reused for a different request is refused.
     pub fingerprint: String,
     pub at: Timestamp,
+    /// Audit entries written in the same transaction as the write.
+    pub audit: Vec<AuditEntry>,
+}
+
+impl WriteMeta {
+    /// Adds the audit entry of this write.
+    pub fn audited(mut self, entry: AuditEntry) -> Self {
+        self.audit.push(entry);
+        self
+    }
+}
+
+/// One version of the access rules.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RulesVersion {
+    pub version: i64,
+    pub author: String,
+    pub comment: String,
+    pub created_at: Timestamp,
+    pub restores: Option<i64>,
+}
+
+/// The préfet's alert plan.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AlertPlan {
+    pub active: bool,
+    pub reason: String,
+    pub since: Option<Timestamp>,
 }
 
 /// An authenticated caller, found from its certificate fingerprint.
@@ -196,12 +226,70 @@ pub trait Store: Send + Sync + 'static {
         meta: &WriteMeta,
     ) -> Result<Referral>;
     async fn get_referral(&self, id: ReferralId) -> Result<Option<Referral>>;
+    /// Every referral about a person, whoever sent it, oldest first.
+    async fn referrals_of_person(&self, person: PersonId, limit: u32) -> Result<Vec<Referral>>;
     async fn list_referrals(
         &self,
         filter: &ReferralFilter,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Referral>>;
+
+    // Consent records and mandates.
+    async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent>;
+    /// Withdraws a consent and, in the same transaction, appends a redaction event for each
+    /// partner that received data the consent covered and no other record still covers.
+    async fn withdraw_consent(
+        &self,
+        id: ConsentId,
+        update: Update<Consent>,
+        meta: &WriteMeta,
+    ) -> Result<(Consent, Vec<Redaction>)>;
+    async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>>;
+    async fn consents_of(&self, person: PersonId) -> Result<Vec<Consent>>;
+    async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate>;
+    /// Revokes a mandate; redactions as for a withdrawn consent.
+    async fn revoke_mandate(
+        &self,
+        id: MandateId,
+        update: Update<Mandate>,
+        meta: &WriteMeta,
+    ) -> Result<(Mandate, Vec<Redaction>)>;
+    async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>>;
+    async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>>;
+
+    // Reads: audit and disclosures.
+    /// Records reads or deliveries: their audit entries and what was disclosed, in one
+    /// transaction, before the data leaves the hub.
+    async fn record_access(
+        &self,
+        entries: Vec<AuditEntry>,
+        disclosures: Vec<Disclosure>,
+    ) -> Result<()>;
+    /// Audit entries after `after_seq`, in order, at most `limit`.
+    async fn audit_page(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>>;
+    async fn audit_anchor(&self) -> Result<Anchor>;
+    async fn audit_of_person(&self, person: PersonId) -> Result<Vec<AuditEntry>>;
+    /// Removes entries older than `before`, keeping the chain verifiable from the last one
+    /// removed. Returns how many were removed.
+    async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
+
+    // Access rules and settings.
+    async fn rules_versions(&self) -> Result<Vec<RulesVersion>>;
+    async fn rules_text(&self, version: i64) -> Result<Option<String>>;
+    /// The rules in force: the newest version.
+    async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>>;
+    /// Stores a new version, which is then in force.
+    async fn add_rules(
+        &self,
+        text: &str,
+        author: &str,
+        comment: &str,
+        restores: Option<i64>,
+        meta: &WriteMeta,
+    ) -> Result<RulesVersion>;
+    async fn alert_plan(&self) -> Result<AlertPlan>;
+    async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan>;
 
     // Change log.
     /// Committed changes after `position`, in position order, at most `limit`.

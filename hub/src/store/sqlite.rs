@@ -5,11 +5,13 @@
 //! lets run beside the writer.
 
 use super::{
-    CaseFilter, Direction, LinkOutcome, LinkResult, LinkTarget, Principal, ReferralFilter,
-    Relation, Store, Update, WriteMeta,
+    AlertPlan, CaseFilter, Direction, LinkOutcome, LinkResult, LinkTarget, Principal,
+    ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
 };
+use crate::audit::{Anchor, AuditEntry, StoredEntry};
 use crate::domain::case::Case;
-use crate::domain::change::{ChangeKind, ChangeRecord, ChangeResource};
+use crate::domain::change::{ChangeKind, ChangeRecord, ChangeResource, Disclosure, Redaction};
+use crate::domain::consent::{Consent, ConsentId, Mandate, MandateId, redactions};
 use crate::domain::flag::Flag;
 use crate::domain::ids::{AgentId, CaseId, FlagId, LocalId, PartnerId, PersonId, ReferralId};
 use crate::domain::partner::{CertificateRecord, Partner, PartnerStatus};
@@ -35,11 +37,18 @@ use tokio::sync::watch;
 #[derive(Debug)]
 struct Embedded;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/sqlite/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "consent rules audit",
+        include_str!("../../migrations/sqlite/0002_consent_rules_audit.sql"),
+    ),
+];
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
@@ -146,11 +155,13 @@ async fn replayed<T: DeserializeOwned>(
     }
 }
 
+/// Records the write's idempotency key with its result, and its audit entries.
 async fn remember<T: Serialize>(
     conn: &mut SqliteConnection,
     meta: &WriteMeta,
     result: &T,
 ) -> Result<()> {
+    append_audit(conn, &meta.audit).await?;
     sqlx::query(
         "INSERT INTO idempotency (principal, request_id, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -162,6 +173,100 @@ async fn remember<T: Serialize>(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Appends audit entries to the hash chain. The single writer connection serialises appends,
+/// so each entry follows the one before it.
+async fn append_audit(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (mut seq, mut prev) = match last {
+        Some((seq, hash)) => (seq as u64, hash),
+        None => {
+            let anchor: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            anchor.map_or((0, crate::audit::GENESIS.to_string()), |(s, h)| {
+                (s as u64, h)
+            })
+        }
+    };
+    for entry in entries {
+        seq += 1;
+        let doc = serde_json::to_string(entry)?;
+        let hash = crate::audit::chain_hash(seq, &prev, &doc);
+        sqlx::query(
+            "INSERT INTO audit (seq, at, person_id, doc, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq as i64)
+        .bind(entry.at.micros())
+        .bind(entry.person.map(|p| p.to_string()))
+        .bind(&doc)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+/// Appends the redaction events and forgets the redacted disclosures.
+async fn apply_redactions(
+    conn: &mut SqliteConnection,
+    redactions: &[Redaction],
+    meta: &WriteMeta,
+) -> Result<Option<i64>> {
+    let mut position = None;
+    for r in redactions {
+        for item in &r.items {
+            sqlx::query("DELETE FROM disclosures WHERE partner_id = ? AND item = ?")
+                .bind(r.partner.as_str())
+                .bind(item.key())
+                .execute(&mut *conn)
+                .await?;
+        }
+        position = Some(
+            append_change(
+                conn,
+                ChangeKind::Redacted,
+                meta,
+                ChangeResource::Redaction(r.clone()),
+            )
+            .await?,
+        );
+    }
+    Ok(position)
+}
+
+/// What the partners received about a person, with each partner.
+async fn received(
+    conn: &mut SqliteConnection,
+    person: PersonId,
+) -> Result<Vec<(Partner, Disclosure)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT d.doc, p.doc FROM disclosures d JOIN partners p ON p.id = d.partner_id WHERE d.person_id = ?",
+    )
+    .bind(person.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(d, p)| Ok((serde_json::from_str(&p)?, serde_json::from_str(&d)?)))
+        .collect()
+}
+
+async fn consents_in(conn: &mut SqliteConnection, person: PersonId) -> Result<Vec<Consent>> {
+    let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = ? ORDER BY id")
+        .bind(person.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    docs(rows)
 }
 
 async fn append_change(
@@ -301,6 +406,18 @@ async fn insert_certificate(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn rules_version(
+    (version, author, comment, created_at, restores): (i64, String, String, i64, Option<i64>),
+) -> RulesVersion {
+    RulesVersion {
+        version,
+        author,
+        comment,
+        created_at: Timestamp::from_micros(created_at),
+        restores,
+    }
 }
 
 fn after_key(after: Option<&str>) -> &str {
@@ -909,6 +1026,16 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn referrals_of_person(&self, person: PersonId, limit: u32) -> Result<Vec<Referral>> {
+        let rows =
+            sqlx::query_as("SELECT doc FROM referrals WHERE person_id = ? ORDER BY id LIMIT ?")
+                .bind(person.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?;
+        docs(rows)
+    }
+
     async fn list_referrals(
         &self,
         filter: &ReferralFilter,
@@ -947,6 +1074,346 @@ impl Store for SqliteStore {
         q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
         let rows = q.build_query_as().fetch_all(&self.reader).await?;
         docs(rows)
+    }
+
+    async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        sqlx::query("INSERT INTO consents (id, person_id, version, doc) VALUES (?, ?, ?, ?)")
+            .bind(consent.id.to_string())
+            .bind(consent.person.to_string())
+            .bind(consent.version)
+            .bind(serde_json::to_string(&consent)?)
+            .execute(&mut *tx)
+            .await?;
+        remember(&mut tx, meta, &consent).await?;
+        tx.commit().await?;
+        Ok(consent)
+    }
+
+    async fn withdraw_consent(
+        &self,
+        id: ConsentId,
+        update: Update<Consent>,
+        meta: &WriteMeta,
+    ) -> Result<(Consent, Vec<Redaction>)> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((doc,)) = row else {
+            return Err(Error::not_found("consent", id));
+        };
+        let consent = update(serde_json::from_str(&doc)?)?;
+        sqlx::query("UPDATE consents SET version = ?, doc = ? WHERE id = ?")
+            .bind(consent.version)
+            .bind(serde_json::to_string(&consent)?)
+            .bind(consent.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let others: Vec<Consent> = consents_in(&mut tx, consent.person)
+            .await?
+            .into_iter()
+            .filter(|c| c.id != consent.id)
+            .collect();
+        let received = received(&mut tx, consent.person).await?;
+        let redactions = redactions(
+            &format!("consent:{}", consent.id),
+            &consent.grantee,
+            &consent.categories,
+            &others,
+            &received,
+            meta.at,
+        );
+        let position = apply_redactions(&mut tx, &redactions, meta).await?;
+        let result = (consent, redactions);
+        remember(&mut tx, meta, &result).await?;
+        tx.commit().await?;
+        self.committed(position);
+        Ok(result)
+    }
+
+    async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from))
+            .transpose()
+    }
+
+    async fn consents_of(&self, person: PersonId) -> Result<Vec<Consent>> {
+        let mut conn = self.reader.acquire().await?;
+        consents_in(&mut conn, person).await
+    }
+
+    async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        sqlx::query("INSERT INTO mandates (id, person_id, version, doc) VALUES (?, ?, ?, ?)")
+            .bind(mandate.id.to_string())
+            .bind(mandate.person.to_string())
+            .bind(mandate.version)
+            .bind(serde_json::to_string(&mandate)?)
+            .execute(&mut *tx)
+            .await?;
+        remember(&mut tx, meta, &mandate).await?;
+        tx.commit().await?;
+        Ok(mandate)
+    }
+
+    async fn revoke_mandate(
+        &self,
+        id: MandateId,
+        update: Update<Mandate>,
+        meta: &WriteMeta,
+    ) -> Result<(Mandate, Vec<Redaction>)> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((doc,)) = row else {
+            return Err(Error::not_found("mandate", id));
+        };
+        let mandate = update(serde_json::from_str(&doc)?)?;
+        sqlx::query("UPDATE mandates SET version = ?, doc = ? WHERE id = ?")
+            .bind(mandate.version)
+            .bind(serde_json::to_string(&mandate)?)
+            .bind(mandate.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let consents = consents_in(&mut tx, mandate.person).await?;
+        let received = received(&mut tx, mandate.person).await?;
+        let redactions = redactions(
+            &format!("mandate:{}", mandate.id),
+            &crate::domain::consent::Grantee::Agent {
+                partner: mandate.partner.clone(),
+                agent: mandate.agent.clone(),
+            },
+            &[crate::domain::DataCategory::CaseStatus],
+            &consents,
+            &received,
+            meta.at,
+        );
+        let position = apply_redactions(&mut tx, &redactions, meta).await?;
+        let result = (mandate, redactions);
+        remember(&mut tx, meta, &result).await?;
+        tx.commit().await?;
+        self.committed(position);
+        Ok(result)
+    }
+
+    async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from))
+            .transpose()
+    }
+
+    async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>> {
+        let rows = sqlx::query_as("SELECT doc FROM mandates WHERE person_id = ? ORDER BY id")
+            .bind(person.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        docs(rows)
+    }
+
+    async fn record_access(
+        &self,
+        entries: Vec<AuditEntry>,
+        disclosures: Vec<Disclosure>,
+    ) -> Result<()> {
+        if entries.is_empty() && disclosures.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        append_audit(&mut tx, &entries).await?;
+        for d in &disclosures {
+            sqlx::query(
+                "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (partner_id, item) DO UPDATE SET last_at = excluded.last_at",
+            )
+            .bind(d.partner.as_str())
+            .bind(d.item.key())
+            .bind(d.person.to_string())
+            .bind(d.category.as_str())
+            .bind(d.at.micros())
+            .bind(d.at.micros())
+            .bind(serde_json::to_string(d)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_page(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>> {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, doc, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, doc, prev_hash, hash)| StoredEntry {
+                seq: seq as u64,
+                doc,
+                prev_hash,
+                hash,
+            })
+            .collect())
+    }
+
+    async fn audit_anchor(&self) -> Result<Anchor> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map_or_else(Anchor::genesis, |(seq, hash)| Anchor {
+            seq: seq as u64,
+            hash,
+        }))
+    }
+
+    async fn audit_of_person(&self, person: PersonId) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query_as("SELECT doc FROM audit WHERE person_id = ? ORDER BY seq")
+            .bind(person.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        docs(rows)
+    }
+
+    async fn purge_audit(&self, before: Timestamp) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit WHERE at < ? ORDER BY seq DESC LIMIT 1")
+                .bind(before.micros())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((seq, hash)) = last else {
+            return Ok(0);
+        };
+        let removed = sqlx::query("DELETE FROM audit WHERE seq <= ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO audit_anchor (id, seq, hash, purged_at) VALUES (1, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, purged_at = excluded.purged_at",
+        )
+        .bind(seq)
+        .bind(&hash)
+        .bind(before.micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn rules_versions(&self) -> Result<Vec<RulesVersion>> {
+        let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT version, author, comment, created_at, restores FROM rules ORDER BY version",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(rules_version).collect())
+    }
+
+    async fn rules_text(&self, version: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT text FROM rules WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|(t,)| t))
+    }
+
+    async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>> {
+        let row: Option<(i64, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT version, author, comment, created_at, restores, text FROM rules ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|(v, a, c, t, r, text)| (rules_version((v, a, c, t, r)), text)))
+    }
+
+    async fn add_rules(
+        &self,
+        text: &str,
+        author: &str,
+        comment: &str,
+        restores: Option<i64>,
+        meta: &WriteMeta,
+    ) -> Result<RulesVersion> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        let (version,): (i64,) = sqlx::query_as(
+            "INSERT INTO rules (version, text, author, comment, created_at, restores)
+             VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM rules), ?, ?, ?, ?, ?) RETURNING version",
+        )
+        .bind(text)
+        .bind(author)
+        .bind(comment)
+        .bind(meta.at.micros())
+        .bind(restores)
+        .fetch_one(&mut *tx)
+        .await?;
+        let result = RulesVersion {
+            version,
+            author: author.to_string(),
+            comment: comment.to_string(),
+            created_at: meta.at,
+            restores,
+        };
+        remember(&mut tx, meta, &result).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn alert_plan(&self) -> Result<AlertPlan> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT doc FROM settings WHERE key = 'alert_plan'")
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map_or(Ok(AlertPlan::default()), |(doc,)| {
+            serde_json::from_str(&doc).map_err(Error::from)
+        })
+    }
+
+    async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(done) = replayed(&mut tx, meta).await? {
+            return Ok(done);
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, doc) VALUES ('alert_plan', ?)
+             ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+        )
+        .bind(serde_json::to_string(&plan)?)
+        .execute(&mut *tx)
+        .await?;
+        remember(&mut tx, meta, &plan).await?;
+        tx.commit().await?;
+        Ok(plan)
     }
 
     async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
