@@ -18,14 +18,18 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
             pivot("Dupont-Lefèvre", "Élodie", "1951-03-08", "31021"),
         )
         .await;
-    assert_eq!(first.outcome, pb::LinkOutcome::Created as i32);
+    // Linking by traits never tells whether the person was new: that, too, would be
+    // personal data.
+    assert_eq!(first.outcome, pb::LinkOutcome::LinkedByPivot as i32);
     let second = ccas
         .link(
             "REG-17",
             pivot("DUPONT LEFEVRE", "ELODIE", "1951-03-08", "31021"),
         )
         .await;
-    assert_eq!(second.outcome, pb::LinkOutcome::MatchedByPivot as i32);
+    // Before she agrees, the mairie is linked to the same person but is not told that anyone
+    // else knows her.
+    assert_eq!(second.outcome, pb::LinkOutcome::LinkedByPivot as i32);
     assert_eq!(first.person_id, second.person_id, "one person, known once");
 
     // Another birth date is another person.
@@ -35,7 +39,7 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
             pivot("Dupont-Lefèvre", "Élodie", "1951-03-09", "31021"),
         )
         .await;
-    assert_eq!(other.outcome, pb::LinkOutcome::Created as i32);
+    assert_eq!(other.outcome, pb::LinkOutcome::LinkedByPivot as i32);
     assert_ne!(other.person_id, first.person_id);
 
     let flag = bus.raise("BUS-0001", "SANS_INTERNET").await;

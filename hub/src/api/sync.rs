@@ -1,7 +1,7 @@
 //! SyncService: the change feed over a server stream.
 
 use super::{Api, convert};
-use crate::feed::{FeedItem, spawn_subscription};
+use crate::feed::{FeedItem, Subscriber, spawn_subscription};
 use futures::StreamExt;
 use relais_proto::v1::{self as pb, sync_service_server::SyncService};
 use std::pin::Pin;
@@ -23,12 +23,13 @@ impl SyncService for Api {
             let rx = spawn_subscription(
                 self.store.clone(),
                 self.gate.clone(),
-                call.id().clone(),
-                call.ctx.agent.clone(),
-                call.ctx.purpose,
+                Subscriber {
+                    partner: call.id().clone(),
+                    agent: call.ctx.agent.clone(),
+                    purpose: call.ctx.purpose,
+                },
                 req.after_position,
-                self.settings.feed.batch_size,
-                self.settings.feed.subscriber_buffer,
+                &self.settings.feed,
             );
             let stream = ReceiverStream::new(rx).map(|item| match item {
                 Ok(FeedItem::Event { change, local_ids }) => Ok(pb::SubscribeResponse {

@@ -248,6 +248,7 @@ enum ReferralCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per command line")]
 enum ConsentCommand {
     /// Record a consent given at the counter.
     Grant {

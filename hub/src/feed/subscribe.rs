@@ -6,6 +6,7 @@
 //! own tasks.
 
 use crate::audit::AuditEntry;
+use crate::config::FeedConfig;
 use crate::domain::Purpose;
 use crate::domain::change::{ChangeRecord, ChangeResource};
 use crate::domain::ids::{AgentId, LocalId, PartnerId, PersonId};
@@ -35,28 +36,33 @@ pub enum FeedItem {
 /// How often an idle subscription checks that its partner is still active.
 const STATUS_CHECK: Duration = Duration::from_secs(15);
 
-/// Starts a subscription task for `partner` (acting through `agent`, for `purpose`) from
-/// `after`.
+/// Who subscribes: a partner, through one of its agents (its connector), for a purpose.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub partner: PartnerId,
+    pub agent: AgentId,
+    pub purpose: Purpose,
+}
+
+/// Starts a subscription task for `subscriber` from `after`.
 pub fn spawn_subscription(
     store: DynStore,
     gate: Arc<Gate>,
-    partner: PartnerId,
-    agent: AgentId,
-    purpose: Purpose,
+    subscriber: Subscriber,
     after: u64,
-    batch: u32,
-    buffer: usize,
+    config: &FeedConfig,
 ) -> mpsc::Receiver<Result<FeedItem>> {
-    let (tx, rx) = mpsc::channel(buffer);
-    let span = tracing::info_span!("subscription", partner = %partner, after);
+    let (tx, rx) = mpsc::channel(config.subscriber_buffer);
+    let batch = config.batch_size;
+    let span = tracing::info_span!("subscription", partner = %subscriber.partner, after);
     tokio::spawn(
         async move {
             let sub = Subscription {
                 store: &store,
                 gate: &gate,
-                partner: &partner,
-                agent: &agent,
-                purpose,
+                partner: &subscriber.partner,
+                agent: &subscriber.agent,
+                purpose: subscriber.purpose,
                 batch,
                 tx: &tx,
             };
