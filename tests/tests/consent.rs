@@ -105,7 +105,7 @@ async fn a_withdrawal_redacts_what_was_delivered_and_nothing_is_shown_after() {
     assert_eq!(redaction.kind, pb::ChangeKind::Redacted as i32);
     match redaction.resource {
         Some(pb::change_event::Resource::Redaction(r)) => {
-            assert_eq!(r.flag_ids, [flag.id.clone()]);
+            assert_eq!(r.flag_ids, std::slice::from_ref(&flag.id));
             assert_eq!(r.categories, ["digital"]);
             assert_eq!(r.record, format!("consent:{}", consent.id));
         }
