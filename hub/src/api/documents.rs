@@ -83,7 +83,7 @@ pub fn consent_receipt(
     let text = format!(
         "REÇU DE CONSENTEMENT — Relais, Comminges\n\
          Référence : {id}\n\n\
-         Le {granted}, vous avez accepté ({method}) que {grantee} reçoive les informations suivantes vous concernant : {categories}.\n\
+         Le {granted}, vous avez accepté ({method}) que ces informations vous concernant soient transmises à {grantee} : {categories}.\n\
          Pour : {purposes}.\n\
          Base légale : {basis}.\n\
          Recueilli par : {collector} (agent {agent}){witness}.\n\
@@ -236,7 +236,28 @@ impl AccessReport {
                 "<table><tr><th>Date</th><th>Qui</th><th>Quoi</th><th>Pour quoi faire</th></tr>\n",
             );
             for e in shared {
-                let what = if e.action.starts_with("write:") {
+                let cats = || {
+                    e.categories
+                        .iter()
+                        .map(|c| category_str_fr(c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let what = match e.action.as_str() {
+                    "write:GrantConsent" => format!("a enregistré votre accord ({})", cats()),
+                    "write:WithdrawConsent" => {
+                        format!("a enregistré le retrait de votre accord ({})", cats())
+                    }
+                    "write:GrantMandate" => "a enregistré votre mandat".to_string(),
+                    "write:RevokeMandate" => {
+                        "a enregistré la révocation de votre mandat".to_string()
+                    }
+                    "write:LinkPerson" => "a rattaché son dossier à votre identité".to_string(),
+                    _ => String::new(),
+                };
+                let what = if !what.is_empty() {
+                    what
+                } else if e.action.starts_with("write:") {
                     format!(
                         "a enregistré : {}",
                         e.categories
