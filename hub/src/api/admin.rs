@@ -423,11 +423,27 @@ impl AdminService for Api {
         &self,
         request: Request<pb::TestRulesRequest>,
     ) -> Result<Response<pb::TestRulesResponse>, Status> {
-        self.admin_call("TestRules", request, |_call, req| async move {
+        self.admin_call("TestRules", request, |call, req| async move {
             let mut questions = Vec::new();
             for (i, q) in req.questions.iter().enumerate() {
                 questions.push(self.question(&format!("questions[{i}]"), Some(q)).await?);
             }
+            // Dry runs evaluate real persons' facts: audited like Explain.
+            let entries = questions
+                .iter()
+                .map(|q| {
+                    let mut e = call.entry();
+                    e.person = Some(q.facts.person);
+                    e.categories = vec![q.subject.category.as_str().to_string()];
+                    e.purpose = Some(q.purpose.as_str().to_string());
+                    e.detail = format!(
+                        "dry run of candidate rules for {}/{}",
+                        q.partner.id, q.agent
+                    );
+                    e
+                })
+                .collect();
+            self.store.record_access(entries, vec![]).await?;
             let requests: Vec<_> = questions.iter().map(Question::request).collect();
             let current = requests
                 .iter()

@@ -8,7 +8,7 @@
 use crate::audit::AuditEntry;
 use crate::config::FeedConfig;
 use crate::domain::Purpose;
-use crate::domain::change::{ChangeRecord, ChangeResource};
+use crate::domain::change::{ChangeRecord, ChangeResource, Disclosure};
 use crate::domain::ids::{AgentId, LocalId, PartnerId, PersonId};
 use crate::domain::partner::{Partner, PartnerStatus};
 use crate::error::{Error, Result};
@@ -125,11 +125,23 @@ impl Subscription<'_> {
                 continue;
             }
             // Facts per person, read once per batch: decisions are made now, at delivery, so a
-            // withdrawal applies to the very next event.
+            // withdrawal applies to the very next batch. The batch's decisions are audited in
+            // one transaction, before any of its events leaves the hub.
             let mut facts: HashMap<PersonId, (Facts, Vec<LocalId>)> = HashMap::new();
+            let mut audit = Vec::new();
+            let mut disclosures = Vec::new();
+            let mut deliver = Vec::new();
             for change in changes {
                 cursor = change.position;
-                if !self.deliverable(&partner, &change, &mut facts).await? {
+                let Some(entry) = self
+                    .decide(&partner, &change, &mut facts, &mut disclosures)
+                    .await?
+                else {
+                    continue;
+                };
+                let allowed = entry.decision != "deny";
+                audit.push(entry);
+                if !allowed {
                     continue;
                 }
                 let person = change.resource.person();
@@ -137,10 +149,13 @@ impl Subscription<'_> {
                     Some((_, ids)) => ids.clone(),
                     None => self.store.local_ids(self.partner, person).await?,
                 };
-                let item = FeedItem::Event {
+                deliver.push(FeedItem::Event {
                     change: Box::new(change),
                     local_ids,
-                };
+                });
+            }
+            self.store.record_access(audit, disclosures).await?;
+            for item in deliver {
                 if self.tx.send(Ok(item)).await.is_err() {
                     return Ok(());
                 }
@@ -148,18 +163,20 @@ impl Subscription<'_> {
         }
     }
 
-    /// Decides one event for this subscriber, and audits the decision.
-    async fn deliverable(
+    /// Decides one event for this subscriber: its audit entry (the decision is in it), or none
+    /// for a redaction meant for another partner.
+    async fn decide(
         &self,
         partner: &Partner,
         change: &ChangeRecord,
         facts: &mut HashMap<PersonId, (Facts, Vec<LocalId>)>,
-    ) -> Result<bool> {
+        disclosures: &mut Vec<Disclosure>,
+    ) -> Result<Option<AuditEntry>> {
         let action = format!("deliver:{}", change.kind.as_str());
         let detail = format!("feed position {}", change.position);
         if let ChangeResource::Redaction(r) = &change.resource {
             if &r.partner != self.partner {
-                return Ok(false);
+                return Ok(None);
             }
             let mut entry = AuditEntry::new(
                 change.committed_at,
@@ -170,8 +187,7 @@ impl Subscription<'_> {
             entry.person = Some(r.person);
             entry.detail = detail;
             entry.records = vec![r.record.clone()];
-            self.store.record_access(vec![entry], vec![]).await?;
-            return Ok(true);
+            return Ok(Some(entry));
         }
         let person = change.resource.person();
         if let Entry::Vacant(entry) = facts.entry(person) {
@@ -186,13 +202,14 @@ impl Subscription<'_> {
             purpose: self.purpose,
         };
         let mut access = Access::new(self.gate, self.store, viewer, person_facts).await?;
-        let allowed = match &change.resource {
+        match &change.resource {
             ChangeResource::Flag(f) => access.flag(f),
             ChangeResource::Case(c) => access.case(c),
             ChangeResource::Referral(r) => access.referral(r),
             ChangeResource::Redaction(_) => false,
         };
-        access.record(self.store, action, detail).await?;
-        Ok(allowed)
+        let (entry, disclosed) = access.finish(action, detail);
+        disclosures.extend(disclosed);
+        Ok(Some(entry))
     }
 }

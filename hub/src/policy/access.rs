@@ -136,8 +136,9 @@ impl<'a> Access<'a> {
         )
     }
 
-    /// Writes the audit entry of this access and the disclosures it made.
-    pub async fn record(self, store: &DynStore, action: String, detail: String) -> Result<()> {
+    /// The audit entry of this access and the disclosures it made, to record before the data
+    /// leaves the hub.
+    pub fn finish(self, action: String, detail: String) -> (AuditEntry, Vec<Disclosure>) {
         let decision = match (self.given.is_empty(), self.denied.is_empty()) {
             (_, true) => "allow",
             (true, false) => "deny",
@@ -157,6 +158,12 @@ impl<'a> Access<'a> {
             records: self.records.into_iter().collect(),
             detail,
         };
-        store.record_access(vec![entry], self.disclosures).await
+        (entry, self.disclosures)
+    }
+
+    /// Records this access (audit entry and disclosures) in the store.
+    pub async fn record(self, store: &DynStore, action: String, detail: String) -> Result<()> {
+        let (entry, disclosures) = self.finish(action, detail);
+        store.record_access(vec![entry], disclosures).await
     }
 }
