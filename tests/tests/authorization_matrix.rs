@@ -114,7 +114,8 @@ async fn every_kind_category_purpose_and_consent_state_is_decided_as_the_table_s
 
     // One person per (kind, consent state), with one piece of data in every category, written
     // by the source partner.
-    let expiry = SystemTime::now() + Duration::from_secs(3);
+    // Expired consents are granted to run out two seconds later; the reads wait for the last.
+    let mut expiry = SystemTime::now();
     let mut persons: BTreeMap<(usize, &str), String> = BTreeMap::new();
     for (k, (kind, kind_name)) in KINDS.iter().enumerate() {
         for state in STATES {
@@ -178,6 +179,7 @@ async fn every_kind_category_purpose_and_consent_state_is_decided_as_the_table_s
                     &PURPOSES.map(|(p, _)| p),
                 );
                 if state == "expired" {
+                    expiry = SystemTime::now() + Duration::from_secs(2);
                     let since_epoch = expiry.duration_since(SystemTime::UNIX_EPOCH).unwrap();
                     request.expires_at = Some(prost_types_timestamp(since_epoch));
                 }
