@@ -26,6 +26,7 @@ pub struct Config {
     pub log: LogConfig,
     pub feed: FeedConfig,
     pub audit: AuditConfig,
+    pub store: crate::store::StoreConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +84,7 @@ impl Default for Config {
             log: LogConfig::default(),
             feed: FeedConfig::default(),
             audit: AuditConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 }

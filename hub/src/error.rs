@@ -42,6 +42,9 @@ pub enum Error {
         expected: i64,
         current: i64,
     },
+    /// A concurrent write won (a unique key taken meanwhile); retrying may succeed.
+    #[error("concurrent write: {0}")]
+    Conflict(String),
     /// A lifecycle rule forbids the change.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -78,10 +81,26 @@ impl Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// Classifies database errors: what can succeed later (the database is unreachable or
+    /// restarting, a concurrent write won) apart from what will not.
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Error::Unavailable(e.to_string())
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::Io(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: class 08 connection exception, 57P admin shutdown / cannot
+                // connect now, 53 insufficient resources; 40001/40P01 serialization/deadlock.
+                if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
+                    Error::Unavailable(e.to_string())
+                } else if db.is_unique_violation() || code == "40001" || code == "40P01" {
+                    Error::Conflict(e.to_string())
+                } else {
+                    Error::Internal(format!("database: {e}"))
+                }
             }
             _ => Error::Internal(format!("database: {e}")),
         }

@@ -143,7 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     let tls = crate::pki::ensure_tls(&paths, &config.server_names)?;
     let first_start = tls.new_admin.is_some();
     let matching = matching_key(&config.matching_key_path())?;
-    let store = crate::store::open(&config.database_url()).await?;
+    let store = crate::store::open(&config.database_url(), &config.store).await?;
     // The administrator's certificate is registered at every start, so a new database still
     // knows the administrator bundle kept in the data directory.
     if paths.admin_bundle.exists() {

@@ -29,6 +29,7 @@ pub fn to_status(e: Error) -> Status {
         e @ Error::NotFound { .. } => info(Code::NotFound, "NOT_FOUND", e.to_string()),
         Error::AlreadyExists(m) => info(Code::AlreadyExists, "ALREADY_EXISTS", m),
         e @ Error::StaleVersion { .. } => info(Code::Aborted, "STALE_VERSION", e.to_string()),
+        Error::Conflict(m) => info(Code::Aborted, "CONCURRENT_WRITE", m),
         Error::FailedPrecondition(m) => info(Code::FailedPrecondition, "FAILED_PRECONDITION", m),
         Error::Unauthenticated(m) => info(Code::Unauthenticated, "UNAUTHENTICATED", m),
         Error::PermissionDenied(m) => info(Code::PermissionDenied, "PERMISSION_DENIED", m),

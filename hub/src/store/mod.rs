@@ -3,6 +3,8 @@
 //! appends its change events, so a write is whole or absent, and retried writes return the
 //! first result.
 
+pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use crate::audit::{Anchor, AuditEntry, StoredEntry};
@@ -302,13 +304,54 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by a database URL (`sqlite://…`).
-pub async fn open(url: &str) -> anyhow::Result<DynStore> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+/// How the store is opened (the `[store]` section of the configuration).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Commit the writes queued at the same moment in one transaction (one fsync).
+    pub group_commit: bool,
+    /// At most this many writes per group commit.
+    pub max_batch: usize,
+    /// PostgreSQL connections per replica.
+    pub pool_size: u32,
+    /// Testing only: sleep up to this many milliseconds inside each write transaction before
+    /// it commits, to shake out ordering bugs. Keep 0 in production.
+    pub commit_jitter_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            group_commit: true,
+            max_batch: 256,
+            pool_size: 8,
+            commit_jitter_ms: 0,
+        }
+    }
+}
+
+/// Opens the store named by a database URL: `sqlite://…` (embedded) or `postgres://…`.
+pub async fn open(url: &str, config: &StoreConfig) -> anyhow::Result<DynStore> {
+    let max_batch = if config.group_commit {
+        config.max_batch.max(1)
     } else {
-        anyhow::bail!(
-            "unsupported database url `{url}`: this version speaks `sqlite://` (PostgreSQL comes with the next backend)"
-        )
+        1
+    };
+    if url.starts_with("sqlite:") {
+        let batching = sqlite::Batching {
+            max_batch,
+            jitter_ms: config.commit_jitter_ms,
+        };
+        Ok(Arc::new(sqlite::open(url, batching).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let batching = postgres::Batching {
+            max_batch,
+            jitter_ms: config.commit_jitter_ms,
+        };
+        Ok(Arc::new(
+            postgres::open(url, batching, config.pool_size).await?,
+        ))
+    } else {
+        anyhow::bail!("unsupported database url `{url}`: use sqlite://… or postgres://…")
     }
 }

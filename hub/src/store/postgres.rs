@@ -1,0 +1,133 @@
+//! The PostgreSQL backend, for several hub replicas on one database.
+//!
+//! The change feed must never skip an event: positions come from a sequence, handed out
+//! before commit, so a later position could become visible before an earlier one and a
+//! `position > cursor` reader would pass the earlier one for ever. Every write transaction
+//! therefore first takes one transaction-scoped advisory lock (`begin_batch`): write
+//! transactions commit one after the other, across replicas, so positions become visible in
+//! order. Group commit keeps this cheap: one lock, one transaction, one fsync for all the
+//! writes queued at that moment. The same order keeps the audit hash chain linear.
+//!
+//! Subscribers are woken without polling: each write transaction that appended changes sends
+//! `NOTIFY relais_feed` with its last position, delivered at commit to every replica.
+
+use super::sql::sql_store;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use std::time::Duration;
+
+sql_store!(sqlx::Postgres, sqlx::PgConnection);
+
+/// The advisory lock that orders write transactions ("RELAIS" in ASCII).
+const WRITE_LOCK: i64 = 0x0000_5245_4c41_4953;
+const CHANNEL: &str = "relais_feed";
+
+async fn begin_batch(conn: &mut Conn) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn after_writes(conn: &mut Conn, position: i64) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(position.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Embedded;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "consent rules audit",
+        include_str!("../../migrations/postgres/0002_consent_rules_audit.sql"),
+    ),
+];
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, std::result::Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        (*description).into(),
+                        MigrationType::Simple,
+                        (*sql).into(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Opens the pool, applies the migrations (under sqlx's migration lock, so replicas starting
+/// together do not race) and starts following the other replicas' commits.
+#[tracing::instrument(skip_all)]
+pub async fn open(url: &str, batching: Batching, pool_size: u32) -> anyhow::Result<SqlStore> {
+    use anyhow::Context;
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size.max(2))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    Migrator::new(Embedded)
+        .await
+        .context("loading migrations")?
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
+    let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
+        .fetch_one(&pool)
+        .await?;
+    let store = SqlStore::start(pool.clone(), pool.clone(), head as u64, batching);
+    tokio::spawn(follow(pool, store.head.clone()));
+    Ok(store)
+}
+
+/// Wakes this replica's subscribers when any replica commits changes. After a lost
+/// connection (PostgreSQL restarting), notifications sent meanwhile are lost: the head is
+/// read again once the listener is back.
+async fn follow(pool: Pool<sqlx::Postgres>, head: watch::Sender<u64>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            let (position,): (i64,) =
+                sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
+                    .fetch_one(&pool)
+                    .await?;
+            SqlStore::advance(&head, position as u64);
+            loop {
+                let n = listener.recv().await?;
+                if let Ok(p) = n.payload().parse::<u64>() {
+                    SqlStore::advance(&head, p);
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        if let Err(e) = listening.await {
+            tracing::warn!(error = %e, "feed notifications lost; reconnecting");
+        }
+        if head.is_closed() && head.receiver_count() == 0 && pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

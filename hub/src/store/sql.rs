@@ -1,0 +1,1478 @@
+//! The store behaviour, written once for both SQL backends. `sql_store!` expands inside a
+//! backend module (`sqlite`, `postgres`) into the helpers, the group committer and the
+//! `Store` implementation, over that backend's concrete connection type. SQL here is portable:
+//! numbered placeholders (`$1`, `$2`… in order of first use, which SQLite also reads), `ON
+//! CONFLICT`, `RETURNING`. A backend module supplies `begin_batch` (what a write transaction
+//! takes first) and `after_writes` (what it does before commit when it appended changes).
+//!
+//! Writes go through one committer task per hub process: it takes every write queued at that
+//! moment (up to a bound), runs each in its own savepoint inside one transaction, and commits
+//! once — group commit, so throughput does not collapse under fsync. A write is acknowledged
+//! only after that commit; if the commit fails, no write of the batch is acknowledged.
+
+macro_rules! sql_store {
+    ($db:ty, $conn:ty) => {
+        use crate::audit::{Anchor, AuditEntry, StoredEntry};
+        use crate::domain::case::Case;
+        use crate::domain::change::{
+            ChangeKind, ChangeRecord, ChangeResource, Disclosure, Redaction,
+        };
+        use crate::domain::consent::{Consent, ConsentId, Mandate, MandateId, redactions};
+        use crate::domain::flag::Flag;
+        use crate::domain::ids::{
+            AgentId, CaseId, FlagId, LocalId, PartnerId, PersonId, ReferralId,
+        };
+        use crate::domain::partner::{CertificateRecord, Partner, PartnerStatus};
+        use crate::domain::pivot::PivotKey;
+        use crate::domain::referral::Referral;
+        use crate::domain::{FlagStatus, Timestamp};
+        use crate::error::{Error, Result};
+        use crate::store::{
+            AlertPlan, CaseFilter, Direction, LinkOutcome, LinkResult, LinkTarget, Principal,
+            ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
+        };
+        use async_trait::async_trait;
+        use futures::future::BoxFuture;
+        use serde::Serialize;
+        use serde::de::DeserializeOwned;
+        use sqlx::{Pool, QueryBuilder};
+        use std::any::Any;
+        use tokio::sync::{mpsc, oneshot, watch};
+
+        type Conn = $conn;
+        type Value = Box<dyn Any + Send>;
+        type Op = Box<
+            dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<(Value, Option<i64>)>>
+                + Send,
+        >;
+
+        /// A write waiting for the committer.
+        struct Job {
+            op: Op,
+            reply: oneshot::Sender<Result<Value>>,
+        }
+
+        /// How the committer batches.
+        #[derive(Debug, Clone, Copy)]
+        pub struct Batching {
+            /// Writes committed together at most (1: no group commit).
+            pub max_batch: usize,
+            /// Testing only: a random sleep up to this many milliseconds inside each write
+            /// transaction, before commit, to shake out ordering bugs.
+            pub jitter_ms: u64,
+        }
+
+        pub struct SqlStore {
+            read: Pool<$db>,
+            jobs: mpsc::Sender<Job>,
+            head: watch::Sender<u64>,
+        }
+
+        impl SqlStore {
+            /// A store over `read` for reads and `write` for the committer.
+            fn start(read: Pool<$db>, write: Pool<$db>, head: u64, batching: Batching) -> Self {
+                let (head, _) = watch::channel(head);
+                let (jobs, rx) = mpsc::channel(1024);
+                tokio::spawn(committer(write, rx, batching, head.clone()));
+                Self { read, jobs, head }
+            }
+
+            /// The head position moved (a commit here, or a notification from another replica).
+            fn advance(head: &watch::Sender<u64>, position: u64) {
+                head.send_if_modified(|h| {
+                    if position > *h {
+                        *h = position;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+
+            /// Runs `op` in the next group commit; returns once it is committed.
+            async fn write<T, F>(&self, op: F) -> Result<T>
+            where
+                T: Send + 'static,
+                F: for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<(T, Option<i64>)>>
+                    + Send
+                    + 'static,
+            {
+                let (reply, answer) = oneshot::channel();
+                let job = Job {
+                    op: Box::new(move |c: &mut Conn| {
+                        Box::pin(async move {
+                            let (value, position) = op(c).await?;
+                            Ok((Box::new(value) as Value, position))
+                        })
+                    }),
+                    reply,
+                };
+                self.jobs
+                    .send(job)
+                    .await
+                    .map_err(|_| Error::Unavailable("the hub is shutting down".into()))?;
+                let value = answer
+                    .await
+                    .map_err(|_| Error::Unavailable("the write was abandoned".into()))??;
+                value
+                    .downcast::<T>()
+                    .map(|b| *b)
+                    .map_err(|_| Error::Internal("write returned another type".into()))
+            }
+        }
+
+        async fn committer(
+            pool: Pool<$db>,
+            mut rx: mpsc::Receiver<Job>,
+            batching: Batching,
+            head: watch::Sender<u64>,
+        ) {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < batching.max_batch.max(1) {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(&pool, jobs, batching, &head).await;
+            }
+        }
+
+        fn fail(jobs: impl IntoIterator<Item = oneshot::Sender<Result<Value>>>, e: &Error) {
+            for reply in jobs {
+                let _ = reply.send(Err(match e {
+                    Error::Unavailable(m) => Error::Unavailable(m.clone()),
+                    other => Error::Unavailable(format!("write not committed: {other}")),
+                }));
+            }
+        }
+
+        #[tracing::instrument(skip_all, fields(writes = jobs.len()))]
+        async fn run_batch(
+            pool: &Pool<$db>,
+            jobs: Vec<Job>,
+            batching: Batching,
+            head: &watch::Sender<u64>,
+        ) {
+            let mut tx = match pool.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return fail(jobs.into_iter().map(|j| j.reply), &Error::from(e)),
+            };
+            if let Err(e) = begin_batch(&mut tx).await {
+                return fail(jobs.into_iter().map(|j| j.reply), &e);
+            }
+            let mut done: Vec<(oneshot::Sender<Result<Value>>, Value)> = Vec::new();
+            let mut position: Option<i64> = None;
+            let mut jobs = jobs.into_iter();
+            while let Some(job) = jobs.next() {
+                if let Err(e) = sqlx::query("SAVEPOINT relais_write").execute(&mut *tx).await {
+                    let e = Error::from(e);
+                    let rest = jobs.map(|j| j.reply);
+                    return fail(done.into_iter().map(|(r, _)| r).chain([job.reply]).chain(rest), &e);
+                }
+                match (job.op)(&mut tx).await {
+                    Ok((value, p)) => {
+                        if let Err(e) = sqlx::query("RELEASE SAVEPOINT relais_write")
+                            .execute(&mut *tx)
+                            .await
+                        {
+                            let e = Error::from(e);
+                            let rest = jobs.map(|j| j.reply);
+                            return fail(done.into_iter().map(|(r, _)| r).chain([job.reply]).chain(rest), &e);
+                        }
+                        position = position.max(p);
+                        done.push((job.reply, value));
+                    }
+                    Err(e) => {
+                        // Only this write is undone; the batch goes on.
+                        let undone = sqlx::query("ROLLBACK TO SAVEPOINT relais_write")
+                            .execute(&mut *tx)
+                            .await;
+                        let _ = job.reply.send(Err(e));
+                        if let Err(e) = undone {
+                            let e = Error::from(e);
+                            let rest = jobs.map(|j| j.reply);
+                            return fail(done.into_iter().map(|(r, _)| r).chain(rest), &e);
+                        }
+                    }
+                }
+            }
+            if batching.jitter_ms > 0 {
+                let mut bytes = [0u8; 8];
+                let _ = getrandom::fill(&mut bytes);
+                let ms = u64::from_le_bytes(bytes) % (batching.jitter_ms + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            if let Some(p) = position
+                && let Err(e) = after_writes(&mut tx, p).await
+            {
+                return fail(done.into_iter().map(|(r, _)| r), &e);
+            }
+            match tx.commit().await {
+                Ok(()) => {
+                    if let Some(p) = position {
+                        SqlStore::advance(head, p as u64);
+                    }
+                    for (reply, value) in done {
+                        let _ = reply.send(Ok(value));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "group commit failed; its writes are not acknowledged");
+                    fail(done.into_iter().map(|(r, _)| r), &Error::from(e))
+                }
+            }
+        }
+
+        /// The first result of a write made with this request id, if any. A request id reused
+        /// for a different request is refused rather than answered with another write's result.
+        async fn replayed<T: DeserializeOwned>(conn: &mut Conn, meta: &WriteMeta) -> Result<Option<T>> {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT fingerprint, response FROM idempotency WHERE principal = $1 AND request_id = $2",
+            )
+            .bind(&meta.principal)
+            .bind(meta.request_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some((fingerprint, response)) if fingerprint == meta.fingerprint => {
+                    Ok(Some(serde_json::from_str(&response)?))
+                }
+                Some(_) => Err(Error::invalid(
+                    "request_id",
+                    "this request id was already used by the caller for a different request",
+                )),
+            }
+        }
+
+        /// Records the write's idempotency key with its result, and its audit entries.
+        async fn remember<T: Serialize>(conn: &mut Conn, meta: &WriteMeta, result: &T) -> Result<()> {
+            append_audit(conn, &meta.audit).await?;
+            sqlx::query(
+                "INSERT INTO idempotency (principal, request_id, fingerprint, response, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&meta.principal)
+            .bind(meta.request_id.as_str())
+            .bind(&meta.fingerprint)
+            .bind(serde_json::to_string(result)?)
+            .bind(meta.at.micros())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Appends audit entries to the hash chain. Write transactions are serialised (one
+        /// committer, and `begin_batch`), so each entry follows the one before it.
+        async fn append_audit(conn: &mut Conn, entries: &[AuditEntry]) -> Result<()> {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            let last: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let (mut seq, mut prev) = match last {
+                Some((seq, hash)) => (seq as u64, hash),
+                None => {
+                    let anchor: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    anchor.map_or((0, crate::audit::GENESIS.to_string()), |(s, h)| (s as u64, h))
+                }
+            };
+            for entry in entries {
+                seq += 1;
+                let doc = serde_json::to_string(entry)?;
+                let hash = crate::audit::chain_hash(seq, &prev, &doc);
+                sqlx::query(
+                    "INSERT INTO audit (seq, at, person_id, doc, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(seq as i64)
+                .bind(entry.at.micros())
+                .bind(entry.person.map(|p| p.to_string()))
+                .bind(&doc)
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                prev = hash;
+            }
+            Ok(())
+        }
+
+        async fn append_change(
+            conn: &mut Conn,
+            kind: ChangeKind,
+            meta: &WriteMeta,
+            resource: ChangeResource,
+        ) -> Result<i64> {
+            let (position,): (i64,) = sqlx::query_as(
+                "INSERT INTO changes (committed_at, kind, person_id, principal, agent, doc) VALUES ($1, $2, $3, $4, $5, $6) RETURNING position",
+            )
+            .bind(meta.at.micros())
+            .bind(kind.as_str())
+            .bind(resource.person().to_string())
+            .bind(&meta.principal)
+            .bind(meta.agent.as_str())
+            .bind(serde_json::to_string(&resource)?)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(position)
+        }
+
+        /// Appends the redaction events and forgets the redacted disclosures.
+        async fn apply_redactions(
+            conn: &mut Conn,
+            redactions: &[Redaction],
+            meta: &WriteMeta,
+        ) -> Result<Option<i64>> {
+            let mut position = None;
+            for r in redactions {
+                for item in &r.items {
+                    sqlx::query("DELETE FROM disclosures WHERE partner_id = $1 AND item = $2")
+                        .bind(r.partner.as_str())
+                        .bind(item.key())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                position = Some(
+                    append_change(conn, ChangeKind::Redacted, meta, ChangeResource::Redaction(r.clone()))
+                        .await?,
+                );
+            }
+            Ok(position)
+        }
+
+        /// What the partners received about a person, with each partner.
+        async fn received(conn: &mut Conn, person: PersonId) -> Result<Vec<(Partner, Disclosure)>> {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT d.doc, p.doc FROM disclosures d JOIN partners p ON p.id = d.partner_id WHERE d.person_id = $1",
+            )
+            .bind(person.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.into_iter()
+                .map(|(d, p)| Ok((serde_json::from_str(&p)?, serde_json::from_str(&d)?)))
+                .collect()
+        }
+
+        async fn consents_in(conn: &mut Conn, person: PersonId) -> Result<Vec<Consent>> {
+            let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
+                .bind(person.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+            docs(rows)
+        }
+
+        /// Reads `(version, doc)` of a row, checks the expected version, parses the document.
+        async fn load_for_update<T: DeserializeOwned>(
+            conn: &mut Conn,
+            table: &'static str,
+            what: &'static str,
+            id: String,
+            expected_version: i64,
+        ) -> Result<T> {
+            let sql = format!("SELECT version, doc FROM {table} WHERE id = $1");
+            let row: Option<(i64, String)> = sqlx::query_as(&sql)
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some((version, doc)) = row else {
+                return Err(Error::not_found(what, id));
+            };
+            if version != expected_version {
+                return Err(Error::StaleVersion {
+                    what,
+                    id,
+                    expected: expected_version,
+                    current: version,
+                });
+            }
+            Ok(serde_json::from_str(&doc)?)
+        }
+
+        /// Reads a JSON document by id.
+        async fn load_doc<T: DeserializeOwned>(
+            conn: &mut Conn,
+            table: &'static str,
+            what: &'static str,
+            id: String,
+        ) -> Result<T> {
+            let sql = format!("SELECT doc FROM {table} WHERE id = $1");
+            let row: Option<(String,)> = sqlx::query_as(&sql)
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            match row {
+                Some((doc,)) => Ok(serde_json::from_str(&doc)?),
+                None => Err(Error::not_found(what, id)),
+            }
+        }
+
+        fn docs<T: DeserializeOwned>(rows: Vec<(String,)>) -> Result<Vec<T>> {
+            rows.into_iter()
+                .map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from))
+                .collect()
+        }
+
+        fn person_id(s: &str) -> Result<PersonId> {
+            PersonId::parse(s).map_err(|e| Error::Internal(format!("stored person id: {e}")))
+        }
+
+        async fn insert_case(conn: &mut Conn, case: &Case) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO cases (id, person_id, owner, status, version, doc) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(case.id.to_string())
+            .bind(case.person.to_string())
+            .bind(case.owner.as_str())
+            .bind(case.status.as_str())
+            .bind(case.version)
+            .bind(serde_json::to_string(case)?)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_person(conn: &mut Conn, at: Timestamp) -> Result<PersonId> {
+            let person = PersonId::new();
+            sqlx::query("INSERT INTO persons (id, created_at) VALUES ($1, $2)")
+                .bind(person.to_string())
+                .bind(at.micros())
+                .execute(&mut *conn)
+                .await?;
+            Ok(person)
+        }
+
+        async fn insert_link(
+            conn: &mut Conn,
+            partner: &PartnerId,
+            local_id: &LocalId,
+            person: PersonId,
+            at: Timestamp,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO person_links (partner_id, local_id, person_id, linked_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(partner.as_str())
+            .bind(local_id.as_str())
+            .bind(person.to_string())
+            .bind(at.micros())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_pivot(conn: &mut Conn, key: &PivotKey, person: PersonId) -> Result<()> {
+            sqlx::query("INSERT INTO person_pivots (pivot_key, person_id) VALUES ($1, $2)")
+                .bind(key.as_str())
+                .bind(person.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn save_partner(conn: &mut Conn, partner: &Partner) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO partners (id, kind, status, version, doc) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET status = excluded.status, version = excluded.version, doc = excluded.doc",
+            )
+            .bind(partner.id.as_str())
+            .bind(partner.kind.as_str())
+            .bind(partner.status.as_str())
+            .bind(partner.version)
+            .bind(serde_json::to_string(partner)?)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_certificate(
+            conn: &mut Conn,
+            partner: Option<&PartnerId>,
+            cert: &CertificateRecord,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO certificates (fingerprint, partner_id, not_after, issued_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (fingerprint) DO NOTHING",
+            )
+            .bind(&cert.fingerprint)
+            .bind(partner.map(PartnerId::as_str))
+            .bind(cert.not_after.micros())
+            .bind(cert.issued_at.micros())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        fn rules_version(
+            (version, author, comment, created_at, restores): (i64, String, String, i64, Option<i64>),
+        ) -> RulesVersion {
+            RulesVersion {
+                version,
+                author,
+                comment,
+                created_at: Timestamp::from_micros(created_at),
+                restores,
+            }
+        }
+
+        fn after_key(after: Option<&str>) -> String {
+            after.unwrap_or("").to_string()
+        }
+
+        #[async_trait]
+        impl Store for SqlStore {
+            async fn register_admin_certificate(&self, cert: &CertificateRecord) -> Result<()> {
+                let cert = cert.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        insert_certificate(conn, None, &cert).await?;
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Principal>> {
+                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                    "SELECT c.partner_id, p.doc FROM certificates c LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
+                )
+                .bind(fingerprint)
+                .fetch_optional(&self.read)
+                .await?;
+                match row {
+                    None => Ok(None),
+                    Some((None, _)) => Ok(Some(Principal::Admin)),
+                    Some((Some(_), Some(doc))) => Ok(Some(Principal::Partner(serde_json::from_str(&doc)?))),
+                    Some((Some(_), None)) => Ok(None),
+                }
+            }
+
+            async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
+                            .bind(partner.id.as_str())
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if exists.is_some() {
+                            return Err(Error::AlreadyExists(format!("partner `{}` already exists", partner.id)));
+                        }
+                        save_partner(conn, &partner).await?;
+                        for cert in &partner.certificates {
+                            insert_certificate(conn, Some(&partner.id), cert).await?;
+                        }
+                        remember(conn, &meta, &partner).await?;
+                        Ok((partner, None))
+                    })
+                })
+                .await
+            }
+
+            async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord) -> Result<Partner> {
+                let id = id.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
+                        insert_certificate(conn, Some(&id), &cert).await?;
+                        partner.updated_at = cert.issued_at;
+                        partner.certificates.push(cert);
+                        partner.version += 1;
+                        save_partner(conn, &partner).await?;
+                        Ok((partner, None))
+                    })
+                })
+                .await
+            }
+
+            async fn set_partner_status(
+                &self,
+                id: &PartnerId,
+                status: PartnerStatus,
+                reason: String,
+                meta: &WriteMeta,
+            ) -> Result<Partner> {
+                let (id, meta) = (id.clone(), meta.clone());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
+                        if partner.status != status {
+                            partner.status = status;
+                            partner.status_reason = reason;
+                            partner.updated_at = meta.at;
+                            partner.version += 1;
+                            save_partner(conn, &partner).await?;
+                        }
+                        remember(conn, &meta, &partner).await?;
+                        Ok((partner, None))
+                    })
+                })
+                .await
+            }
+
+            async fn get_partner(&self, id: &PartnerId) -> Result<Option<Partner>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM partners WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn list_partners(&self, after: Option<&str>, limit: u32) -> Result<Vec<Partner>> {
+                let rows = sqlx::query_as("SELECT doc FROM partners WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after_key(after))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                docs(rows)
+            }
+
+            async fn link_person(
+                &self,
+                partner: &PartnerId,
+                local_id: &LocalId,
+                target: LinkTarget,
+                meta: &WriteMeta,
+            ) -> Result<LinkResult> {
+                let (partner, local_id, meta) = (partner.clone(), local_id.clone(), meta.clone());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let existing: Option<(String,)> = sqlx::query_as(
+                            "SELECT person_id FROM person_links WHERE partner_id = $1 AND local_id = $2",
+                        )
+                        .bind(partner.as_str())
+                        .bind(local_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let existing = existing.map(|(p,)| person_id(&p)).transpose()?;
+                        let conflict = |linked: PersonId, other: PersonId| {
+                            Error::FailedPrecondition(format!(
+                                "local id `{local_id}` is already linked to person {linked}, not {other}: unlink it first"
+                            ))
+                        };
+                        let result = match target {
+                            LinkTarget::Person(person) => match existing {
+                                Some(linked) if linked == person => LinkResult {
+                                    person,
+                                    outcome: LinkOutcome::AlreadyLinked,
+                                },
+                                Some(linked) => return Err(conflict(linked, person)),
+                                None => {
+                                    let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
+                                        .bind(person.to_string())
+                                        .fetch_optional(&mut *conn)
+                                        .await?;
+                                    if known.is_none() {
+                                        return Err(Error::not_found("person", person));
+                                    }
+                                    insert_link(conn, &partner, &local_id, person, meta.at).await?;
+                                    LinkResult {
+                                        person,
+                                        outcome: LinkOutcome::LinkedById,
+                                    }
+                                }
+                            },
+                            LinkTarget::Pivot(key) => {
+                                let matched: Option<(String,)> =
+                                    sqlx::query_as("SELECT person_id FROM person_pivots WHERE pivot_key = $1")
+                                        .bind(key.as_str())
+                                        .fetch_optional(&mut *conn)
+                                        .await?;
+                                let matched = matched.map(|(p,)| person_id(&p)).transpose()?;
+                                match (existing, matched) {
+                                    (Some(linked), Some(person)) if linked == person => LinkResult {
+                                        person,
+                                        outcome: LinkOutcome::AlreadyLinked,
+                                    },
+                                    (Some(linked), Some(person)) => return Err(conflict(linked, person)),
+                                    (Some(linked), None) => {
+                                        // The partner now knows the traits of a person it had
+                                        // linked without them: others can find the person.
+                                        insert_pivot(conn, &key, linked).await?;
+                                        LinkResult {
+                                            person: linked,
+                                            outcome: LinkOutcome::AlreadyLinked,
+                                        }
+                                    }
+                                    (None, Some(person)) => {
+                                        insert_link(conn, &partner, &local_id, person, meta.at).await?;
+                                        LinkResult {
+                                            person,
+                                            outcome: LinkOutcome::MatchedByPivot,
+                                        }
+                                    }
+                                    (None, None) => {
+                                        let person = insert_person(conn, meta.at).await?;
+                                        insert_pivot(conn, &key, person).await?;
+                                        insert_link(conn, &partner, &local_id, person, meta.at).await?;
+                                        LinkResult {
+                                            person,
+                                            outcome: LinkOutcome::Created,
+                                        }
+                                    }
+                                }
+                            }
+                            LinkTarget::New => match existing {
+                                Some(person) => LinkResult {
+                                    person,
+                                    outcome: LinkOutcome::AlreadyLinked,
+                                },
+                                None => {
+                                    let person = insert_person(conn, meta.at).await?;
+                                    insert_link(conn, &partner, &local_id, person, meta.at).await?;
+                                    LinkResult {
+                                        person,
+                                        outcome: LinkOutcome::Created,
+                                    }
+                                }
+                            },
+                        };
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, None))
+                    })
+                })
+                .await
+            }
+
+            async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
+                let (partner, local_id, meta) = (partner.clone(), local_id.clone(), meta.clone());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let row: Option<(String,)> = sqlx::query_as(
+                            "DELETE FROM person_links WHERE partner_id = $1 AND local_id = $2 RETURNING person_id",
+                        )
+                        .bind(partner.as_str())
+                        .bind(local_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let Some((person,)) = row else {
+                            return Err(Error::not_found("local id", &local_id));
+                        };
+                        let person = person_id(&person)?;
+                        remember(conn, &meta, &person).await?;
+                        Ok((person, None))
+                    })
+                })
+                .await
+            }
+
+            async fn person_by_local_id(&self, partner: &PartnerId, local_id: &LocalId) -> Result<Option<PersonId>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT person_id FROM person_links WHERE partner_id = $1 AND local_id = $2",
+                )
+                .bind(partner.as_str())
+                .bind(local_id.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(|(p,)| person_id(&p)).transpose()
+            }
+
+            async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT person_id FROM person_pivots WHERE pivot_key = $1")
+                    .bind(key.as_str())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(p,)| person_id(&p)).transpose()
+            }
+
+            async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT local_id FROM person_links WHERE person_id = $1 AND partner_id = $2 ORDER BY local_id",
+                )
+                .bind(person.to_string())
+                .bind(partner.as_str())
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(l,)| LocalId::parse(&l).map_err(|e| Error::Internal(e.to_string())))
+                    .collect()
+            }
+
+            async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation> {
+                let (linked, owns_case, referral_party): (bool, bool, bool) = sqlx::query_as(
+                    "SELECT
+                        EXISTS (SELECT 1 FROM person_links WHERE person_id = $1 AND partner_id = $2),
+                        EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2),
+                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND (from_partner = $2 OR to_partner = $2))",
+                )
+                .bind(person.to_string())
+                .bind(partner.as_str())
+                .fetch_one(&self.read)
+                .await?;
+                Ok(Relation {
+                    linked,
+                    owns_case,
+                    referral_party,
+                })
+            }
+
+            async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let active: Option<(String,)> = sqlx::query_as(
+                            "SELECT doc FROM flags WHERE person_id = $1 AND code = $2 AND active = $3",
+                        )
+                        .bind(flag.person.to_string())
+                        .bind(flag.code.code())
+                        .bind(true)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let (result, position) = match active {
+                            Some((doc,)) => ((serde_json::from_str(&doc)?, false), None),
+                            None => {
+                                sqlx::query(
+                                    "INSERT INTO flags (id, person_id, code, active, version, doc) VALUES ($1, $2, $3, $4, $5, $6)",
+                                )
+                                .bind(flag.id.to_string())
+                                .bind(flag.person.to_string())
+                                .bind(flag.code.code())
+                                .bind(true)
+                                .bind(flag.version)
+                                .bind(serde_json::to_string(&flag)?)
+                                .execute(&mut *conn)
+                                .await?;
+                                let position =
+                                    append_change(conn, ChangeKind::FlagRaised, &meta, ChangeResource::Flag(flag.clone())).await?;
+                                ((flag, true), Some(position))
+                            }
+                        };
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, position))
+                    })
+                })
+                .await
+            }
+
+            async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
+                        let flag = update(current)?;
+                        let active = flag.status() == FlagStatus::Active;
+                        sqlx::query("UPDATE flags SET active = $1, version = $2, doc = $3 WHERE id = $4")
+                            .bind(active)
+                            .bind(flag.version)
+                            .bind(serde_json::to_string(&flag)?)
+                            .bind(flag.id.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        let kind = if active { ChangeKind::FlagRaised } else { ChangeKind::FlagRetracted };
+                        let position = append_change(conn, kind, &meta, ChangeResource::Flag(flag.clone())).await?;
+                        remember(conn, &meta, &flag).await?;
+                        Ok((flag, Some(position)))
+                    })
+                })
+                .await
+            }
+
+            async fn get_flag(&self, id: FlagId) -> Result<Option<Flag>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM flags WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn list_flags(&self, person: PersonId, include_retracted: bool, after: Option<&str>, limit: u32) -> Result<Vec<Flag>> {
+                let rows = sqlx::query_as(
+                    "SELECT doc FROM flags WHERE person_id = $1 AND ($2 OR active = $3) AND id > $4 ORDER BY id LIMIT $5",
+                )
+                .bind(person.to_string())
+                .bind(include_retracted)
+                .bind(true)
+                .bind(after_key(after))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                docs(rows)
+            }
+
+            async fn open_case(&self, case: Case, meta: &WriteMeta) -> Result<Case> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        insert_case(conn, &case).await?;
+                        let position = append_change(conn, ChangeKind::CaseOpened, &meta, ChangeResource::Case(case.clone())).await?;
+                        remember(conn, &meta, &case).await?;
+                        Ok((case, Some(position)))
+                    })
+                })
+                .await
+            }
+
+            async fn update_case(
+                &self,
+                id: CaseId,
+                expected_version: i64,
+                update: Update<Case, (Case, Option<Case>)>,
+                meta: &WriteMeta,
+            ) -> Result<(Case, Option<Case>)> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
+                        let (case, child) = update(current)?;
+                        sqlx::query("UPDATE cases SET owner = $1, status = $2, version = $3, doc = $4 WHERE id = $5")
+                            .bind(case.owner.as_str())
+                            .bind(case.status.as_str())
+                            .bind(case.version)
+                            .bind(serde_json::to_string(&case)?)
+                            .bind(case.id.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        let mut position =
+                            append_change(conn, ChangeKind::CaseTransitioned, &meta, ChangeResource::Case(case.clone())).await?;
+                        if let Some(child) = &child {
+                            insert_case(conn, child).await?;
+                            position = append_change(conn, ChangeKind::CaseOpened, &meta, ChangeResource::Case(child.clone())).await?;
+                        }
+                        let result = (case, child);
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, Some(position)))
+                    })
+                })
+                .await
+            }
+
+            async fn get_case(&self, id: CaseId) -> Result<Option<Case>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM cases WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn list_cases(&self, filter: &CaseFilter, after: Option<&str>, limit: u32) -> Result<Vec<Case>> {
+                let mut q = QueryBuilder::<$db>::new("SELECT doc FROM cases WHERE id > ");
+                q.push_bind(after_key(after));
+                if let Some(owner) = &filter.owner {
+                    q.push(" AND owner = ").push_bind(owner.as_str().to_string());
+                }
+                if let Some(person) = filter.person {
+                    q.push(" AND person_id = ").push_bind(person.to_string());
+                }
+                if !filter.statuses.is_empty() {
+                    q.push(" AND status IN (");
+                    let mut list = q.separated(", ");
+                    for s in &filter.statuses {
+                        list.push_bind(s.as_str());
+                    }
+                    q.push(")");
+                }
+                q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                let rows = q.build_query_as().fetch_all(&self.read).await?;
+                docs(rows)
+            }
+
+            async fn send_referral(&self, referral: Referral, meta: &WriteMeta) -> Result<Referral> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        sqlx::query(
+                            "INSERT INTO referrals (id, case_id, person_id, from_partner, to_partner, state, version, doc)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(referral.id.to_string())
+                        .bind(referral.case.to_string())
+                        .bind(referral.person.to_string())
+                        .bind(referral.from.as_str())
+                        .bind(referral.to.as_str())
+                        .bind(referral.state.as_str())
+                        .bind(referral.version)
+                        .bind(serde_json::to_string(&referral)?)
+                        .execute(&mut *conn)
+                        .await?;
+                        let position =
+                            append_change(conn, ChangeKind::ReferralSent, &meta, ChangeResource::Referral(referral.clone())).await?;
+                        remember(conn, &meta, &referral).await?;
+                        Ok((referral, Some(position)))
+                    })
+                })
+                .await
+            }
+
+            async fn update_referral(
+                &self,
+                id: ReferralId,
+                expected_version: i64,
+                update: Update<Referral>,
+                meta: &WriteMeta,
+            ) -> Result<Referral> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let current: Referral =
+                            load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
+                        let referral = update(current)?;
+                        sqlx::query("UPDATE referrals SET state = $1, version = $2, doc = $3 WHERE id = $4")
+                            .bind(referral.state.as_str())
+                            .bind(referral.version)
+                            .bind(serde_json::to_string(&referral)?)
+                            .bind(referral.id.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        let position =
+                            append_change(conn, ChangeKind::ReferralUpdated, &meta, ChangeResource::Referral(referral.clone())).await?;
+                        remember(conn, &meta, &referral).await?;
+                        Ok((referral, Some(position)))
+                    })
+                })
+                .await
+            }
+
+            async fn get_referral(&self, id: ReferralId) -> Result<Option<Referral>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM referrals WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn referrals_of_person(&self, person: PersonId, limit: u32) -> Result<Vec<Referral>> {
+                let rows = sqlx::query_as("SELECT doc FROM referrals WHERE person_id = $1 ORDER BY id LIMIT $2")
+                    .bind(person.to_string())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await?;
+                docs(rows)
+            }
+
+            async fn list_referrals(&self, filter: &ReferralFilter, after: Option<&str>, limit: u32) -> Result<Vec<Referral>> {
+                let mut q = QueryBuilder::<$db>::new("SELECT doc FROM referrals WHERE id > ");
+                q.push_bind(after_key(after));
+                let partner = filter.partner.as_str().to_string();
+                match filter.direction {
+                    Some(Direction::Inbound) => {
+                        q.push(" AND to_partner = ").push_bind(partner);
+                    }
+                    Some(Direction::Outbound) => {
+                        q.push(" AND from_partner = ").push_bind(partner);
+                    }
+                    None => {
+                        q.push(" AND (to_partner = ")
+                            .push_bind(partner.clone())
+                            .push(" OR from_partner = ")
+                            .push_bind(partner)
+                            .push(")");
+                    }
+                }
+                if let Some(person) = filter.person {
+                    q.push(" AND person_id = ").push_bind(person.to_string());
+                }
+                if !filter.states.is_empty() {
+                    q.push(" AND state IN (");
+                    let mut list = q.separated(", ");
+                    for s in &filter.states {
+                        list.push_bind(s.as_str());
+                    }
+                    q.push(")");
+                }
+                q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                let rows = q.build_query_as().fetch_all(&self.read).await?;
+                docs(rows)
+            }
+
+            async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        sqlx::query("INSERT INTO consents (id, person_id, version, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(consent.id.to_string())
+                            .bind(consent.person.to_string())
+                            .bind(consent.version)
+                            .bind(serde_json::to_string(&consent)?)
+                            .execute(&mut *conn)
+                            .await?;
+                        remember(conn, &meta, &consent).await?;
+                        Ok((consent, None))
+                    })
+                })
+                .await
+            }
+
+            async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
+                        let consent = update(current)?;
+                        sqlx::query("UPDATE consents SET version = $1, doc = $2 WHERE id = $3")
+                            .bind(consent.version)
+                            .bind(serde_json::to_string(&consent)?)
+                            .bind(consent.id.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        let others: Vec<Consent> = consents_in(conn, consent.person)
+                            .await?
+                            .into_iter()
+                            .filter(|c| c.id != consent.id)
+                            .collect();
+                        let received = received(conn, consent.person).await?;
+                        let redactions = redactions(
+                            &format!("consent:{}", consent.id),
+                            &consent.grantee,
+                            &consent.categories,
+                            &others,
+                            &received,
+                            meta.at,
+                        );
+                        let position = apply_redactions(conn, &redactions, &meta).await?;
+                        let result = (consent, redactions);
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, position))
+                    })
+                })
+                .await
+            }
+
+            async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn consents_of(&self, person: PersonId) -> Result<Vec<Consent>> {
+                let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
+                    .bind(person.to_string())
+                    .fetch_all(&self.read)
+                    .await?;
+                docs(rows)
+            }
+
+            async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        sqlx::query("INSERT INTO mandates (id, person_id, version, doc) VALUES ($1, $2, $3, $4)")
+                            .bind(mandate.id.to_string())
+                            .bind(mandate.person.to_string())
+                            .bind(mandate.version)
+                            .bind(serde_json::to_string(&mandate)?)
+                            .execute(&mut *conn)
+                            .await?;
+                        remember(conn, &meta, &mandate).await?;
+                        Ok((mandate, None))
+                    })
+                })
+                .await
+            }
+
+            async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
+                        let mandate = update(current)?;
+                        sqlx::query("UPDATE mandates SET version = $1, doc = $2 WHERE id = $3")
+                            .bind(mandate.version)
+                            .bind(serde_json::to_string(&mandate)?)
+                            .bind(mandate.id.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        let consents = consents_in(conn, mandate.person).await?;
+                        let received = received(conn, mandate.person).await?;
+                        let redactions = redactions(
+                            &format!("mandate:{}", mandate.id),
+                            &crate::domain::consent::Grantee::Agent {
+                                partner: mandate.partner.clone(),
+                                agent: mandate.agent.clone(),
+                            },
+                            &[crate::domain::DataCategory::CaseStatus],
+                            &consents,
+                            &received,
+                            meta.at,
+                        );
+                        let position = apply_redactions(conn, &redactions, &meta).await?;
+                        let result = (mandate, redactions);
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, position))
+                    })
+                })
+                .await
+            }
+
+            async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>> {
+                let rows = sqlx::query_as("SELECT doc FROM mandates WHERE person_id = $1 ORDER BY id")
+                    .bind(person.to_string())
+                    .fetch_all(&self.read)
+                    .await?;
+                docs(rows)
+            }
+
+            async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<()> {
+                if entries.is_empty() && disclosures.is_empty() {
+                    return Ok(());
+                }
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        append_audit(conn, &entries).await?;
+                        for d in &disclosures {
+                            sqlx::query(
+                                "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc)
+                                 VALUES ($1, $2, $3, $4, $5, $5, $6)
+                                 ON CONFLICT (partner_id, item) DO UPDATE SET last_at = excluded.last_at",
+                            )
+                            .bind(d.partner.as_str())
+                            .bind(d.item.key())
+                            .bind(d.person.to_string())
+                            .bind(d.category.as_str())
+                            .bind(d.at.micros())
+                            .bind(serde_json::to_string(d)?)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn audit_page(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>> {
+                let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+                    "SELECT seq, doc, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after_seq as i64)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, doc, prev_hash, hash)| StoredEntry {
+                        seq: seq as u64,
+                        doc,
+                        prev_hash,
+                        hash,
+                    })
+                    .collect())
+            }
+
+            async fn audit_anchor(&self) -> Result<Anchor> {
+                let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.map_or_else(Anchor::genesis, |(seq, hash)| Anchor { seq: seq as u64, hash }))
+            }
+
+            async fn audit_of_person(&self, person: PersonId) -> Result<Vec<AuditEntry>> {
+                let rows = sqlx::query_as("SELECT doc FROM audit WHERE person_id = $1 ORDER BY seq")
+                    .bind(person.to_string())
+                    .fetch_all(&self.read)
+                    .await?;
+                docs(rows)
+            }
+
+            async fn purge_audit(&self, before: Timestamp) -> Result<u64> {
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let last: Option<(i64, String)> =
+                            sqlx::query_as("SELECT seq, hash FROM audit WHERE at < $1 ORDER BY seq DESC LIMIT 1")
+                                .bind(before.micros())
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        let Some((seq, hash)) = last else {
+                            return Ok((0, None));
+                        };
+                        let removed = sqlx::query("DELETE FROM audit WHERE seq <= $1")
+                            .bind(seq)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        sqlx::query(
+                            "INSERT INTO audit_anchor (id, seq, hash, purged_at) VALUES (1, $1, $2, $3)
+                             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, purged_at = excluded.purged_at",
+                        )
+                        .bind(seq)
+                        .bind(&hash)
+                        .bind(before.micros())
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok((removed, None))
+                    })
+                })
+                .await
+            }
+
+            async fn rules_versions(&self) -> Result<Vec<RulesVersion>> {
+                let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT version, author, comment, created_at, restores FROM rules ORDER BY version",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows.into_iter().map(rules_version).collect())
+            }
+
+            async fn rules_text(&self, version: i64) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT text FROM rules WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.map(|(t,)| t))
+            }
+
+            async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>> {
+                let row: Option<(i64, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT version, author, comment, created_at, restores, text FROM rules ORDER BY version DESC LIMIT 1",
+                )
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(row.map(|(v, a, c, t, r, text)| (rules_version((v, a, c, t, r)), text)))
+            }
+
+            async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
+                let (text, author, comment, meta) = (text.to_string(), author.to_string(), comment.to_string(), meta.clone());
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let (version,): (i64,) = sqlx::query_as(
+                            "INSERT INTO rules (version, text, author, comment, created_at, restores)
+                             VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM rules), $1, $2, $3, $4, $5) RETURNING version",
+                        )
+                        .bind(&text)
+                        .bind(&author)
+                        .bind(&comment)
+                        .bind(meta.at.micros())
+                        .bind(restores)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        let result = RulesVersion {
+                            version,
+                            author,
+                            comment,
+                            created_at: meta.at,
+                            restores,
+                        };
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, None))
+                    })
+                })
+                .await
+            }
+
+            async fn alert_plan(&self) -> Result<AlertPlan> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM settings WHERE key = 'alert_plan'")
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map_or(Ok(AlertPlan::default()), |(doc,)| serde_json::from_str(&doc).map_err(Error::from))
+            }
+
+            async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        sqlx::query(
+                            "INSERT INTO settings (key, doc) VALUES ('alert_plan', $1)
+                             ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
+                        )
+                        .bind(serde_json::to_string(&plan)?)
+                        .execute(&mut *conn)
+                        .await?;
+                        remember(conn, &meta, &plan).await?;
+                        Ok((plan, None))
+                    })
+                })
+                .await
+            }
+
+            async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+                let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
+                    "SELECT position, committed_at, kind, principal, agent, doc FROM changes
+                     WHERE position > $1 ORDER BY position LIMIT $2",
+                )
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(position, at, kind, principal, agent, doc)| {
+                        Ok(ChangeRecord {
+                            position: position as u64,
+                            committed_at: Timestamp::from_micros(at),
+                            kind: ChangeKind::parse(&kind)
+                                .ok_or_else(|| Error::Internal(format!("unknown change kind `{kind}`")))?,
+                            principal,
+                            agent: AgentId::parse(&agent).map_err(|e| Error::Internal(e.to_string()))?,
+                            resource: serde_json::from_str(&doc)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn head_position(&self) -> Result<u64> {
+                let (position,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
+                    .fetch_one(&self.read)
+                    .await?;
+                Ok(position as u64)
+            }
+
+            fn watch_head(&self) -> watch::Receiver<u64> {
+                self.head.subscribe()
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
