@@ -19,6 +19,8 @@ pub struct TestHub {
     pub hub: relais_hub::RunningHub,
     pub dir: tempfile::TempDir,
     pub admin: AdminServiceClient<Channel>,
+    /// Dropped after the hub (fields drop in order).
+    pub database: Option<TestDatabase>,
 }
 
 pub fn config_for(data_dir: &Path) -> relais_hub::Config {
@@ -29,19 +31,128 @@ pub fn config_for(data_dir: &Path) -> relais_hub::Config {
     }
 }
 
-impl TestHub {
-    pub async fn start() -> TestHub {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let hub = relais_hub::start(config_for(dir.path()))
+/// The environment variable naming the PostgreSQL server tests may use (`.ci/run` sets it).
+pub const POSTGRES_ENV: &str = "RELAIS_TEST_POSTGRES_URL";
+
+/// Where a test hub keeps its data.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A fresh SQLite file in the hub's temporary data directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at this URL, dropped after the test.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL when `RELAIS_TEST_POSTGRES_URL` is set; otherwise says loudly that the
+    /// PostgreSQL run of `test` does not happen.
+    pub fn postgres(test: &str) -> Option<Backend> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!(
+                    "NOT RUN on PostgreSQL: {test} (set {POSTGRES_ENV}, e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A database created for one test on the PostgreSQL server, dropped when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(server_url: &str) -> TestDatabase {
+        use sqlx::Connection;
+        let name = format!("relais_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(server_url)
             .await
-            .expect("hub starts");
+            .expect("the test PostgreSQL server answers");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let base = server_url
+            .rsplit_once('/')
+            .map_or(server_url, |(base, _)| base);
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            admin_url: server_url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any runtime we may block: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl TestHub {
+    /// A hub on a fresh SQLite database.
+    pub async fn start() -> TestHub {
+        Self::start_on(Backend::Sqlite).await
+    }
+
+    /// A hub on a fresh database of `backend`.
+    pub async fn start_on(backend: Backend) -> TestHub {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = config_for(dir.path());
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(server) => {
+                let db = TestDatabase::create(&server).await;
+                config.database_url = db.url.clone();
+                config.store.pool_size = 4;
+                Some(db)
+            }
+        };
+        Self::start_with(config, dir, database).await
+    }
+
+    /// A hub with this configuration, its data directory and (PostgreSQL) its database.
+    pub async fn start_with(
+        config: relais_hub::Config,
+        dir: tempfile::TempDir,
+        database: Option<TestDatabase>,
+    ) -> TestHub {
+        let hub = relais_hub::start(config).await.expect("hub starts");
         let admin_bundle = Bundle::read(&hub.tls.admin_bundle).expect("admin bundle");
         let admin = AdminServiceClient::new(
             relais_hub::cli::connect::channel(&hub.url(), &admin_bundle)
                 .await
                 .expect("admin connects"),
         );
-        TestHub { hub, dir, admin }
+        TestHub {
+            hub,
+            dir,
+            admin,
+            database,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -332,4 +443,31 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// Runs each listed `async fn(Backend)` as two tests: on SQLite, and on PostgreSQL when
+/// `RELAIS_TEST_POSTGRES_URL` is set (otherwise the PostgreSQL test says it was not run).
+/// This is the conformance suite: one behaviour, written once, checked on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(relais_tests::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = relais_tests::Backend::postgres(stringify!($name)) {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
 }

@@ -125,9 +125,8 @@ fn question(person: &str, category: &str) -> pb::AccessQuestion {
     }
 }
 
-#[tokio::test]
-async fn rules_are_validated_dry_run_versioned_and_rolled_back() {
-    let hub = TestHub::start().await;
+async fn rules_are_validated_dry_run_versioned_and_rolled_back(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -287,3 +286,5 @@ async fn rules_are_validated_dry_run_versioned_and_rolled_back() {
         "pas de numérique pour les mairies"
     );
 }
+
+on_both_backends!(rules_are_validated_dry_run_versioned_and_rolled_back,);

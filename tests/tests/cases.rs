@@ -71,8 +71,8 @@ struct Fixture {
     original: pb::Case,
 }
 
-async fn fixture() -> Fixture {
-    let hub = TestHub::start().await;
+async fn fixture(backend: Backend) -> Fixture {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -124,9 +124,8 @@ impl Fixture {
     }
 }
 
-#[tokio::test]
-async fn every_transition_of_the_lifecycle_is_allowed_or_refused_as_designed() {
-    let f = fixture().await;
+async fn every_transition_of_the_lifecycle_is_allowed_or_refused_as_designed(backend: Backend) {
+    let f = fixture(backend).await;
     let mut checked = 0;
     for from in ALL {
         let legal = allowed(from);
@@ -198,9 +197,8 @@ async fn every_transition_of_the_lifecycle_is_allowed_or_refused_as_designed() {
     assert!(checked > 200, "{checked} transitions checked");
 }
 
-#[tokio::test]
-async fn outcome_rules_need_their_details_and_only_the_holder_moves_a_case() {
-    let f = fixture().await;
+async fn outcome_rules_need_their_details_and_only_the_holder_moves_a_case(backend: Backend) {
+    let f = fixture(backend).await;
     let case = f.case_in(S::InProgress).await;
     let mut refuse = transition(&case, S::Refused);
     refuse.reason = String::new();
@@ -263,9 +261,8 @@ async fn outcome_rules_need_their_details_and_only_the_holder_moves_a_case() {
     );
 }
 
-#[tokio::test]
-async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered() {
-    let hub = TestHub::start().await;
+async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -437,3 +434,9 @@ async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered() {
         .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
 }
+
+on_both_backends!(
+    every_transition_of_the_lifecycle_is_allowed_or_refused_as_designed,
+    outcome_rules_need_their_details_and_only_the_holder_moves_a_case,
+    a_referral_goes_to_the_sous_prefecture_and_comes_back_answered,
+);

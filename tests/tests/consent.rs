@@ -52,9 +52,8 @@ async fn summary_as(p: &Partner, local_id: &str, agent: &str) -> pb::GetPersonSu
         .into_inner()
 }
 
-#[tokio::test]
-async fn a_withdrawal_redacts_what_was_delivered_and_nothing_is_shown_after() {
-    let hub = TestHub::start().await;
+async fn a_withdrawal_redacts_what_was_delivered_and_nothing_is_shown_after(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -136,9 +135,8 @@ async fn a_withdrawal_redacts_what_was_delivered_and_nothing_is_shown_after() {
     }
 }
 
-#[tokio::test]
-async fn a_mandate_lets_the_mediateur_follow_the_apa_file_until_it_is_revoked() {
-    let hub = TestHub::start().await;
+async fn a_mandate_lets_the_mediateur_follow_the_apa_file_until_it_is_revoked(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let departement = hub.partner("cd31", PartnerKind::Departement).await;
     let asso = hub
         .partner("asso-mediation", PartnerKind::Association)
@@ -257,9 +255,8 @@ async fn a_mandate_lets_the_mediateur_follow_the_apa_file_until_it_is_revoked() 
     );
 }
 
-#[tokio::test]
-async fn the_access_report_tells_the_person_who_received_what_and_why() {
-    let hub = TestHub::start().await;
+async fn the_access_report_tells_the_person_who_received_what_and_why(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -327,3 +324,9 @@ async fn the_access_report_tells_the_person_who_received_what_and_why() {
     );
     assert!(report.html.contains("mobilité"));
 }
+
+on_both_backends!(
+    a_withdrawal_redacts_what_was_delivered_and_nothing_is_shown_after,
+    a_mandate_lets_the_mediateur_follow_the_apa_file_until_it_is_revoked,
+    the_access_report_tells_the_person_who_received_what_and_why,
+);

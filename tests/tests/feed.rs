@@ -27,9 +27,8 @@ const CODES: [&str; 6] = [
     "ISOLEMENT",
 ];
 
-#[tokio::test]
-async fn a_subscriber_that_disconnects_and_resumes_sees_every_event_once() {
-    let hub = TestHub::start().await;
+async fn a_subscriber_that_disconnects_and_resumes_sees_every_event_once(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -146,9 +145,8 @@ async fn a_subscriber_that_disconnects_and_resumes_sees_every_event_once() {
     assert_eq!(suffix, positions[21..]);
 }
 
-#[tokio::test]
-async fn a_live_subscriber_receives_new_events_without_polling_delay() {
-    let hub = TestHub::start().await;
+async fn a_live_subscriber_receives_new_events_without_polling_delay(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -191,9 +189,8 @@ async fn a_live_subscriber_receives_new_events_without_polling_delay() {
     }
 }
 
-#[tokio::test]
-async fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
-    let hub = TestHub::start().await;
+async fn a_slow_subscriber_does_not_hold_back_a_fast_one(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -244,9 +241,8 @@ async fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
 }
 
-#[tokio::test]
-async fn a_retried_write_returns_the_first_result_and_changes_nothing() {
-    let hub = TestHub::start().await;
+async fn a_retried_write_returns_the_first_result_and_changes_nothing(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -343,3 +339,10 @@ async fn a_retried_write_returns_the_first_result_and_changes_nothing() {
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(violated_fields(&err), ["request_id"]);
 }
+
+on_both_backends!(
+    a_subscriber_that_disconnects_and_resumes_sees_every_event_once,
+    a_live_subscriber_receives_new_events_without_polling_delay,
+    a_slow_subscriber_does_not_hold_back_a_fast_one,
+    a_retried_write_returns_the_first_result_and_changes_nothing,
+);

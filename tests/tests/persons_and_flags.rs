@@ -4,9 +4,8 @@ use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::*;
 use tonic::Code;
 
-#[tokio::test]
-async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag() {
-    let hub = TestHub::start().await;
+async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -137,9 +136,8 @@ async fn two_partners_reach_the_same_person_by_traits_and_see_each_others_flag()
     assert_eq!(resolved.local_ids, ["REG-17", "REG-99"]);
 }
 
-#[tokio::test]
-async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history() {
-    let hub = TestHub::start().await;
+async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -224,9 +222,8 @@ async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history() {
     assert_eq!(stale.code(), Code::Aborted);
 }
 
-#[tokio::test]
-async fn a_partner_without_any_tie_to_a_person_does_not_learn_it_exists() {
-    let hub = TestHub::start().await;
+async fn a_partner_without_any_tie_to_a_person_does_not_learn_it_exists(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -283,3 +280,9 @@ async fn a_partner_without_any_tie_to_a_person_does_not_learn_it_exists() {
         .unwrap_err();
     assert_eq!(stats.code(), Code::NotFound);
 }
+
+on_both_backends!(
+    two_partners_reach_the_same_person_by_traits_and_see_each_others_flag,
+    a_raised_code_is_not_raised_twice_and_retraction_keeps_history,
+    a_partner_without_any_tie_to_a_person_does_not_learn_it_exists,
+);
