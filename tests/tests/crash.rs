@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Starts `relais serve` on a free port and returns the process and its URL.
-fn spawn_hub(data_dir: &Path) -> (Child, String) {
+fn spawn_hub(data_dir: &Path, database_url: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relais-under-test"))
         .arg("serve")
         .env("RELAIS_DATA_DIR", data_dir)
+        .env("RELAIS_DATABASE_URL", database_url)
         .env("RELAIS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -48,10 +49,15 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_acknowledged_write_survives_a_sigkill() {
+async fn every_acknowledged_write_survives_a_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn_hub(dir.path());
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres(server) => Some(TestDatabase::create(&server).await),
+    };
+    // Empty: the embedded SQLite file in the data directory.
+    let database_url = database.as_ref().map_or(String::new(), |d| d.url.clone());
+    let (mut child, url) = spawn_hub(dir.path(), &database_url);
     let admin_bundle = Bundle::read(&dir.path().join("admin/admin.bundle.pem")).unwrap();
     let mut admin = pb::admin_service_client::AdminServiceClient::new(
         relais_hub::cli::connect::channel(&url, &admin_bundle)
@@ -140,7 +146,7 @@ async fn every_acknowledged_write_survives_a_sigkill() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let (mut child, url) = spawn_hub(dir.path());
+    let (mut child, url) = spawn_hub(dir.path(), &database_url);
     let bus = Partner::connect("cc-comminges", &url, bundle).await;
     let mut missing = Vec::new();
     for (local_id, flag_id) in &acked {
@@ -174,3 +180,5 @@ async fn every_acknowledged_write_survives_a_sigkill() {
         "every acknowledged flag is on the feed"
     );
 }
+
+on_both_backends!(every_acknowledged_write_survives_a_sigkill);

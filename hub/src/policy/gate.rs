@@ -37,6 +37,7 @@ impl Gate {
 
     #[tracing::instrument(skip(self), fields(partner = %partner.id, person = %person))]
     pub async fn facts(&self, partner: &Partner, person: PersonId) -> Result<Facts> {
+        self.follow_rules().await?;
         Ok(Facts {
             person,
             relation: self.store.relation(&partner.id, person).await?,
@@ -45,6 +46,31 @@ impl Gate {
             alert_plan: self.store.alert_plan().await?.active,
             now: self.clock.now(),
         })
+    }
+
+    /// Another replica may have activated new rules: the newest stored version is the one in
+    /// force everywhere, checked before each person's decisions.
+    async fn follow_rules(&self) -> Result<()> {
+        let stored = self.store.rules_version_in_force().await?;
+        if stored != self.engine.active().version
+            && let Some((version, text)) = self.store.active_rules().await?
+        {
+            self.engine.activate(version.version, &text).map_err(|e| {
+                crate::error::Error::Internal(format!(
+                    "rules version {} does not compile: {}",
+                    version.version,
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+            tracing::info!(
+                version = version.version,
+                "access rules activated by another replica"
+            );
+        }
+        Ok(())
     }
 
     pub fn decide(

@@ -281,6 +281,8 @@ pub trait Store: Send + Sync + 'static {
     async fn rules_text(&self, version: i64) -> Result<Option<String>>;
     /// The rules in force: the newest version.
     async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>>;
+    /// The number of the newest version (0 when none): a cheap check before decisions.
+    async fn rules_version_in_force(&self) -> Result<i64>;
     /// Stores a new version, which is then in force.
     async fn add_rules(
         &self,

@@ -1377,6 +1377,13 @@ macro_rules! sql_store {
                 Ok(row.map(|(v, a, c, t, r, text)| (rules_version((v, a, c, t, r)), text)))
             }
 
+            async fn rules_version_in_force(&self) -> Result<i64> {
+                let (version,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM rules")
+                    .fetch_one(&self.read)
+                    .await?;
+                Ok(version)
+            }
+
             async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
                 let (text, author, comment, meta) = (text.to_string(), author.to_string(), comment.to_string(), meta.clone());
                 self.write(move |conn| {
