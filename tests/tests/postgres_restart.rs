@@ -1,0 +1,106 @@
+//! PostgreSQL restarts under the hub: meanwhile the hub answers UNAVAILABLE, then recovers on
+//! its own — no hub restart — with every acknowledged write kept and the feed following again.
+//! It stops and starts the machine's PostgreSQL service, so it is alone in its test binary
+//! (cargo runs test binaries one after the other).
+
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn cluster(action: &str) -> bool {
+    let Ok(versions) = std::fs::read_dir("/etc/postgresql") else {
+        return false;
+    };
+    let Some(version) = versions.flatten().next().map(|e| e.file_name()) else {
+        return false;
+    };
+    Command::new("pg_ctlcluster")
+        .arg("--skip-systemctl-redirect")
+        .arg(&version)
+        .arg("main")
+        .arg(action)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn raise(p: &Partner, local_id: &str, code: &str) -> Result<pb::Flag, tonic::Status> {
+    p.flags
+        .clone()
+        .raise_flag(pb::RaiseFlagRequest {
+            context: ctx(),
+            person: Some(local(local_id)),
+            code: code.into(),
+            note: String::new(),
+            valid_until: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .map(|r| r.into_inner().flag.expect("flag"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_rides_out_a_postgresql_restart() {
+    let Some(backend) = Backend::postgres("the_hub_rides_out_a_postgresql_restart") else {
+        return;
+    };
+    if Command::new("pg_ctlcluster")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("NOT RUN: pg_ctlcluster is not available to restart PostgreSQL");
+        return;
+    }
+    let hub = TestHub::start_on(backend).await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    bus.link("B1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    let before = raise(&bus, "B1", "ELOIGNEMENT")
+        .await
+        .expect("a write before");
+    assert!(cluster("stop"), "PostgreSQL stops");
+    let refused = raise(&bus, "B1", "SANS_INTERNET").await;
+    let started = cluster("start");
+    assert!(started, "PostgreSQL starts again");
+    let status = refused.expect_err("no write while PostgreSQL is down");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+    // The hub recovers by itself: the same request succeeds once PostgreSQL is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        match raise(&bus, "B1", "SANS_INTERNET").await {
+            Ok(flag) => break flag,
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            Err(s) => panic!("the hub did not recover: {s:?}"),
+        }
+    };
+    let flags = bus
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("B1")),
+            include_retracted: true,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flags;
+    let ids: Vec<_> = flags.iter().map(|f| f.id.as_str()).collect();
+    assert!(
+        ids.contains(&before.id.as_str()),
+        "the write acknowledged before is kept"
+    );
+    assert!(ids.contains(&after.id.as_str()));
+
+    // The feed serves again, both events in order.
+    let events = bus.feed_until_caught_up(0).await;
+    assert_eq!(events.len(), 2);
+}
