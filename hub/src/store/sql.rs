@@ -412,6 +412,46 @@ macro_rules! sql_store {
             }
         }
 
+        /// Inserts or updates a record kept as a document by person (consents, mandates).
+        async fn save_record<T: Serialize>(
+            conn: &mut Conn,
+            table: &'static str,
+            id: String,
+            person: PersonId,
+            version: i64,
+            record: &T,
+        ) -> Result<()> {
+            let sql = format!(
+                "INSERT INTO {table} (id, person_id, version, doc) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc"
+            );
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(person.to_string())
+                .bind(version)
+                .bind(serde_json::to_string(record)?)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// After `record` stopped covering `grantee` for `categories`: the redactions owed to
+        /// the partners that received such data, appended as change events.
+        async fn redact(
+            conn: &mut Conn,
+            record: String,
+            grantee: &crate::domain::consent::Grantee,
+            categories: &[crate::domain::DataCategory],
+            person: PersonId,
+            still_granted: &[Consent],
+            meta: &WriteMeta,
+        ) -> Result<(Vec<Redaction>, Option<i64>)> {
+            let received = received(conn, person).await?;
+            let redactions = redactions(&record, grantee, categories, still_granted, &received, meta.at);
+            let position = apply_redactions(conn, &redactions, meta).await?;
+            Ok((redactions, position))
+        }
+
         fn docs<T: DeserializeOwned>(rows: Vec<(String,)>) -> Result<Vec<T>> {
             rows.into_iter()
                 .map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from))
@@ -1116,13 +1156,7 @@ macro_rules! sql_store {
                         if let Some(done) = replayed(conn, &meta).await? {
                             return Ok((done, None));
                         }
-                        sqlx::query("INSERT INTO consents (id, person_id, version, doc) VALUES ($1, $2, $3, $4)")
-                            .bind(consent.id.to_string())
-                            .bind(consent.person.to_string())
-                            .bind(consent.version)
-                            .bind(serde_json::to_string(&consent)?)
-                            .execute(&mut *conn)
-                            .await?;
+                        save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
                         remember(conn, &meta, &consent).await?;
                         Ok((consent, None))
                     })
@@ -1139,27 +1173,22 @@ macro_rules! sql_store {
                         }
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
-                        sqlx::query("UPDATE consents SET version = $1, doc = $2 WHERE id = $3")
-                            .bind(consent.version)
-                            .bind(serde_json::to_string(&consent)?)
-                            .bind(consent.id.to_string())
-                            .execute(&mut *conn)
-                            .await?;
+                        save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
                         let others: Vec<Consent> = consents_in(conn, consent.person)
                             .await?
                             .into_iter()
                             .filter(|c| c.id != consent.id)
                             .collect();
-                        let received = received(conn, consent.person).await?;
-                        let redactions = redactions(
-                            &format!("consent:{}", consent.id),
+                        let (redactions, position) = redact(
+                            conn,
+                            format!("consent:{}", consent.id),
                             &consent.grantee,
                             &consent.categories,
+                            consent.person,
                             &others,
-                            &received,
-                            meta.at,
-                        );
-                        let position = apply_redactions(conn, &redactions, &meta).await?;
+                            &meta,
+                        )
+                        .await?;
                         let result = (consent, redactions);
                         remember(conn, &meta, &result).await?;
                         Ok((result, position))
@@ -1191,13 +1220,7 @@ macro_rules! sql_store {
                         if let Some(done) = replayed(conn, &meta).await? {
                             return Ok((done, None));
                         }
-                        sqlx::query("INSERT INTO mandates (id, person_id, version, doc) VALUES ($1, $2, $3, $4)")
-                            .bind(mandate.id.to_string())
-                            .bind(mandate.person.to_string())
-                            .bind(mandate.version)
-                            .bind(serde_json::to_string(&mandate)?)
-                            .execute(&mut *conn)
-                            .await?;
+                        save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
                         remember(conn, &meta, &mandate).await?;
                         Ok((mandate, None))
                     })
@@ -1214,26 +1237,21 @@ macro_rules! sql_store {
                         }
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
-                        sqlx::query("UPDATE mandates SET version = $1, doc = $2 WHERE id = $3")
-                            .bind(mandate.version)
-                            .bind(serde_json::to_string(&mandate)?)
-                            .bind(mandate.id.to_string())
-                            .execute(&mut *conn)
-                            .await?;
+                        save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
                         let consents = consents_in(conn, mandate.person).await?;
-                        let received = received(conn, mandate.person).await?;
-                        let redactions = redactions(
-                            &format!("mandate:{}", mandate.id),
+                        let (redactions, position) = redact(
+                            conn,
+                            format!("mandate:{}", mandate.id),
                             &crate::domain::consent::Grantee::Agent {
                                 partner: mandate.partner.clone(),
                                 agent: mandate.agent.clone(),
                             },
                             &[crate::domain::DataCategory::CaseStatus],
+                            mandate.person,
                             &consents,
-                            &received,
-                            meta.at,
-                        );
-                        let position = apply_redactions(conn, &redactions, &meta).await?;
+                            &meta,
+                        )
+                        .await?;
                         let result = (mandate, redactions);
                         remember(conn, &meta, &result).await?;
                         Ok((result, position))
