@@ -1,0 +1,30 @@
+//! The contract of an adapter (see connectors/README.md): read the partner's system and turn
+//! what is new into writes; apply what the hub sends; delete what is redacted.
+
+use crate::state::State;
+use relais_proto::v1 as pb;
+
+/// An event of the feed, as the adapter receives it.
+#[derive(Debug, Clone)]
+pub enum Received {
+    Flag(pb::Flag),
+    Case(pb::Case),
+    Referral(pb::Referral),
+}
+
+#[async_trait::async_trait]
+pub trait Adapter: Send + Sync {
+    /// A short name for logs (`csv`, `http`, `sql`).
+    fn name(&self) -> &'static str;
+
+    /// Reads what is new in the partner's system and puts the writes in the outbox (through
+    /// `State::enqueue`, atomically with what marks it as imported). Returns how many writes.
+    async fn poll(&self, state: &State) -> anyhow::Result<u64>;
+
+    /// Applies an event of the feed to the partner's system. Must be idempotent: after a
+    /// crash the same event may come again.
+    async fn apply(&self, event: &Received, local_ids: &[String]) -> anyhow::Result<()>;
+
+    /// Deletes from the partner's system what the hub no longer shares with it.
+    async fn redact(&self, redaction: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()>;
+}

@@ -1,0 +1,332 @@
+//! The connector's local state, in SQLite in its state directory (WAL, `synchronous = FULL`:
+//! what the connector recorded survives a crash or the bus's battery running out).
+
+use crate::write::Write;
+use anyhow::Context;
+use futures::future::BoxFuture;
+use sqlx::SqlitePool;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async {
+            Ok(vec![Migration::new(
+                1,
+                "state".into(),
+                MigrationType::Simple,
+                include_str!("../migrations/0001_state.sql").into(),
+                false,
+            )])
+        })
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A write waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub seq: i64,
+    pub request_id: String,
+    pub write: Write,
+    pub source: String,
+    pub attempts: i64,
+}
+
+/// A write the hub refused, with its reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub seq: i64,
+    pub write: Write,
+    pub source: String,
+    pub code: String,
+    pub reason: String,
+    pub failed_at: i64,
+}
+
+#[derive(Clone)]
+pub struct State {
+    db: SqlitePool,
+}
+
+impl State {
+    pub async fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("connector.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        // One connection: the connector's own writes never contend with each other.
+        let db = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .context("opening the connector state")?;
+        Migrator::new(Embedded).await?.run(&db).await.context("state migrations")?;
+        Ok(Self { db })
+    }
+
+    /// The position of the last feed event applied (0 before any).
+    pub async fn cursor(&self) -> anyhow::Result<u64> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT position FROM cursor WHERE id = 1")
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(row.map_or(0, |(p,)| p as u64))
+    }
+
+    /// Records that the event at `position` was applied, with the local copy of its item (or
+    /// the deletion of the redacted items), in one transaction.
+    pub async fn applied(
+        &self,
+        position: u64,
+        copy: Option<(&str, &str, &str)>,
+        deleted: &[String],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        if let Some((item, person, doc)) = copy {
+            sqlx::query(
+                "INSERT INTO copies (item, person_id, position, doc) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (item) DO UPDATE SET position = excluded.position, doc = excluded.doc",
+            )
+            .bind(item)
+            .bind(person)
+            .bind(position as i64)
+            .bind(doc)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for item in deleted {
+            sqlx::query("DELETE FROM copies WHERE item = ?")
+                .bind(item)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO cursor (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+        )
+        .bind(position as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The local copy of an item, if the connector holds one.
+    pub async fn copy(&self, item: &str) -> anyhow::Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM copies WHERE item = ?")
+            .bind(item)
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(row.map(|(d,)| d))
+    }
+
+    pub async fn copies(&self) -> anyhow::Result<u64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM copies").fetch_one(&self.db).await?;
+        Ok(n as u64)
+    }
+
+    /// Puts writes in the outbox, in order, each with its own request id. With `source`
+    /// already imported, does nothing and returns false: a file is imported once, even if the
+    /// connector stopped between the import and moving the file aside.
+    pub async fn enqueue(&self, writes: &[Write], source: &str, once: bool) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin().await?;
+        if once {
+            let done: Option<(String,)> = sqlx::query_as("SELECT source FROM imported WHERE source = ?")
+                .bind(source)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_some() {
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO imported (source, at) VALUES (?, ?)")
+                .bind(source)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for w in writes {
+            sqlx::query("INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)")
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(serde_json::to_string(w)?)
+                .bind(source)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The oldest writes waiting, in order.
+    pub async fn pending(&self, limit: u32) -> anyhow::Result<Vec<Pending>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, request_id, write, source, attempts FROM outbox ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.db)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, request_id, write, source, attempts)| {
+                Ok(Pending {
+                    seq,
+                    request_id,
+                    write: serde_json::from_str(&write)?,
+                    source,
+                    attempts,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn sent(&self, seq: i64) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE seq = ?").bind(seq).execute(&self.db).await?;
+        Ok(())
+    }
+
+    pub async fn attempt_failed(&self, seq: i64, error: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE seq = ?")
+            .bind(error)
+            .bind(seq)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a write the hub refused to the dead-letter store, with the hub's reason.
+    pub async fn dead_letter(&self, p: &Pending, code: &str, reason: &str) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO dead_letters (seq, request_id, write, source, code, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(p.seq)
+        .bind(&p.request_id)
+        .bind(serde_json::to_string(&p.write)?)
+        .bind(&p.source)
+        .bind(code)
+        .bind(reason)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM outbox WHERE seq = ?").bind(p.seq).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, write, source, code, reason, failed_at FROM dead_letters ORDER BY seq",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, write, source, code, reason, failed_at)| {
+                Ok(DeadLetter {
+                    seq,
+                    write: serde_json::from_str(&write)?,
+                    source,
+                    code,
+                    reason,
+                    failed_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts dead letters back at the end of the outbox (after the data was corrected at the
+    /// hub, or the rules changed), with new request ids. Returns how many.
+    pub async fn replay(&self, seq: Option<i64>) -> anyhow::Result<u64> {
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<(i64, String, String)> = match seq {
+            Some(s) => sqlx::query_as("SELECT seq, write, source FROM dead_letters WHERE seq = ?")
+                .bind(s)
+                .fetch_all(&mut *tx)
+                .await?,
+            None => sqlx::query_as("SELECT seq, write, source FROM dead_letters ORDER BY seq")
+                .fetch_all(&mut *tx)
+                .await?,
+        };
+        for (seq, write, source) in &rows {
+            sqlx::query("INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)")
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(write)
+                .bind(format!("{source} (replayed)"))
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM dead_letters WHERE seq = ?").bind(seq).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    pub async fn counts(&self) -> anyhow::Result<(u64, u64)> {
+        let (outbox,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox").fetch_one(&self.db).await?;
+        let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.db).await?;
+        Ok((outbox as u64, dead as u64))
+    }
+
+    pub async fn case_ref(&self, case_ref: &str) -> anyhow::Result<Option<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT case_id, version FROM case_refs WHERE case_ref = ?")
+            .bind(case_ref)
+            .fetch_optional(&self.db)
+            .await?)
+    }
+
+    pub async fn set_case_ref(&self, case_ref: &str, case_id: &str, version: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO case_refs (case_ref, case_id, version) VALUES (?, ?, ?)
+             ON CONFLICT (case_ref) DO UPDATE SET case_id = excluded.case_id, version = excluded.version",
+        )
+        .bind(case_ref)
+        .bind(case_id)
+        .bind(version)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(n: u32) -> Write {
+        Write::RaiseFlag {
+            local_id: format!("L{n}"),
+            code: "ISOLEMENT".into(),
+            note: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_outbox_keeps_order_across_restarts_and_imports_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).await.unwrap();
+        assert!(state.enqueue(&[flag(1), flag(2)], "export-1.csv", true).await.unwrap());
+        assert!(!state.enqueue(&[flag(1), flag(2)], "export-1.csv", true).await.unwrap());
+        drop(state);
+        let state = State::open(dir.path()).await.unwrap();
+        let pending = state.pending(10).await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].write, flag(1));
+        assert_ne!(pending[0].request_id, pending[1].request_id);
+        state.dead_letter(&pending[0], "InvalidArgument", "code: unknown").await.unwrap();
+        assert_eq!(state.counts().await.unwrap(), (1, 1));
+        assert_eq!(state.replay(None).await.unwrap(), 1);
+        let again = state.pending(10).await.unwrap();
+        assert_eq!(again.last().unwrap().write, flag(1), "replayed at the end");
+    }
+}
