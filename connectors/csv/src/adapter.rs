@@ -66,7 +66,10 @@ impl CsvAdapter {
         text.trim_start_matches('\u{feff}')
             .lines()
             .skip(1)
-            .filter_map(|l| l.split_once(';').map(|(k, _)| (k.to_string(), l.to_string())))
+            .filter_map(|l| {
+                l.split_once(';')
+                    .map(|(k, _)| (k.to_string(), l.to_string()))
+            })
             .collect()
     }
 
@@ -106,17 +109,30 @@ impl CsvAdapter {
                 report.push_str(&format!("{};{}\n", b.line, b.reason.replace(';', ",")));
                 tracing::warn!(file = %name, line = b.line, reason = %b.reason, "bad row skipped");
             }
-            std::fs::write(self.config.processed_dir.join(format!("{name}.erreurs.csv")), report)?;
+            std::fs::write(
+                self.config
+                    .processed_dir
+                    .join(format!("{name}.erreurs.csv")),
+                report,
+            )?;
         }
         std::fs::rename(path, self.config.processed_dir.join(&name))?;
         tracing::info!(file = %name, rows = parsed.rows, writes = parsed.writes.len(), bad = parsed.bad.len(), queued, "export imported");
-        Ok(if queued { parsed.writes.len() as u64 } else { 0 })
+        Ok(if queued {
+            parsed.writes.len() as u64
+        } else {
+            0
+        })
     }
 }
 
 fn status_name(s: i32) -> String {
     pb::CaseStatus::try_from(s)
-        .map(|s| s.as_str_name().trim_start_matches("CASE_STATUS_").to_lowercase())
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("CASE_STATUS_")
+                .to_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -147,7 +163,11 @@ impl Adapter for CsvAdapter {
                     "flag:{};{ids};difficulté;{};{};{}",
                     f.id,
                     f.code,
-                    if f.status == pb::FlagStatus::Retracted as i32 { "retirée" } else { "active" },
+                    if f.status == pb::FlagStatus::Retracted as i32 {
+                        "retirée"
+                    } else {
+                        "active"
+                    },
                     clean(&f.label)
                 ),
             ),
@@ -169,7 +189,10 @@ impl Adapter for CsvAdapter {
                     r.from_partner,
                     r.to_partner,
                     pb::ReferralState::try_from(r.state)
-                        .map(|s| s.as_str_name().trim_start_matches("REFERRAL_STATE_").to_lowercase())
+                        .map(|s| s
+                            .as_str_name()
+                            .trim_start_matches("REFERRAL_STATE_")
+                            .to_lowercase())
                         .unwrap_or_default(),
                     clean(&r.answer)
                 ),

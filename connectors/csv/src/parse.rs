@@ -64,8 +64,12 @@ fn date(cell: &str, format: &str) -> Result<String, String> {
         (_, [d, m, y]) => (*d, *m, *y),
         _ => return Err(format!("`{cell}` is not a date ({format})")),
     };
-    let ok = d.len() <= 2 && m.len() <= 2 && y.len() == 4
-        && [d, m, y].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let ok = d.len() <= 2
+        && m.len() <= 2
+        && y.len() == 4
+        && [d, m, y]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     let in_range = |v: &str, max: u32| v.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n));
     if !ok || !in_range(m, 12) || !in_range(d, 31) {
         return Err(format!("`{cell}` is not a date ({format})"));
@@ -95,7 +99,10 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
     let Some(local_col) = index(&config.columns.local_id) else {
         parsed.bad.push(BadRow {
             line: 1,
-            reason: format!("no column `{}` (the person's id) in the header", config.columns.local_id),
+            reason: format!(
+                "no column `{}` (the person's id) in the header",
+                config.columns.local_id
+            ),
         });
         return parsed;
     };
@@ -120,7 +127,12 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
             }
         };
         let line = record.position().map_or(parsed.rows + 1, |p| p.line());
-        let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim().to_string();
+        let cell = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
         let local_id = cell(Some(local_col));
         if local_id.is_empty() {
             parsed.bad.push(BadRow {
@@ -131,7 +143,8 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
         }
         let pivot = match pivot_cols {
             (Some(f), Some(g), Some(b), Some(p)) => {
-                let (family, given, born, place) = (cell(Some(f)), cell(Some(g)), cell(Some(b)), cell(Some(p)));
+                let (family, given, born, place) =
+                    (cell(Some(f)), cell(Some(g)), cell(Some(b)), cell(Some(p)));
                 if family.is_empty() && given.is_empty() && born.is_empty() {
                     None
                 } else {
@@ -161,7 +174,11 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
                 writes.push(Write::RaiseFlag {
                     local_id: local_id.clone(),
                     code: f.code.clone(),
-                    note: f.note_column.as_ref().map(|n| cell(index(n))).unwrap_or_default(),
+                    note: f
+                        .note_column
+                        .as_ref()
+                        .map(|n| cell(index(n)))
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -180,7 +197,11 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
                     case_ref,
                     local_id: local_id.clone(),
                     procedure,
-                    theme: case.theme.as_ref().map(|t| cell(index(t))).unwrap_or_default(),
+                    theme: case
+                        .theme
+                        .as_ref()
+                        .map(|t| cell(index(t)))
+                        .unwrap_or_default(),
                     missing_documents: case
                         .missing_documents
                         .as_ref()
@@ -275,7 +296,9 @@ mod tests {
         let p = parse(&bytes, &config("auto", "auto"));
         assert_eq!(p.writes.len(), 5);
         match &p.writes[3] {
-            Write::Link { pivot: Some(pv), .. } => assert_eq!(pv.family_name, "Dupont-Lefèvre"),
+            Write::Link {
+                pivot: Some(pv), ..
+            } => assert_eq!(pv.family_name, "Dupont-Lefèvre"),
             other => panic!("{other:?}"),
         }
     }

@@ -13,14 +13,30 @@ use tokio_stream::StreamExt;
 
 fn item_key(r: &Received) -> (String, String, String) {
     match r {
-        Received::Flag(f) => (format!("flag:{}", f.id), f.person_id.clone(), format!("{f:?}")),
-        Received::Case(c) => (format!("case:{}", c.id), c.person_id.clone(), format!("{c:?}")),
-        Received::Referral(x) => (format!("referral:{}", x.id), x.person_id.clone(), format!("{x:?}")),
+        Received::Flag(f) => (
+            format!("flag:{}", f.id),
+            f.person_id.clone(),
+            format!("{f:?}"),
+        ),
+        Received::Case(c) => (
+            format!("case:{}", c.id),
+            c.person_id.clone(),
+            format!("{c:?}"),
+        ),
+        Received::Referral(x) => (
+            format!("referral:{}", x.id),
+            x.person_id.clone(),
+            format!("{x:?}"),
+        ),
     }
 }
 
 /// Applies one event; returns its position.
-pub async fn apply(adapter: &dyn Adapter, state: &State, e: pb::ChangeEvent) -> anyhow::Result<u64> {
+pub async fn apply(
+    adapter: &dyn Adapter,
+    state: &State,
+    e: pb::ChangeEvent,
+) -> anyhow::Result<u64> {
     use pb::change_event::Resource;
     match e.resource {
         Some(Resource::Redaction(r)) => {
@@ -43,7 +59,9 @@ pub async fn apply(adapter: &dyn Adapter, state: &State, e: pb::ChangeEvent) -> 
             };
             adapter.apply(&received, &e.local_ids).await?;
             let (item, person, doc) = item_key(&received);
-            state.applied(e.position, Some((&item, &person, &doc)), &[]).await?;
+            state
+                .applied(e.position, Some((&item, &person, &doc)), &[])
+                .await?;
         }
         None => state.applied(e.position, None, &[]).await?,
     }
@@ -51,7 +69,12 @@ pub async fn apply(adapter: &dyn Adapter, state: &State, e: pb::ChangeEvent) -> 
 }
 
 /// Follows the feed until `stop` says so; returns when caught up if `until_caught_up`.
-pub async fn follow(hub: &Hub, state: &State, adapter: &dyn Adapter, until_caught_up: bool) -> anyhow::Result<()> {
+pub async fn follow(
+    hub: &Hub,
+    state: &State,
+    adapter: &dyn Adapter,
+    until_caught_up: bool,
+) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     loop {
         let after = state.cursor().await?;
@@ -71,7 +94,9 @@ pub async fn follow(hub: &Hub, state: &State, adapter: &dyn Adapter, until_caugh
                     Some(pb::subscribe_response::Payload::Event(e)) => {
                         apply(adapter, state, e).await?;
                     }
-                    Some(pb::subscribe_response::Payload::CaughtUp(_)) if until_caught_up => return Ok(()),
+                    Some(pb::subscribe_response::Payload::CaughtUp(_)) if until_caught_up => {
+                        return Ok(());
+                    }
                     _ => {}
                 },
                 Err(s) => {

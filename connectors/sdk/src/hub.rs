@@ -93,7 +93,10 @@ impl Hub {
             .map_err(Refusal::from_status)
     }
 
-    pub async fn subscribe(&self, after: u64) -> Result<tonic::Streaming<pb::SubscribeResponse>, Refusal> {
+    pub async fn subscribe(
+        &self,
+        after: u64,
+    ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Refusal> {
         let c = self.channel().await?;
         SyncServiceClient::new(c)
             .subscribe(pb::SubscribeRequest {
@@ -136,7 +139,11 @@ impl Hub {
                     .await
                     .map_err(Refusal::from_status)?;
             }
-            Write::RaiseFlag { local_id, code, note } => {
+            Write::RaiseFlag {
+                local_id,
+                code,
+                note,
+            } => {
                 FlagServiceClient::new(c)
                     .raise_flag(pb::RaiseFlagRequest {
                         context: self.context(),
@@ -183,14 +190,20 @@ impl Hub {
                 reason,
                 missing_documents,
             } => {
-                let Some((case_id, version)) = state.case_ref(case_ref).await.map_err(internal)? else {
+                let Some((case_id, version)) = state.case_ref(case_ref).await.map_err(internal)?
+                else {
                     return Err(Refusal {
                         code: tonic::Code::FailedPrecondition,
-                        message: format!("case `{case_ref}` was never opened through this connector"),
+                        message: format!(
+                            "case `{case_ref}` was never opened through this connector"
+                        ),
                     });
                 };
-                let to_status = pb::CaseStatus::from_str_name(&format!("CASE_STATUS_{}", to.to_ascii_uppercase()))
-                    .map_or(0, |s| s as i32);
+                let to_status = pb::CaseStatus::from_str_name(&format!(
+                    "CASE_STATUS_{}",
+                    to.to_ascii_uppercase()
+                ))
+                .map_or(0, |s| s as i32);
                 let mut cases = CaseServiceClient::new(c);
                 let request = |expected_version| pb::TransitionCaseRequest {
                     context: self.context(),
@@ -198,7 +211,9 @@ impl Hub {
                     expected_version,
                     to_status,
                     reason: reason.clone(),
-                    missing_documents: missing_documents.clone().map(|items| pb::DocumentList { items }),
+                    missing_documents: missing_documents
+                        .clone()
+                        .map(|items| pb::DocumentList { items }),
                     duplicate_of: String::new(),
                     redirect_to_partner: String::new(),
                     redirect_procedure: String::new(),

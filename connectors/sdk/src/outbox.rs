@@ -42,7 +42,9 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
                 }
                 Err(r) => {
                     tracing::warn!(seq = p.seq, write = %p.write.describe(), code = ?r.code, reason = %r.message, "hub refused a write; dead-lettered");
-                    state.dead_letter(&p, &format!("{:?}", r.code), &r.message).await?;
+                    state
+                        .dead_letter(&p, &format!("{:?}", r.code), &r.message)
+                        .await?;
                     done.dead_lettered += 1;
                 }
             }
@@ -52,7 +54,12 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
 
 /// Drains for ever: immediately when woken, otherwise every `idle`; after a blocked pass,
 /// waits a backoff with jitter.
-pub async fn drain(hub: &Hub, state: &State, wake: &tokio::sync::Notify, idle: Duration) -> anyhow::Result<()> {
+pub async fn drain(
+    hub: &Hub,
+    state: &State,
+    wake: &tokio::sync::Notify,
+    idle: Duration,
+) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
     loop {
         let pass = drain_once(hub, state).await?;

@@ -45,7 +45,13 @@ pub fn retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
     matches!(
         code,
-        Unavailable | DeadlineExceeded | ResourceExhausted | Aborted | Unknown | Internal | Cancelled
+        Unavailable
+            | DeadlineExceeded
+            | ResourceExhausted
+            | Aborted
+            | Unknown
+            | Internal
+            | Cancelled
     )
 }
 

@@ -75,7 +75,11 @@ impl State {
             .connect_with(options)
             .await
             .context("opening the connector state")?;
-        Migrator::new(Embedded).await?.run(&db).await.context("state migrations")?;
+        Migrator::new(Embedded)
+            .await?
+            .run(&db)
+            .await
+            .context("state migrations")?;
         Ok(Self { db })
     }
 
@@ -134,20 +138,28 @@ impl State {
     }
 
     pub async fn copies(&self) -> anyhow::Result<u64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM copies").fetch_one(&self.db).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM copies")
+            .fetch_one(&self.db)
+            .await?;
         Ok(n as u64)
     }
 
     /// Puts writes in the outbox, in order, each with its own request id. With `source`
     /// already imported, does nothing and returns false: a file is imported once, even if the
     /// connector stopped between the import and moving the file aside.
-    pub async fn enqueue(&self, writes: &[Write], source: &str, once: bool) -> anyhow::Result<bool> {
+    pub async fn enqueue(
+        &self,
+        writes: &[Write],
+        source: &str,
+        once: bool,
+    ) -> anyhow::Result<bool> {
         let mut tx = self.db.begin().await?;
         if once {
-            let done: Option<(String,)> = sqlx::query_as("SELECT source FROM imported WHERE source = ?")
-                .bind(source)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<(String,)> =
+                sqlx::query_as("SELECT source FROM imported WHERE source = ?")
+                    .bind(source)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_some() {
                 return Ok(false);
             }
@@ -158,13 +170,15 @@ impl State {
                 .await?;
         }
         for w in writes {
-            sqlx::query("INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)")
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(serde_json::to_string(w)?)
-                .bind(source)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(serde_json::to_string(w)?)
+            .bind(source)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -192,7 +206,10 @@ impl State {
     }
 
     pub async fn sent(&self, seq: i64) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE seq = ?").bind(seq).execute(&self.db).await?;
+        sqlx::query("DELETE FROM outbox WHERE seq = ?")
+            .bind(seq)
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -220,7 +237,10 @@ impl State {
         .bind(now_micros())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM outbox WHERE seq = ?").bind(p.seq).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM outbox WHERE seq = ?")
+            .bind(p.seq)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -250,42 +270,62 @@ impl State {
     pub async fn replay(&self, seq: Option<i64>) -> anyhow::Result<u64> {
         let mut tx = self.db.begin().await?;
         let rows: Vec<(i64, String, String)> = match seq {
-            Some(s) => sqlx::query_as("SELECT seq, write, source FROM dead_letters WHERE seq = ?")
-                .bind(s)
-                .fetch_all(&mut *tx)
-                .await?,
-            None => sqlx::query_as("SELECT seq, write, source FROM dead_letters ORDER BY seq")
-                .fetch_all(&mut *tx)
-                .await?,
+            Some(s) => {
+                sqlx::query_as("SELECT seq, write, source FROM dead_letters WHERE seq = ?")
+                    .bind(s)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT seq, write, source FROM dead_letters ORDER BY seq")
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
         };
         for (seq, write, source) in &rows {
-            sqlx::query("INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)")
-                .bind(uuid::Uuid::now_v7().to_string())
-                .bind(write)
-                .bind(format!("{source} (replayed)"))
-                .bind(now_micros())
+            sqlx::query(
+                "INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(write)
+            .bind(format!("{source} (replayed)"))
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM dead_letters WHERE seq = ?")
+                .bind(seq)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM dead_letters WHERE seq = ?").bind(seq).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
     }
 
     pub async fn counts(&self) -> anyhow::Result<(u64, u64)> {
-        let (outbox,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox").fetch_one(&self.db).await?;
-        let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dead_letters").fetch_one(&self.db).await?;
+        let (outbox,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.db)
+            .await?;
+        let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dead_letters")
+            .fetch_one(&self.db)
+            .await?;
         Ok((outbox as u64, dead as u64))
     }
 
     pub async fn case_ref(&self, case_ref: &str) -> anyhow::Result<Option<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT case_id, version FROM case_refs WHERE case_ref = ?")
-            .bind(case_ref)
-            .fetch_optional(&self.db)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT case_id, version FROM case_refs WHERE case_ref = ?")
+                .bind(case_ref)
+                .fetch_optional(&self.db)
+                .await?,
+        )
     }
 
-    pub async fn set_case_ref(&self, case_ref: &str, case_id: &str, version: i64) -> anyhow::Result<()> {
+    pub async fn set_case_ref(
+        &self,
+        case_ref: &str,
+        case_id: &str,
+        version: i64,
+    ) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO case_refs (case_ref, case_id, version) VALUES (?, ?, ?)
              ON CONFLICT (case_ref) DO UPDATE SET case_id = excluded.case_id, version = excluded.version",
@@ -315,15 +355,28 @@ mod tests {
     async fn the_outbox_keeps_order_across_restarts_and_imports_once() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).await.unwrap();
-        assert!(state.enqueue(&[flag(1), flag(2)], "export-1.csv", true).await.unwrap());
-        assert!(!state.enqueue(&[flag(1), flag(2)], "export-1.csv", true).await.unwrap());
+        assert!(
+            state
+                .enqueue(&[flag(1), flag(2)], "export-1.csv", true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !state
+                .enqueue(&[flag(1), flag(2)], "export-1.csv", true)
+                .await
+                .unwrap()
+        );
         drop(state);
         let state = State::open(dir.path()).await.unwrap();
         let pending = state.pending(10).await.unwrap();
         assert_eq!(pending.len(), 2);
         assert_eq!(pending[0].write, flag(1));
         assert_ne!(pending[0].request_id, pending[1].request_id);
-        state.dead_letter(&pending[0], "InvalidArgument", "code: unknown").await.unwrap();
+        state
+            .dead_letter(&pending[0], "InvalidArgument", "code: unknown")
+            .await
+            .unwrap();
         assert_eq!(state.counts().await.unwrap(), (1, 1));
         assert_eq!(state.replay(None).await.unwrap(), 1);
         let again = state.pending(10).await.unwrap();

@@ -50,7 +50,11 @@ impl Write {
         match self {
             Write::Link { local_id, .. } => format!("link {local_id}"),
             Write::RaiseFlag { local_id, code, .. } => format!("flag {code} for {local_id}"),
-            Write::OpenCase { case_ref, procedure, .. } => format!("open case {case_ref} ({procedure})"),
+            Write::OpenCase {
+                case_ref,
+                procedure,
+                ..
+            } => format!("open case {case_ref} ({procedure})"),
             Write::MoveCase { case_ref, to, .. } => format!("move case {case_ref} to {to}"),
         }
     }

@@ -1,0 +1,117 @@
+//! A connector's profile (`partner.toml`): where the hub is, who the connector is, and its
+//! adapter's section. Unknown keys are an error; relative paths are relative to the file.
+
+use anyhow::Context;
+use relais_proto::v1 as pb;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The hub's address (`https://hub.relais.cc-comminges.fr:7443`).
+    pub hub: String,
+    /// The partner's identity bundle, from `relais admin partner add`.
+    pub identity: PathBuf,
+    /// The connector's own state: cursor, outbox, dead letters.
+    pub state_dir: PathBuf,
+    /// The connector's pseudonymous agent id, named on every call.
+    pub agent: String,
+    /// The purpose of the connector's calls (`accompagnement`, `instruction`…).
+    pub purpose: String,
+    /// Seconds between two readings of the partner's system.
+    #[serde(default = "poll")]
+    pub poll_seconds: u64,
+    /// The adapter: `csv` (more to come: `http`, `sql`); its section has the same name.
+    #[serde(rename = "adapter")]
+    adapter_name: String,
+    csv: Option<relais_adapter_csv::CsvConfig>,
+    /// The adapter's configuration, from its section.
+    #[serde(skip)]
+    pub adapter: Option<AdapterConfig>,
+}
+
+fn poll() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone)]
+pub enum AdapterConfig {
+    Csv(relais_adapter_csv::CsvConfig),
+}
+
+impl ConnectorConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: ConnectorConfig =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut config.identity);
+        rebase(&mut config.state_dir);
+        config.adapter = Some(match (config.adapter_name.as_str(), config.csv.take()) {
+            ("csv", Some(mut c)) => {
+                rebase(&mut c.drop_dir);
+                rebase(&mut c.processed_dir);
+                rebase(&mut c.status_dir);
+                AdapterConfig::Csv(c)
+            }
+            ("csv", None) => anyhow::bail!("adapter `csv` needs a [csv] section"),
+            (other, _) => anyhow::bail!("unknown adapter `{other}` (this version has: csv)"),
+        });
+        config.purpose()?;
+        Ok(config)
+    }
+
+    pub fn purpose(&self) -> anyhow::Result<pb::Purpose> {
+        pb::Purpose::from_str_name(&format!("PURPOSE_{}", self.purpose.to_ascii_uppercase()))
+            .filter(|p| *p != pb::Purpose::Unspecified)
+            .with_context(|| format!("unknown purpose `{}`", self.purpose))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped profile loads, and its sample export reads without a bad row.
+    #[test]
+    fn the_shipped_profiles_load_and_their_samples_parse() {
+        let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&profiles).unwrap() {
+            let dir = entry.unwrap().path();
+            let config = ConnectorConfig::load(&dir.join("partner.toml")).unwrap();
+            let Some(AdapterConfig::Csv(csv)) = &config.adapter else {
+                panic!("a loaded profile has its adapter")
+            };
+            for sample in std::fs::read_dir(&csv.drop_dir).unwrap() {
+                let bytes = std::fs::read(sample.unwrap().path()).unwrap();
+                let parsed = relais_adapter_csv::parse::parse(&bytes, csv);
+                assert!(parsed.bad.is_empty(), "{}: {:?}", dir.display(), parsed.bad);
+                assert!(parsed.rows >= 2);
+                assert!(
+                    parsed.writes.len() as u64 > parsed.rows,
+                    "flags were raised"
+                );
+            }
+            seen += 1;
+        }
+        assert!(seen >= 2);
+    }
+
+    #[test]
+    fn unknown_keys_and_purposes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "hub = \"h\"\nidentity = \"i\"\nstate_dir = \"s\"\nagent = \"a\"\npurpose = \"gossip\"\nadapter = \"csv\"\n[csv]\ndrop_dir = \"d\"\nprocessed_dir = \"p\"\nstatus_dir = \"s\"\n[csv.columns]\nlocal_id = \"id\"\n").unwrap();
+        assert!(ConnectorConfig::load(&path).is_err());
+        std::fs::write(&path, "hub = \"h\"\nidentity = \"i\"\nstate_dir = \"s\"\nagent = \"a\"\npurpose = \"accompagnement\"\ncolour = \"blue\"\nadapter = \"csv\"\n[csv]\ndrop_dir = \"d\"\nprocessed_dir = \"p\"\nstatus_dir = \"s\"\n[csv.columns]\nlocal_id = \"id\"\n").unwrap();
+        assert!(ConnectorConfig::load(&path).is_err());
+    }
+}

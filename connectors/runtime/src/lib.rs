@@ -1,0 +1,129 @@
+//! The connector runtime: reads a partner's profile, builds its adapter and runs the three
+//! loops every connector has — poll the partner's system into the outbox, drain the outbox to
+//! the hub, follow the hub's feed back into the partner's system.
+
+pub mod config;
+
+use config::{AdapterConfig, ConnectorConfig};
+use relais_connector_sdk::{Adapter, Hub, State};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A connector ready to run.
+pub struct Connector {
+    pub config: ConnectorConfig,
+    pub hub: Arc<Hub>,
+    pub state: State,
+    pub adapter: Arc<dyn Adapter>,
+}
+
+impl Connector {
+    pub async fn open(config: ConnectorConfig) -> anyhow::Result<Self> {
+        let bundle = relais_hub::pki::Bundle::read(&config.identity)?;
+        let hub = Arc::new(Hub::new(
+            &config.hub,
+            bundle,
+            &config.agent,
+            config.purpose()?,
+        ));
+        let state = State::open(&config.state_dir).await?;
+        let adapter: Arc<dyn Adapter> = match &config.adapter {
+            Some(AdapterConfig::Csv(c)) => {
+                Arc::new(relais_adapter_csv::CsvAdapter::new(c.clone())?)
+            }
+            None => anyhow::bail!("the profile was not loaded with ConnectorConfig::load"),
+        };
+        Ok(Self {
+            config,
+            hub,
+            state,
+            adapter,
+        })
+    }
+
+    /// Runs until the process is stopped; each loop restarts itself after an error.
+    pub async fn run(&self) -> anyhow::Result<()> {
+        let wake = Arc::new(Notify::new());
+        let poll_every = Duration::from_secs(self.config.poll_seconds.max(1));
+        let poller = {
+            let (adapter, state, wake) = (self.adapter.clone(), self.state.clone(), wake.clone());
+            tokio::spawn(async move {
+                loop {
+                    match adapter.poll(&state).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(writes = n, "new writes in the outbox");
+                            wake.notify_one();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "reading the partner's system failed")
+                        }
+                    }
+                    tokio::time::sleep(poll_every).await;
+                }
+            })
+        };
+        let sender = {
+            let (hub, state, wake) = (self.hub.clone(), self.state.clone(), wake.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) =
+                        relais_connector_sdk::outbox::drain(&hub, &state, &wake, poll_every).await
+                    {
+                        tracing::warn!(error = %format!("{e:#}"), "outbox drain failed; restarting");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            })
+        };
+        let follower = {
+            let (hub, state, adapter) =
+                (self.hub.clone(), self.state.clone(), self.adapter.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) =
+                        relais_connector_sdk::feed::follow(&hub, &state, adapter.as_ref(), false)
+                            .await
+                    {
+                        tracing::warn!(error = %format!("{e:#}"), "applying the feed failed; restarting from the cursor");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            })
+        };
+        tokio::select! {
+            r = poller => r.map_err(anyhow::Error::from),
+            r = sender => r.map_err(anyhow::Error::from),
+            r = follower => r.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("stopping: what is in the outbox stays there for the next run");
+                Ok(())
+            }
+        }
+    }
+
+    /// The cursor, the hub's head (when reachable) and the lag, the outbox and the dead letters.
+    pub async fn status(&self) -> anyhow::Result<Status> {
+        let cursor = self.state.cursor().await?;
+        let head = self.hub.position().await.ok();
+        let (outbox, dead_letters) = self.state.counts().await?;
+        Ok(Status {
+            cursor,
+            head,
+            outbox,
+            dead_letters,
+            copies: self.state.copies().await?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub cursor: u64,
+    /// None when the hub is out of reach.
+    pub head: Option<u64>,
+    pub outbox: u64,
+    pub dead_letters: u64,
+    pub copies: u64,
+}
