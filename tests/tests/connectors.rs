@@ -1,0 +1,310 @@
+//! Connectors against a real hub: a CCAS spreadsheet export reaches the hub and statuses come
+//! back to a status file; writes made while the hub is out of reach wait in the outbox and go
+//! when it is back; a connector stopped mid-sync resumes with nothing lost or applied twice;
+//! what the hub refuses is dead-lettered with its reason, and replayable.
+
+use relais_connector::Connector;
+use relais_connector::config::ConnectorConfig;
+use relais_connector_sdk::{State, Write, outbox};
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+use std::path::Path;
+
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../connectors/profiles/mairie-ccas/depot/registre-2026-11-28.csv"
+);
+const PROFILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../connectors/profiles/mairie-ccas/partner.toml"
+);
+
+/// The shipped CCAS profile, pointed at this hub, in `dir`, with the partner's bundle.
+async fn ccas_connector(hub_url: &str, partner: &Partner, dir: &Path) -> Connector {
+    partner
+        .bundle
+        .write(&dir.join("mairie-d-aspet.bundle.pem"), "test")
+        .unwrap();
+    let profile = std::fs::read_to_string(PROFILE)
+        .unwrap()
+        .replace("https://127.0.0.1:7443", hub_url)
+        .replace("poll_seconds = 30", "poll_seconds = 1");
+    let profile = profile.replace(
+        "delimiter = \"auto\"",
+        "delimiter = \"auto\"\nsettle_seconds = 0",
+    );
+    std::fs::write(dir.join("partner.toml"), profile).unwrap();
+    Connector::open(ConnectorConfig::load(&dir.join("partner.toml")).unwrap())
+        .await
+        .unwrap()
+}
+
+fn drop_sample(dir: &Path) {
+    std::fs::create_dir_all(dir.join("depot")).unwrap();
+    std::fs::copy(SAMPLE, dir.join("depot/registre-2026-11-28.csv")).unwrap();
+}
+
+fn status_rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("statuts/relais-statuts.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+async fn summary(p: &Partner, local_id: &str) -> pb::GetPersonSummaryResponse {
+    p.persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(local(local_id)),
+            include_history: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ccas_export_reaches_the_hub_and_shared_data_comes_back_to_a_status_file() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+
+    drop_sample(dir.path());
+    let queued = c.adapter.poll(&c.state).await.unwrap();
+    assert_eq!(
+        queued,
+        4 + 8,
+        "four persons linked, eight difficulties ticked"
+    );
+    assert!(
+        dir.path().join("traites/registre-2026-11-28.csv").exists(),
+        "moved aside"
+    );
+    let sent = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert_eq!(
+        (sent.sent, sent.dead_lettered, sent.blocked),
+        (12, 0, false)
+    );
+    let rose = summary(&mairie, "CCAS-0017").await;
+    assert_eq!(rose.flags.len(), 4);
+
+    // The bus meets Mme Castet, who agrees that the mairie sees her digital difficulties.
+    bus.link("BUS-1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    let consent = bus
+        .grant(
+            "BUS-1",
+            partner("mairie-d-aspet"),
+            &["digital"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    let email = bus.raise("BUS-1", "SANS_EMAIL").await;
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    let rows = status_rows(dir.path());
+    let bus_row = rows
+        .iter()
+        .find(|r| r.starts_with(&format!("flag:{}", email.id)))
+        .expect("the bus's flag is in the CCAS's status file");
+    assert!(
+        bus_row.contains("CCAS-0017"),
+        "under the CCAS's own id: {bus_row}"
+    );
+    assert_eq!(
+        rows.len(),
+        8 + 1,
+        "its own eight flags come back too: {rows:?}"
+    );
+
+    // She withdraws: the row and the local copy go.
+    bus.consent
+        .clone()
+        .withdraw_consent(pb::WithdrawConsentRequest {
+            context: ctx(),
+            consent_id: consent.id,
+            channel: "bus".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    assert!(
+        !status_rows(dir.path())
+            .iter()
+            .any(|r| r.starts_with(&format!("flag:{}", email.id))),
+        "redacted from the status file"
+    );
+    assert_eq!(
+        c.state.copy(&format!("flag:{}", email.id)).await.unwrap(),
+        None
+    );
+    let status = c.status().await.unwrap();
+    assert_eq!(status.head, Some(status.cursor), "caught up: no lag");
+    assert_eq!((status.outbox, status.dead_letters), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_made_while_the_hub_is_out_of_reach_wait_and_go_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(
+        config_for(hub_dir.path()),
+        tempfile::tempdir().unwrap(),
+        None,
+    )
+    .await;
+    let addr = hub.hub.addr;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    hub.hub.shutdown().await.unwrap();
+
+    // In the valley without coverage: the export is read, the writes wait.
+    drop_sample(dir.path());
+    assert_eq!(c.adapter.poll(&c.state).await.unwrap(), 12);
+    let pass = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert!(pass.blocked);
+    assert_eq!(pass.sent, 0);
+    assert_eq!(
+        c.state.counts().await.unwrap(),
+        (12, 0),
+        "kept, nothing dead-lettered"
+    );
+
+    // Kept across a restart of the connector, too.
+    drop(c);
+    let state = State::open(&dir.path().join("etat")).await.unwrap();
+    assert_eq!(state.counts().await.unwrap().0, 12);
+    drop(state);
+
+    // Coverage is back: the hub answers again on the same address.
+    let mut config = config_for(hub_dir.path());
+    config.listen = addr;
+    let _back = relais_hub::start(config).await.unwrap();
+    let c = Connector::open(ConnectorConfig::load(&dir.path().join("partner.toml")).unwrap())
+        .await
+        .unwrap();
+    let pass = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert_eq!((pass.sent, pass.blocked), (12, false));
+    let again = Partner::connect(
+        "mairie-d-aspet",
+        &format!("https://{addr}"),
+        mairie.bundle.clone(),
+    )
+    .await;
+    assert_eq!(summary(&again, "CCAS-0018").await.flags.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_stopped_mid_sync_resumes_with_nothing_lost_or_applied_twice() {
+    let hub = TestHub::start().await;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    let mut writes = vec![Write::Link {
+        local_id: "CCAS-9".into(),
+        pivot: None,
+    }];
+    for n in 0..6 {
+        writes.push(Write::OpenCase {
+            case_ref: format!("dossier-{n}"),
+            local_id: "CCAS-9".into(),
+            procedure: "local:aide-sociale".into(),
+            theme: "social".into(),
+            missing_documents: vec![],
+        });
+    }
+    c.state.enqueue(&writes, "saisie", false).await.unwrap();
+    // The first four reach the hub, then the connector dies before it marks them sent.
+    for p in c.state.pending(4).await.unwrap() {
+        c.hub.send(&p, &c.state).await.unwrap();
+    }
+    drop(c);
+    let c = Connector::open(ConnectorConfig::load(&dir.path().join("partner.toml")).unwrap())
+        .await
+        .unwrap();
+    let pass = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert_eq!(
+        (pass.sent, pass.dead_lettered),
+        (7, 0),
+        "every write sent again"
+    );
+    let cases = mairie
+        .cases
+        .clone()
+        .list_cases(pb::ListCasesRequest {
+            context: ctx(),
+            person: None,
+            statuses: vec![],
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(
+        cases.len(),
+        6,
+        "each case once: the hub recognised the retried request ids"
+    );
+
+    // The feed applied twice (cursor lost) leaves one row per item.
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    let first = status_rows(dir.path());
+    c.state.applied(0, None, &[]).await.unwrap();
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    assert_eq!(status_rows(dir.path()), first);
+    assert_eq!(first.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_hub_refuses_is_dead_lettered_with_its_reason_and_can_be_replayed() {
+    let hub = TestHub::start().await;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    let writes = [
+        Write::Link {
+            local_id: "CCAS-1".into(),
+            pivot: None,
+        },
+        Write::RaiseFlag {
+            local_id: "CCAS-1".into(),
+            code: "SANS_WIFI".into(),
+            note: String::new(),
+        },
+        Write::RaiseFlag {
+            local_id: "CCAS-1".into(),
+            code: "ISOLEMENT".into(),
+            note: String::new(),
+        },
+    ];
+    c.state.enqueue(&writes, "saisie", false).await.unwrap();
+    let pass = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert_eq!(
+        (pass.sent, pass.dead_lettered),
+        (2, 1),
+        "the bad one does not stop the others"
+    );
+    let dead = c.state.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].code, "InvalidArgument");
+    assert!(dead[0].reason.contains("SANS_WIFI"), "{}", dead[0].reason);
+    assert_eq!(c.state.replay(None).await.unwrap(), 1);
+    assert_eq!(c.state.counts().await.unwrap(), (1, 0));
+}
