@@ -308,3 +308,217 @@ async fn what_the_hub_refuses_is_dead_lettered_with_its_reason_and_can_be_replay
     assert_eq!(c.state.replay(None).await.unwrap(), 1);
     assert_eq!(c.state.counts().await.unwrap(), (1, 0));
 }
+
+/// A free port on loopback (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const TOKEN: &str = "jeton-de-test-de-trente-deux-caracteres-au-moins";
+const SECRET: &str = "secret-de-test-de-trente-deux-caracteres-au-moins";
+
+/// A webhook receiver on loopback: checks each signature, keeps the bodies.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/evenements",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let header = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let expected =
+                    relais_adapter_http::sign(SECRET, &header("x-relais-timestamp"), &body);
+                if header("x-relais-signature") != expected {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/evenements", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sous_prefecture_application_pushes_writes_and_receives_signed_webhooks() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let sp = hub
+        .partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    sp.bundle
+        .write(&dir.path().join("sp.bundle.pem"), "test")
+        .unwrap();
+    let (webhook, mut delivered) = webhook_receiver().await;
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("partner.toml"),
+        format!(
+            "hub = \"{}\"\nidentity = \"sp.bundle.pem\"\nstate_dir = \"etat\"\nagent = \"connecteur-sp\"\npurpose = \"instruction\"\npoll_seconds = 1\nadapter = \"http\"\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\nwebhook_url = \"{webhook}\"\nwebhook_secret = \"{SECRET}\"\n",
+            hub.url()
+        ),
+    )
+    .unwrap();
+    let connector = std::sync::Arc::new(
+        Connector::open(ConnectorConfig::load(&dir.path().join("partner.toml")).unwrap())
+            .await
+            .unwrap(),
+    );
+    let running = connector.clone();
+    tokio::spawn(async move { running.run().await });
+
+    // The application pushes the example request of the profile.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../connectors/profiles/sous-prefecture/exemple-requete.json"
+    ))
+    .unwrap();
+    let client = reqwest::Client::new();
+    let endpoint = format!("http://127.0.0.1:{port}/v1/writes");
+    let mut answer = None;
+    for _ in 0..50 {
+        match client
+            .post(&endpoint)
+            .bearer_auth(TOKEN)
+            .body(example.clone())
+            .send()
+            .await
+        {
+            Ok(r) => {
+                answer = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let answer = answer.expect("the endpoint listens");
+    assert_eq!(answer.status(), 202);
+    let refused = client
+        .post(&endpoint)
+        .bearer_auth("wrong")
+        .body(example)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // The writes reach the hub: the case is open and sent.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let case = loop {
+        let cases = sp
+            .cases
+            .clone()
+            .list_cases(pb::ListCasesRequest {
+                context: ctx(),
+                person: None,
+                statuses: vec![],
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        if let Some(c) = cases
+            .into_iter()
+            .find(|c| c.status == pb::CaseStatus::Sent as i32)
+        {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pushed writes did not reach the hub"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        case.missing_documents,
+        ["photo d'identité", "justificatif de domicile"]
+    );
+
+    // The bus sends a fiche navette to the sous-préfecture; its application receives it,
+    // signed, under its own local id.
+    bus.link("BUS-1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    let bus_case = bus.open_case("BUS-1", "F1342").await;
+    bus.grant(
+        "BUS-1",
+        partner("sp-saint-gaudens"),
+        &["referrals"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
+    bus.cases
+        .clone()
+        .send_referral(pb::SendReferralRequest {
+            context: ctx(),
+            case_id: bus_case.id,
+            to_partner: "sp-saint-gaudens".into(),
+            reason: "renouvellement CNI".into(),
+            requested_action: "rendez-vous".into(),
+            due_date: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let referral = loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), delivered.recv())
+            .await
+            .expect("a webhook arrives")
+            .expect("open");
+        if event["item"]["type"] == "referral" {
+            break event;
+        }
+    };
+    assert_eq!(referral["item"]["from_partner"], "cc-comminges");
+    assert_eq!(referral["local_ids"], serde_json::json!(["SP-2026-0456"]));
+}
+
+#[tokio::test]
+async fn a_webhook_that_keeps_failing_is_dead_lettered_after_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).await.unwrap();
+    let config: relais_adapter_http::HttpConfig = toml::from_str(&format!(
+        "listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\nwebhook_url = \"http://127.0.0.1:{}/nobody\"\nwebhook_secret = \"{SECRET}\"\nmax_attempts = 2\n",
+        free_port()
+    ))
+    .unwrap();
+    let adapter = relais_adapter_http::HttpAdapter::new(config, state.clone()).unwrap();
+    use relais_connector_sdk::Adapter;
+    let flag = pb::Flag {
+        id: "f-1".into(),
+        code: "ISOLEMENT".into(),
+        ..pb::Flag::default()
+    };
+    adapter
+        .apply(
+            &relais_connector_sdk::Received::Flag(flag),
+            &["SP-1".into()],
+        )
+        .await
+        .unwrap();
+    let failures = state.outbound_failures().await.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].3, 2, "both attempts made");
+    assert!(failures[0].2.contains("unreachable"), "{}", failures[0].2);
+}

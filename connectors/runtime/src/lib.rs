@@ -32,6 +32,10 @@ impl Connector {
             Some(AdapterConfig::Csv(c)) => {
                 Arc::new(relais_adapter_csv::CsvAdapter::new(c.clone())?)
             }
+            Some(AdapterConfig::Http(h)) => Arc::new(relais_adapter_http::HttpAdapter::new(
+                h.clone(),
+                state.clone(),
+            )?),
             None => anyhow::bail!("the profile was not loaded with ConnectorConfig::load"),
         };
         Ok(Self {
@@ -77,6 +81,10 @@ impl Connector {
                 }
             })
         };
+        let server = {
+            let (adapter, state, wake) = (self.adapter.clone(), self.state.clone(), wake.clone());
+            tokio::spawn(async move { adapter.serve(state, wake).await })
+        };
         let follower = {
             let (hub, state, adapter) =
                 (self.hub.clone(), self.state.clone(), self.adapter.clone());
@@ -96,6 +104,7 @@ impl Connector {
             r = poller => r.map_err(anyhow::Error::from),
             r = sender => r.map_err(anyhow::Error::from),
             r = follower => r.map_err(anyhow::Error::from),
+            r = server => r.map_err(anyhow::Error::from).and_then(|r| r),
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("stopping: what is in the outbox stays there for the next run");
                 Ok(())

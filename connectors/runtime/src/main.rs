@@ -75,6 +75,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     d.source
                 );
             }
+            for (target, _, reason, attempts) in connector.state.outbound_failures().await? {
+                println!("delivery to {target} failed after {attempts} attempts: {reason}");
+            }
             Ok(())
         }
         Command::Dlq(Dlq::Replay { seq, all }) => {

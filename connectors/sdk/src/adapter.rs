@@ -27,4 +27,17 @@ pub trait Adapter: Send + Sync {
 
     /// Deletes from the partner's system what the hub no longer shares with it.
     async fn redact(&self, redaction: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()>;
+
+    /// For adapters the partner's software pushes to (an HTTP endpoint): serves until the
+    /// process stops, enqueuing what arrives and calling `wake` so the outbox goes at once.
+    /// Adapters that only poll keep the default, which waits for ever.
+    async fn serve(
+        &self,
+        state: State,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> anyhow::Result<()> {
+        let _ = (state, wake);
+        std::future::pending::<()>().await;
+        Ok(())
+    }
 }

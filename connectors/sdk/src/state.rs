@@ -17,13 +17,22 @@ struct Embedded;
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                1,
-                "state".into(),
-                MigrationType::Simple,
-                include_str!("../migrations/0001_state.sql").into(),
-                false,
-            )])
+            Ok(vec![
+                Migration::new(
+                    1,
+                    "state".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/0001_state.sql").into(),
+                    false,
+                ),
+                Migration::new(
+                    2,
+                    "outbound".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/0002_outbound.sql").into(),
+                    false,
+                ),
+            ])
         })
     }
 }
@@ -309,6 +318,36 @@ impl State {
             .fetch_one(&self.db)
             .await?;
         Ok((outbox as u64, dead as u64))
+    }
+
+    /// Records a delivery to the partner's system that failed every attempt.
+    pub async fn outbound_failed(
+        &self,
+        target: &str,
+        event: &str,
+        reason: &str,
+        attempts: u32,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO outbound_failures (target, event, reason, attempts, failed_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(target)
+        .bind(event)
+        .bind(reason)
+        .bind(i64::from(attempts))
+        .bind(now_micros())
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Failed deliveries to the partner's system: (target, event, reason, attempts).
+    pub async fn outbound_failures(&self) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT target, event, reason, attempts FROM outbound_failures ORDER BY seq",
+        )
+        .fetch_all(&self.db)
+        .await?)
     }
 
     pub async fn case_ref(&self, case_ref: &str) -> anyhow::Result<Option<(String, i64)>> {
