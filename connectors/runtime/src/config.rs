@@ -38,7 +38,7 @@ fn poll() -> u64 {
 
 #[derive(Debug, Clone)]
 pub enum AdapterConfig {
-    Csv(relais_adapter_csv::CsvConfig),
+    Csv(Box<relais_adapter_csv::CsvConfig>),
     Http(relais_adapter_http::HttpConfig),
 }
 
@@ -61,7 +61,7 @@ impl ConnectorConfig {
                 rebase(&mut c.drop_dir);
                 rebase(&mut c.processed_dir);
                 rebase(&mut c.status_dir);
-                AdapterConfig::Csv(c)
+                AdapterConfig::Csv(Box::new(c))
             }
             ("csv", None) => anyhow::bail!("adapter `csv` needs a [csv] section"),
             ("http", _) => match config.http.take() {

@@ -30,7 +30,7 @@ impl Connector {
         let state = State::open(&config.state_dir).await?;
         let adapter: Arc<dyn Adapter> = match &config.adapter {
             Some(AdapterConfig::Csv(c)) => {
-                Arc::new(relais_adapter_csv::CsvAdapter::new(c.clone())?)
+                Arc::new(relais_adapter_csv::CsvAdapter::new(c.as_ref().clone())?)
             }
             Some(AdapterConfig::Http(h)) => Arc::new(relais_adapter_http::HttpAdapter::new(
                 h.clone(),
