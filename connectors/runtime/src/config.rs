@@ -22,11 +22,12 @@ pub struct ConnectorConfig {
     /// Seconds between two readings of the partner's system.
     #[serde(default = "poll")]
     pub poll_seconds: u64,
-    /// The adapter: `csv` or `http` (`sql` to come); its section has the same name.
+    /// The adapter: `csv`, `http` or `sql`; its section has the same name.
     #[serde(rename = "adapter")]
     adapter_name: String,
     csv: Option<relais_adapter_csv::CsvConfig>,
     http: Option<relais_adapter_http::HttpConfig>,
+    sql: Option<relais_adapter_sql::SqlConfig>,
     /// The adapter's configuration, from its section.
     #[serde(skip)]
     pub adapter: Option<AdapterConfig>,
@@ -39,7 +40,8 @@ fn poll() -> u64 {
 #[derive(Debug, Clone)]
 pub enum AdapterConfig {
     Csv(Box<relais_adapter_csv::CsvConfig>),
-    Http(relais_adapter_http::HttpConfig),
+    Http(Box<relais_adapter_http::HttpConfig>),
+    Sql(Box<relais_adapter_sql::SqlConfig>),
 }
 
 impl ConnectorConfig {
@@ -67,11 +69,17 @@ impl ConnectorConfig {
             ("http", _) => match config.http.take() {
                 Some(h) => {
                     h.validate()?;
-                    AdapterConfig::Http(h)
+                    AdapterConfig::Http(Box::new(h))
                 }
                 None => anyhow::bail!("adapter `http` needs an [http] section"),
             },
-            (other, _) => anyhow::bail!("unknown adapter `{other}` (this version has: csv, http)"),
+            ("sql", _) => match config.sql.take() {
+                Some(q) => AdapterConfig::Sql(Box::new(q)),
+                None => anyhow::bail!("adapter `sql` needs a [sql] section"),
+            },
+            (other, _) => {
+                anyhow::bail!("unknown adapter `{other}` (this version has: csv, http, sql)")
+            }
         });
         config.purpose()?;
         Ok(config)

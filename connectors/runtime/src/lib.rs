@@ -33,9 +33,12 @@ impl Connector {
                 Arc::new(relais_adapter_csv::CsvAdapter::new(c.as_ref().clone())?)
             }
             Some(AdapterConfig::Http(h)) => Arc::new(relais_adapter_http::HttpAdapter::new(
-                h.clone(),
+                h.as_ref().clone(),
                 state.clone(),
             )?),
+            Some(AdapterConfig::Sql(q)) => {
+                Arc::new(relais_adapter_sql::SqlAdapter::new(q.as_ref().clone())?)
+            }
             None => anyhow::bail!("the profile was not loaded with ConnectorConfig::load"),
         };
         Ok(Self {

@@ -32,6 +32,13 @@ impl MigrationSource<'static> for Embedded {
                     include_str!("../migrations/0002_outbound.sql").into(),
                     false,
                 ),
+                Migration::new(
+                    3,
+                    "sources".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/0003_sources.sql").into(),
+                    false,
+                ),
             ])
         })
     }
@@ -191,6 +198,66 @@ impl State {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Puts writes in the outbox together with the new watermark of `source` and the statuses
+    /// they bring the partner's cases to — all or nothing, so a row is read into writes once.
+    pub async fn enqueue_from_source(
+        &self,
+        writes: &[Write],
+        source: &str,
+        watermark: &str,
+        statuses: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        for w in writes {
+            sqlx::query(
+                "INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(serde_json::to_string(w)?)
+            .bind(source)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO watermarks (source, value) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET value = excluded.value",
+        )
+        .bind(source)
+        .bind(watermark)
+        .execute(&mut *tx)
+        .await?;
+        for (case_ref, status) in statuses {
+            sqlx::query(
+                "INSERT INTO source_statuses (case_ref, status) VALUES (?, ?) ON CONFLICT (case_ref) DO UPDATE SET status = excluded.status",
+            )
+            .bind(case_ref)
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn watermark(&self, source: &str) -> anyhow::Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM watermarks WHERE source = ?")
+                .bind(source)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// The last status queued for the partner's case `case_ref`, if it was queued here.
+    pub async fn source_status(&self, case_ref: &str) -> anyhow::Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM source_statuses WHERE case_ref = ?")
+                .bind(case_ref)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(row.map(|(v,)| v))
     }
 
     /// The oldest writes waiting, in order.

@@ -1,0 +1,403 @@
+//! The `sql` adapter: a table read by watermark, a status table written back.
+
+use crate::config::SqlConfig;
+use crate::lifecycle::path;
+use relais_connector_sdk::{Adapter, Pivot, Received, State, Write};
+use relais_hub::domain::CaseStatus;
+use relais_proto::v1 as pb;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tokio::sync::OnceCell;
+
+/// What differs between the three databases for the few statements the adapter makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl Dialect {
+    fn of(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Dialect::Postgres)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Ok(Dialect::MySql)
+        } else if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else {
+            anyhow::bail!("sql.url: use postgres://, mysql:// (MariaDB too) or sqlite://")
+        }
+    }
+
+    /// The `n`th placeholder (1-based).
+    fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            _ => "?".into(),
+        }
+    }
+
+    fn text(self, column: &str) -> String {
+        match self {
+            // A bounded length keeps it a VARCHAR, which the `Any` driver reads as text (a bare
+            // CHAR cast of a TEXT column comes back as a blob type).
+            Dialect::MySql => format!("CAST({column} AS CHAR(4000))"),
+            _ => format!("CAST({column} AS TEXT)"),
+        }
+    }
+
+    fn integer(self, column: &str) -> String {
+        match self {
+            Dialect::MySql => format!("CAST({column} AS SIGNED)"),
+            Dialect::Postgres => format!("CAST({column} AS BIGINT)"),
+            Dialect::Sqlite => format!("CAST({column} AS INTEGER)"),
+        }
+    }
+}
+
+/// A column name as written in the profile: letters, digits and `_` only (it goes into SQL).
+fn identifier(name: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'),
+        "`{name}` is not a plain SQL identifier"
+    );
+    Ok(name)
+}
+
+pub struct SqlAdapter {
+    config: SqlConfig,
+    dialect: Dialect,
+    pool: OnceCell<AnyPool>,
+    /// The mapped columns, in the order of the SELECT.
+    columns: Vec<(&'static str, String)>,
+}
+
+impl SqlAdapter {
+    pub fn new(config: SqlConfig) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of(&config.url)?;
+        identifier(&config.table)?;
+        identifier(&config.status_table)?;
+        identifier(&config.watermark_column)?;
+        anyhow::ensure!(
+            matches!(config.watermark_type.as_str(), "integer" | "text"),
+            "sql.watermark_type is `integer` or `text`"
+        );
+        let c = &config.columns;
+        let mut columns = vec![("local_id", identifier(&c.local_id)?.to_string())];
+        for (key, col) in [
+            ("family_name", &c.family_name),
+            ("given_name", &c.given_name),
+            ("birth_date", &c.birth_date),
+            ("birth_place", &c.birth_place),
+            ("case_ref", &c.case_ref),
+            ("procedure", &c.procedure),
+            ("theme", &c.theme),
+            ("status", &c.status),
+            ("missing_documents", &c.missing_documents),
+        ] {
+            if let Some(col) = col {
+                columns.push((key, identifier(col)?.to_string()));
+            }
+        }
+        Ok(Self {
+            config,
+            dialect,
+            pool: OnceCell::new(),
+            columns,
+        })
+    }
+
+    /// The pool, connected at first use (the partner's database may come up after the
+    /// connector), with the status table created when missing.
+    async fn pool(&self) -> anyhow::Result<&AnyPool> {
+        self.pool
+            .get_or_try_init(|| async {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&self.config.url)
+                    .await?;
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} (item VARCHAR(200) PRIMARY KEY, local_ids TEXT NOT NULL, kind TEXT NOT NULL, reference TEXT NOT NULL, state TEXT NOT NULL, detail TEXT NOT NULL)",
+                    self.config.status_table
+                ))
+                .execute(&pool)
+                .await?;
+                anyhow::Ok(pool)
+            })
+            .await
+    }
+
+    fn source(&self) -> String {
+        format!("sql:{}", self.config.table)
+    }
+
+    /// The writes of one row, and the case status it brings, or why the row is skipped.
+    async fn row_writes(
+        &self,
+        row: &std::collections::HashMap<&'static str, String>,
+        state: &State,
+        planned: &std::collections::HashMap<String, String>,
+    ) -> Result<(Vec<Write>, Option<(String, String)>), String> {
+        let get = |key: &str| row.get(key).cloned().unwrap_or_default();
+        let local_id = get("local_id");
+        if local_id.is_empty() {
+            return Err("empty local id".into());
+        }
+        let (family, given, born, place) = (
+            get("family_name"),
+            get("given_name"),
+            get("birth_date"),
+            get("birth_place"),
+        );
+        let pivot = (!family.is_empty() && !born.is_empty()).then(|| Pivot {
+            family_name: family,
+            first_given_name: given,
+            birth_date: born.chars().take(10).collect(),
+            birth_place_cog: place,
+        });
+        let mut writes = vec![Write::Link {
+            local_id: local_id.clone(),
+            pivot,
+        }];
+        let case_ref = get("case_ref");
+        if case_ref.is_empty() {
+            return Ok((writes, None));
+        }
+        let missing: Vec<String> = get("missing_documents")
+            .split('|')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect();
+        let known = match planned.get(&case_ref) {
+            Some(s) => Some(s.clone()),
+            None => state
+                .source_status(&case_ref)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let from = match &known {
+            Some(s) => {
+                CaseStatus::parse(s).ok_or_else(|| format!("unknown stored status `{s}`"))?
+            }
+            None => {
+                let procedure = get("procedure");
+                if procedure.is_empty() {
+                    return Err(format!("case `{case_ref}` without a procedure"));
+                }
+                writes.push(Write::OpenCase {
+                    case_ref: case_ref.clone(),
+                    local_id: local_id.clone(),
+                    procedure,
+                    theme: get("theme"),
+                    missing_documents: missing.clone(),
+                });
+                CaseStatus::Draft
+            }
+        };
+        let wanted = get("status");
+        let to = if wanted.is_empty() {
+            from
+        } else {
+            CaseStatus::parse(&wanted).ok_or_else(|| format!("`{wanted}` is not a case status"))?
+        };
+        let steps = path(from, to)
+            .ok_or_else(|| format!("case `{case_ref}` cannot go from `{from}` to `{to}`"))?;
+        let last = steps.len();
+        for (i, step) in steps.into_iter().enumerate() {
+            writes.push(Write::MoveCase {
+                case_ref: case_ref.clone(),
+                to: step.as_str().to_string(),
+                reason: String::new(),
+                missing_documents: (i + 1 == last && step == CaseStatus::WaitingDocuments)
+                    .then(|| missing.clone()),
+            });
+        }
+        Ok((writes, Some((case_ref, to.as_str().to_string()))))
+    }
+
+    async fn upsert_status(&self, item: &str, values: [&str; 5]) -> anyhow::Result<()> {
+        let pool = self.pool().await?;
+        let d = self.dialect;
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE item = {}",
+            self.config.status_table,
+            d.param(1)
+        ))
+        .bind(item)
+        .execute(&mut *tx)
+        .await?;
+        let params: Vec<String> = (1..=6).map(|n| d.param(n)).collect();
+        let sql = format!(
+            "INSERT INTO {} (item, local_ids, kind, reference, state, detail) VALUES ({})",
+            self.config.status_table,
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(item);
+        for v in values {
+            query = query.bind(v);
+        }
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn text(row: &AnyRow, i: usize) -> String {
+    row.try_get::<Option<String>, _>(i)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[async_trait::async_trait]
+impl Adapter for SqlAdapter {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    async fn poll(&self, state: &State) -> anyhow::Result<u64> {
+        let pool = self.pool().await?;
+        let d = self.dialect;
+        let source = self.source();
+        let integer = self.config.watermark_type == "integer";
+        let mark = state.watermark(&source).await?;
+        let select: Vec<String> = self.columns.iter().map(|(_, c)| d.text(c)).collect();
+        let watermark = if integer {
+            d.integer(&self.config.watermark_column)
+        } else {
+            d.text(&self.config.watermark_column)
+        };
+        let sql = format!(
+            "SELECT {}, {} AS relais_watermark FROM {} WHERE {} > {} ORDER BY {} LIMIT {}",
+            select.join(", "),
+            d.text(&self.config.watermark_column),
+            self.config.table,
+            watermark,
+            d.param(1),
+            watermark,
+            self.config.batch
+        );
+        let query = sqlx::query(&sql);
+        let query = if integer {
+            query.bind(mark.as_deref().unwrap_or("0").parse::<i64>().unwrap_or(0))
+        } else {
+            query.bind(mark.clone().unwrap_or_default())
+        };
+        let rows = query.fetch_all(pool).await?;
+        let Some(last) = rows.last() else {
+            return Ok(0);
+        };
+        let new_mark = text(last, self.columns.len());
+        let mut writes = Vec::new();
+        let mut statuses: std::collections::HashMap<String, String> =
+            std::collections::HashMap::new();
+        for row in &rows {
+            let values: std::collections::HashMap<&'static str, String> = self
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, (key, _))| (*key, text(row, i)))
+                .collect();
+            let local_id = values.get("local_id").cloned().unwrap_or_default();
+            match self.row_writes(&values, state, &statuses).await {
+                Ok((w, status)) => {
+                    writes.extend(w);
+                    if let Some((case_ref, s)) = status {
+                        statuses.insert(case_ref, s);
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(table = %self.config.table, row = %local_id, watermark = %text(row, self.columns.len()), %reason, "row skipped")
+                }
+            }
+        }
+        let statuses: Vec<(String, String)> = statuses.into_iter().collect();
+        state
+            .enqueue_from_source(&writes, &source, &new_mark, &statuses)
+            .await?;
+        tracing::info!(table = %self.config.table, rows = rows.len(), writes = writes.len(), "rows read");
+        Ok(writes.len() as u64)
+    }
+
+    async fn apply(&self, event: &Received, local_ids: &[String]) -> anyhow::Result<()> {
+        let ids = local_ids.join(" ");
+        match event {
+            Received::Flag(f) => {
+                let state = if f.status == pb::FlagStatus::Retracted as i32 {
+                    "retracted"
+                } else {
+                    "active"
+                };
+                self.upsert_status(
+                    &format!("flag:{}", f.id),
+                    [&ids, "flag", &f.code, state, &f.label],
+                )
+                .await
+            }
+            Received::Case(c) => {
+                let status = pb::CaseStatus::try_from(c.status)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("CASE_STATUS_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default();
+                self.upsert_status(
+                    &format!("case:{}", c.id),
+                    [
+                        &ids,
+                        "case",
+                        &c.procedure,
+                        &status,
+                        &c.missing_documents.join("|"),
+                    ],
+                )
+                .await
+            }
+            Received::Referral(r) => {
+                let state = pb::ReferralState::try_from(r.state)
+                    .map(|s| {
+                        s.as_str_name()
+                            .trim_start_matches("REFERRAL_STATE_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default();
+                self.upsert_status(
+                    &format!("referral:{}", r.id),
+                    [&ids, "referral", &r.case_id, &state, &r.answer],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn redact(&self, r: &pb::Redaction, _local_ids: &[String]) -> anyhow::Result<()> {
+        let pool = self.pool().await?;
+        let items = r
+            .flag_ids
+            .iter()
+            .map(|id| format!("flag:{id}"))
+            .chain(r.case_ids.iter().map(|id| format!("case:{id}")))
+            .chain(r.referral_ids.iter().map(|id| format!("referral:{id}")));
+        for item in items {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE item = {}",
+                self.config.status_table,
+                self.dialect.param(1)
+            ))
+            .bind(item)
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+}
