@@ -246,6 +246,33 @@ impl Hub {
                     .await
                     .map_err(internal)?;
             }
+            Write::AnswerReferral {
+                referral_id,
+                answer,
+            } => {
+                let mut cases = CaseServiceClient::new(c);
+                let current = cases
+                    .get_referral(pb::GetReferralRequest {
+                        context: self.context(),
+                        referral_id: referral_id.clone(),
+                    })
+                    .await
+                    .map_err(Refusal::from_status)?
+                    .into_inner()
+                    .referral
+                    .unwrap_or_default();
+                // A retry after the answer went through: the hub recognises the request id.
+                cases
+                    .answer_referral(pb::AnswerReferralRequest {
+                        context: self.context(),
+                        referral_id: referral_id.clone(),
+                        expected_version: current.version,
+                        answer: answer.clone(),
+                        request_id: p.request_id.clone(),
+                    })
+                    .await
+                    .map_err(Refusal::from_status)?;
+            }
         }
         Ok(())
     }

@@ -42,6 +42,9 @@ pub enum Write {
         reason: String,
         missing_documents: Option<Vec<String>>,
     },
+    /// Answers a referral (fiche navette) the partner received, by its hub id (as the
+    /// partner's software got it from the feed).
+    AnswerReferral { referral_id: String, answer: String },
 }
 
 impl Write {
@@ -56,6 +59,7 @@ impl Write {
                 ..
             } => format!("open case {case_ref} ({procedure})"),
             Write::MoveCase { case_ref, to, .. } => format!("move case {case_ref} to {to}"),
+            Write::AnswerReferral { referral_id, .. } => format!("answer referral {referral_id}"),
         }
     }
 }
