@@ -1,7 +1,7 @@
 //! The `csv` adapter: drop folder in, status file out.
 
 use crate::config::CsvConfig;
-use crate::parse::parse;
+use crate::parse::parse_with;
 use relais_connector_sdk::{Adapter, Received, State};
 use relais_proto::v1 as pb;
 use sha2::{Digest, Sha256};
@@ -95,11 +95,21 @@ impl CsvAdapter {
             .unwrap_or_default();
         // The same name with other content is another export.
         let source = format!("{name}#{}", &hex::encode(Sha256::digest(&bytes))[..16]);
-        let parsed = parse(&bytes, &self.config);
-        if parsed.rows > 200 && std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(parsed.rows);
+        // A progress bar for long imports, when a person watches a terminal.
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        let bar = (lines > 200 && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(lines.saturating_sub(1));
             bar.set_message(name.clone());
-            bar.inc(parsed.rows);
+            bar
+        });
+        let parsed = parse_with(&bytes, &self.config, |rows| {
+            if let Some(bar) = &bar
+                && rows % 50 == 0
+            {
+                bar.set_position(rows);
+            }
+        });
+        if let Some(bar) = bar {
             bar.finish_with_message(format!("{name}: {} rows read", parsed.rows));
         }
         let queued = state.enqueue(&parsed.writes, &source, true).await?;

@@ -78,6 +78,11 @@ fn date(cell: &str, format: &str) -> Result<String, String> {
 }
 
 pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
+    parse_with(bytes, config, |_| {})
+}
+
+/// As `parse`, calling `progress` with the number of rows read so far.
+pub fn parse_with(bytes: &[u8], config: &CsvConfig, mut progress: impl FnMut(u64)) -> Parsed {
     let text = decode(bytes, &config.encoding);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter(&text, &config.delimiter))
@@ -115,6 +120,7 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
     );
     for record in reader.records() {
         parsed.rows += 1;
+        progress(parsed.rows);
         let record = match record {
             Ok(r) => r,
             Err(e) => {
