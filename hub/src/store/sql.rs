@@ -121,6 +121,32 @@ macro_rules! sql_store {
             }
         }
 
+        impl SqlStore {
+            /// A write with an idempotency key: a retry returns the first result and changes
+            /// nothing; otherwise `op` runs and its result is remembered, with the write's audit
+            /// entries, in the same transaction.
+            async fn idempotent<T, F>(&self, meta: &WriteMeta, op: F) -> Result<T>
+            where
+                T: Serialize + DeserializeOwned + Send + Sync + 'static,
+                F: for<'c> FnOnce(&'c mut Conn, &'c WriteMeta) -> BoxFuture<'c, Result<(T, Option<i64>)>>
+                    + Send
+                    + 'static,
+            {
+                let meta = meta.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        if let Some(done) = replayed(conn, &meta).await? {
+                            return Ok((done, None));
+                        }
+                        let (result, position) = op(conn, &meta).await?;
+                        remember(conn, &meta, &result).await?;
+                        Ok((result, position))
+                    })
+                })
+                .await
+            }
+        }
+
         async fn committer(
             pool: Pool<$db>,
             mut rx: mpsc::Receiver<Job>,
@@ -593,12 +619,8 @@ macro_rules! sql_store {
             }
 
             async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
                             .bind(partner.id.as_str())
                             .fetch_optional(&mut *conn)
@@ -610,7 +632,6 @@ macro_rules! sql_store {
                         for cert in &partner.certificates {
                             insert_certificate(conn, Some(&partner.id), cert).await?;
                         }
-                        remember(conn, &meta, &partner).await?;
                         Ok((partner, None))
                     })
                 })
@@ -864,12 +885,8 @@ macro_rules! sql_store {
             }
 
             async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let active: Option<(String,)> = sqlx::query_as(
                             "SELECT doc FROM flags WHERE person_id = $1 AND code = $2 AND active = $3",
                         )
@@ -893,11 +910,10 @@ macro_rules! sql_store {
                                 .execute(&mut *conn)
                                 .await?;
                                 let position =
-                                    append_change(conn, ChangeKind::FlagRaised, &meta, ChangeResource::Flag(flag.clone())).await?;
+                                    append_change(conn, ChangeKind::FlagRaised, meta, ChangeResource::Flag(flag.clone())).await?;
                                 ((flag, true), Some(position))
                             }
                         };
-                        remember(conn, &meta, &result).await?;
                         Ok((result, position))
                     })
                 })
@@ -905,12 +921,8 @@ macro_rules! sql_store {
             }
 
             async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
                         let flag = update(current)?;
                         let active = flag.status() == FlagStatus::Active;
@@ -922,8 +934,7 @@ macro_rules! sql_store {
                             .execute(&mut *conn)
                             .await?;
                         let kind = if active { ChangeKind::FlagRaised } else { ChangeKind::FlagRetracted };
-                        let position = append_change(conn, kind, &meta, ChangeResource::Flag(flag.clone())).await?;
-                        remember(conn, &meta, &flag).await?;
+                        let position = append_change(conn, kind, meta, ChangeResource::Flag(flag.clone())).await?;
                         Ok((flag, Some(position)))
                     })
                 })
@@ -953,15 +964,10 @@ macro_rules! sql_store {
             }
 
             async fn open_case(&self, case: Case, meta: &WriteMeta) -> Result<Case> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         insert_case(conn, &case).await?;
-                        let position = append_change(conn, ChangeKind::CaseOpened, &meta, ChangeResource::Case(case.clone())).await?;
-                        remember(conn, &meta, &case).await?;
+                        let position = append_change(conn, ChangeKind::CaseOpened, meta, ChangeResource::Case(case.clone())).await?;
                         Ok((case, Some(position)))
                     })
                 })
@@ -975,12 +981,8 @@ macro_rules! sql_store {
                 update: Update<Case, (Case, Option<Case>)>,
                 meta: &WriteMeta,
             ) -> Result<(Case, Option<Case>)> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
                         let (case, child) = update(current)?;
                         sqlx::query("UPDATE cases SET owner = $1, status = $2, version = $3, doc = $4 WHERE id = $5")
@@ -992,13 +994,12 @@ macro_rules! sql_store {
                             .execute(&mut *conn)
                             .await?;
                         let mut position =
-                            append_change(conn, ChangeKind::CaseTransitioned, &meta, ChangeResource::Case(case.clone())).await?;
+                            append_change(conn, ChangeKind::CaseTransitioned, meta, ChangeResource::Case(case.clone())).await?;
                         if let Some(child) = &child {
                             insert_case(conn, child).await?;
-                            position = append_change(conn, ChangeKind::CaseOpened, &meta, ChangeResource::Case(child.clone())).await?;
+                            position = append_change(conn, ChangeKind::CaseOpened, meta, ChangeResource::Case(child.clone())).await?;
                         }
                         let result = (case, child);
-                        remember(conn, &meta, &result).await?;
                         Ok((result, Some(position)))
                     })
                 })
@@ -1036,12 +1037,8 @@ macro_rules! sql_store {
             }
 
             async fn send_referral(&self, referral: Referral, meta: &WriteMeta) -> Result<Referral> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         sqlx::query(
                             "INSERT INTO referrals (id, case_id, person_id, from_partner, to_partner, state, version, doc)
                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -1057,8 +1054,7 @@ macro_rules! sql_store {
                         .execute(&mut *conn)
                         .await?;
                         let position =
-                            append_change(conn, ChangeKind::ReferralSent, &meta, ChangeResource::Referral(referral.clone())).await?;
-                        remember(conn, &meta, &referral).await?;
+                            append_change(conn, ChangeKind::ReferralSent, meta, ChangeResource::Referral(referral.clone())).await?;
                         Ok((referral, Some(position)))
                     })
                 })
@@ -1072,12 +1068,8 @@ macro_rules! sql_store {
                 update: Update<Referral>,
                 meta: &WriteMeta,
             ) -> Result<Referral> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let current: Referral =
                             load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
                         let referral = update(current)?;
@@ -1089,8 +1081,7 @@ macro_rules! sql_store {
                             .execute(&mut *conn)
                             .await?;
                         let position =
-                            append_change(conn, ChangeKind::ReferralUpdated, &meta, ChangeResource::Referral(referral.clone())).await?;
-                        remember(conn, &meta, &referral).await?;
+                            append_change(conn, ChangeKind::ReferralUpdated, meta, ChangeResource::Referral(referral.clone())).await?;
                         Ok((referral, Some(position)))
                     })
                 })
@@ -1150,14 +1141,9 @@ macro_rules! sql_store {
             }
 
             async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
-                        remember(conn, &meta, &consent).await?;
                         Ok((consent, None))
                     })
                 })
@@ -1165,12 +1151,8 @@ macro_rules! sql_store {
             }
 
             async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
                         save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
@@ -1186,11 +1168,10 @@ macro_rules! sql_store {
                             &consent.categories,
                             consent.person,
                             &others,
-                            &meta,
+                            meta,
                         )
                         .await?;
                         let result = (consent, redactions);
-                        remember(conn, &meta, &result).await?;
                         Ok((result, position))
                     })
                 })
@@ -1214,14 +1195,9 @@ macro_rules! sql_store {
             }
 
             async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
-                        remember(conn, &meta, &mandate).await?;
                         Ok((mandate, None))
                     })
                 })
@@ -1229,12 +1205,8 @@ macro_rules! sql_store {
             }
 
             async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
                         save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
@@ -1249,11 +1221,10 @@ macro_rules! sql_store {
                             &[crate::domain::DataCategory::CaseStatus],
                             mandate.person,
                             &consents,
-                            &meta,
+                            meta,
                         )
                         .await?;
                         let result = (mandate, redactions);
-                        remember(conn, &meta, &result).await?;
                         Ok((result, position))
                     })
                 })
@@ -1442,12 +1413,8 @@ macro_rules! sql_store {
             }
 
             async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
-                let meta = meta.clone();
-                self.write(move |conn| {
+                self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         sqlx::query(
                             "INSERT INTO settings (key, doc) VALUES ('alert_plan', $1)
                              ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
@@ -1455,7 +1422,6 @@ macro_rules! sql_store {
                         .bind(serde_json::to_string(&plan)?)
                         .execute(&mut *conn)
                         .await?;
-                        remember(conn, &meta, &plan).await?;
                         Ok((plan, None))
                     })
                 })
