@@ -661,12 +661,9 @@ macro_rules! sql_store {
                 reason: String,
                 meta: &WriteMeta,
             ) -> Result<Partner> {
-                let (id, meta) = (id.clone(), meta.clone());
-                self.write(move |conn| {
+                let id = id.clone();
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
                         if partner.status != status {
                             partner.status = status;
@@ -675,7 +672,6 @@ macro_rules! sql_store {
                             partner.version += 1;
                             save_partner(conn, &partner).await?;
                         }
-                        remember(conn, &meta, &partner).await?;
                         Ok((partner, None))
                     })
                 })
@@ -706,12 +702,9 @@ macro_rules! sql_store {
                 target: LinkTarget,
                 meta: &WriteMeta,
             ) -> Result<LinkResult> {
-                let (partner, local_id, meta) = (partner.clone(), local_id.clone(), meta.clone());
-                self.write(move |conn| {
+                let (partner, local_id) = (partner.clone(), local_id.clone());
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let existing: Option<(String,)> = sqlx::query_as(
                             "SELECT person_id FROM person_links WHERE partner_id = $1 AND local_id = $2",
                         )
@@ -802,7 +795,6 @@ macro_rules! sql_store {
                                 }
                             },
                         };
-                        remember(conn, &meta, &result).await?;
                         Ok((result, None))
                     })
                 })
@@ -810,12 +802,9 @@ macro_rules! sql_store {
             }
 
             async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
-                let (partner, local_id, meta) = (partner.clone(), local_id.clone(), meta.clone());
-                self.write(move |conn| {
+                let (partner, local_id) = (partner.clone(), local_id.clone());
+                self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let row: Option<(String,)> = sqlx::query_as(
                             "DELETE FROM person_links WHERE partner_id = $1 AND local_id = $2 RETURNING person_id",
                         )
@@ -827,7 +816,6 @@ macro_rules! sql_store {
                             return Err(Error::not_found("local id", &local_id));
                         };
                         let person = person_id(&person)?;
-                        remember(conn, &meta, &person).await?;
                         Ok((person, None))
                     })
                 })
@@ -1374,12 +1362,9 @@ macro_rules! sql_store {
             }
 
             async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
-                let (text, author, comment, meta) = (text.to_string(), author.to_string(), comment.to_string(), meta.clone());
-                self.write(move |conn| {
+                let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
+                self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        if let Some(done) = replayed(conn, &meta).await? {
-                            return Ok((done, None));
-                        }
                         let (version,): (i64,) = sqlx::query_as(
                             "INSERT INTO rules (version, text, author, comment, created_at, restores)
                              VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM rules), $1, $2, $3, $4, $5) RETURNING version",
@@ -1398,7 +1383,6 @@ macro_rules! sql_store {
                             created_at: meta.at,
                             restores,
                         };
-                        remember(conn, &meta, &result).await?;
                         Ok((result, None))
                     })
                 })
