@@ -241,27 +241,53 @@ impl Consent {
         by: String,
         agent: String,
     ) -> Result<Self, Error> {
-        if self.withdrawal.is_some() {
-            return Err(Error::FailedPrecondition(format!(
-                "consent {} is already withdrawn",
-                self.id
-            )));
-        }
-        self.withdrawal = Some(Withdrawal {
+        let what = format!("consent {}", self.id);
+        end(
+            &mut self.withdrawal,
+            &mut self.history,
+            &mut self.version,
+            what,
             at,
-            channel: channel.clone(),
-            by: by.clone(),
-        });
-        self.history.push(StatusChange {
-            at,
-            status: RecordState::Withdrawn,
+            channel,
             by,
             agent,
-            channel,
-        });
-        self.version += 1;
+        )?;
         Ok(self)
     }
+}
+
+/// Ends a record (a withdrawn consent, a revoked mandate): the withdrawal, its place in the
+/// status history, a new version. A record ends once.
+#[allow(clippy::too_many_arguments)]
+fn end(
+    slot: &mut Option<Withdrawal>,
+    history: &mut Vec<StatusChange>,
+    version: &mut i64,
+    what: String,
+    at: Timestamp,
+    channel: String,
+    by: String,
+    agent: String,
+) -> Result<(), Error> {
+    if slot.is_some() {
+        return Err(Error::FailedPrecondition(format!(
+            "{what} has already ended (withdrawn)"
+        )));
+    }
+    *slot = Some(Withdrawal {
+        at,
+        channel: channel.clone(),
+        by: by.clone(),
+    });
+    history.push(StatusChange {
+        at,
+        status: RecordState::Withdrawn,
+        by,
+        agent,
+        channel,
+    });
+    *version += 1;
+    Ok(())
 }
 
 /// How long a mandate runs.
@@ -341,25 +367,17 @@ impl Mandate {
         by: String,
         agent: String,
     ) -> Result<Self, Error> {
-        if self.revocation.is_some() {
-            return Err(Error::FailedPrecondition(format!(
-                "mandate {} is already revoked",
-                self.id
-            )));
-        }
-        self.revocation = Some(Withdrawal {
+        let what = format!("mandate {}", self.id);
+        end(
+            &mut self.revocation,
+            &mut self.history,
+            &mut self.version,
+            what,
             at,
-            channel: channel.clone(),
-            by: by.clone(),
-        });
-        self.history.push(StatusChange {
-            at,
-            status: RecordState::Withdrawn,
+            channel,
             by,
             agent,
-            channel,
-        });
-        self.version += 1;
+        )?;
         Ok(self)
     }
 }
