@@ -344,8 +344,8 @@ impl Api {
     }
 
     /// A read of one person's data by this call, item by item.
-    pub(crate) async fn access<'a>(&'a self, call: &'a Call, facts: Facts) -> Result<Access<'a>> {
-        Access::new(&self.gate, &self.store, call.viewer(), facts).await
+    pub(crate) fn access<'a>(&'a self, call: &'a Call, facts: Facts) -> Access<'a> {
+        Access::new(&self.gate, call.viewer(), facts)
     }
 
     /// Checks that the caller may write `subject` about the person; the decision goes into the

@@ -193,7 +193,7 @@ impl PersonService for Api {
                 referrals.retain(|r| r.state != ReferralState::Closed);
             }
             let local_ids = self.store.local_ids(call.id(), person).await?;
-            let mut access = self.access(&call, facts).await?;
+            let mut access = self.access(&call, facts);
             let flags: Vec<_> = flags
                 .iter()
                 .filter(|f| access.flag(f))

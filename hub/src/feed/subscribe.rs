@@ -201,7 +201,7 @@ impl Subscription<'_> {
             agent: self.agent,
             purpose: self.purpose,
         };
-        let mut access = Access::new(self.gate, self.store, viewer, person_facts).await?;
+        let mut access = Access::new(self.gate, viewer, person_facts);
         match &change.resource {
             ChangeResource::Flag(f) => access.flag(f),
             ChangeResource::Case(c) => access.case(c),

@@ -8,10 +8,10 @@ use crate::domain::case::Case;
 use crate::domain::change::{Disclosure, Item};
 use crate::domain::flag::Flag;
 use crate::domain::referral::Referral;
-use crate::domain::{AgentId, CaseId, DataCategory, Partner, Purpose};
+use crate::domain::{AgentId, DataCategory, Partner, Purpose};
 use crate::error::Result;
-use crate::store::{DynStore, ReferralFilter};
-use std::collections::{BTreeSet, HashSet};
+use crate::store::DynStore;
+use std::collections::BTreeSet;
 
 /// Who looks, and why.
 #[derive(Debug, Clone, Copy)]
@@ -25,9 +25,6 @@ pub struct Access<'a> {
     gate: &'a Gate,
     viewer: Viewer<'a>,
     pub facts: Facts,
-    /// Cases of the person on which the viewer sends or receives a referral: the referral
-    /// names them, so their parties see them.
-    referral_cases: HashSet<CaseId>,
     given: BTreeSet<&'static str>,
     denied: BTreeSet<&'static str>,
     policies: BTreeSet<String>,
@@ -36,42 +33,17 @@ pub struct Access<'a> {
 }
 
 impl<'a> Access<'a> {
-    pub async fn new(
-        gate: &'a Gate,
-        store: &DynStore,
-        viewer: Viewer<'a>,
-        facts: Facts,
-    ) -> Result<Self> {
-        let referral_cases = if facts.relation.referral_party {
-            store
-                .list_referrals(
-                    &ReferralFilter {
-                        partner: viewer.partner.id.clone(),
-                        direction: None,
-                        person: Some(facts.person),
-                        states: vec![],
-                    },
-                    None,
-                    10_000,
-                )
-                .await?
-                .into_iter()
-                .map(|r| r.case)
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        Ok(Self {
+    pub fn new(gate: &'a Gate, viewer: Viewer<'a>, facts: Facts) -> Self {
+        Self {
             gate,
             viewer,
             facts,
-            referral_cases,
             given: BTreeSet::new(),
             denied: BTreeSet::new(),
             policies: BTreeSet::new(),
             records: BTreeSet::new(),
             disclosures: Vec::new(),
-        })
+        }
     }
 
     fn decide(&mut self, subject: Subject, item: Item) -> bool {
@@ -119,7 +91,7 @@ impl<'a> Access<'a> {
     /// May the viewer see this case? The cases it holds, and those a referral it sends or
     /// receives is about, always.
     pub fn case(&mut self, c: &Case) -> bool {
-        if c.owner == self.viewer.partner.id || self.referral_cases.contains(&c.id) {
+        if c.owner == self.viewer.partner.id || self.facts.referral_cases.contains(&c.id) {
             return self.own(DataCategory::CaseStatus);
         }
         self.decide(Subject::case(c.theme), Item::Case(c.id))

@@ -4,9 +4,10 @@
 
 use super::{Action, Decision, DecisionRequest, Engine, Subject, coverage};
 use crate::domain::consent::{Consent, Mandate};
-use crate::domain::{AgentId, Clock, DataCategory, Partner, PersonId, Purpose, Timestamp};
+use crate::domain::{AgentId, CaseId, Clock, DataCategory, Partner, PersonId, Purpose, Timestamp};
 use crate::error::Result;
-use crate::store::{DynStore, Relation};
+use crate::store::{DynStore, ReferralFilter, Relation};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// What decisions about one person's data rest on, read from the store at decision time.
@@ -18,6 +19,9 @@ pub struct Facts {
     pub mandates: Vec<Mandate>,
     pub alert_plan: bool,
     pub now: Timestamp,
+    /// Cases of the person on which the partner sends or receives a referral: the referral
+    /// names them, so its parties see them.
+    pub referral_cases: HashSet<CaseId>,
 }
 
 pub struct Gate {
@@ -38,9 +42,30 @@ impl Gate {
     #[tracing::instrument(skip(self), fields(partner = %partner.id, person = %person))]
     pub async fn facts(&self, partner: &Partner, person: PersonId) -> Result<Facts> {
         self.follow_rules().await?;
+        let relation = self.store.relation(&partner.id, person).await?;
+        let referral_cases = if relation.referral_party {
+            self.store
+                .list_referrals(
+                    &ReferralFilter {
+                        partner: partner.id.clone(),
+                        direction: None,
+                        person: Some(person),
+                        states: vec![],
+                    },
+                    None,
+                    10_000,
+                )
+                .await?
+                .into_iter()
+                .map(|r| r.case)
+                .collect()
+        } else {
+            HashSet::new()
+        };
         Ok(Facts {
             person,
-            relation: self.store.relation(&partner.id, person).await?,
+            relation,
+            referral_cases,
             consents: self.store.consents_of(person).await?,
             mandates: self.store.mandates_of(person).await?,
             alert_plan: self.store.alert_plan().await?.active,
