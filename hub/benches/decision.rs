@@ -75,6 +75,7 @@ fn main() {
                     },
                     coverage: coverage.clone(),
                     alert_plan: false,
+                    self_grant: false,
                 });
             }
         }

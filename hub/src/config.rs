@@ -27,6 +27,23 @@ pub struct Config {
     pub feed: FeedConfig,
     pub audit: AuditConfig,
     pub store: crate::store::StoreConfig,
+    pub expiry: ExpiryConfig,
+}
+
+/// The expiry scheduler: consents, mandates and flags that run out are ended (redactions
+/// sent) by the hub itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpiryConfig {
+    /// Seconds between two runs: an expiry is applied at most this late (reads stop at once
+    /// whatever the interval). 1 to 60.
+    pub check_seconds: u64,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self { check_seconds: 30 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +98,7 @@ impl Default for Config {
             certificate_validity_days: 365,
             cog_vintage: 2026,
             tls: TlsConfig::default(),
+            expiry: ExpiryConfig::default(),
             log: LogConfig::default(),
             feed: FeedConfig::default(),
             audit: AuditConfig::default(),
@@ -164,6 +182,10 @@ impl Config {
         anyhow::ensure!(
             self.feed.subscriber_buffer > 0,
             "feed.subscriber_buffer must be positive"
+        );
+        anyhow::ensure!(
+            (1..=60).contains(&self.expiry.check_seconds),
+            "expiry.check_seconds must be between 1 and 60"
         );
         anyhow::ensure!(
             !self.server_names.is_empty(),

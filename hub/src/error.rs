@@ -30,7 +30,9 @@ pub enum Error {
     /// The request is malformed; every wrong field is listed.
     #[error("invalid request: {}", join(.0))]
     Invalid(Vec<FieldViolation>),
-    #[error("{what} not found: {id}")]
+    /// Nothing of that kind the caller may see has this id (`id` is what the caller sent, or
+    /// empty when naming it back would tell more than the caller knows).
+    #[error("{what} not found{}", if .id.is_empty() { String::new() } else { format!(": {}", .id) })]
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     AlreadyExists(String),
@@ -70,6 +72,17 @@ fn join(violations: &[FieldViolation]) -> String {
 impl Error {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::Invalid(vec![FieldViolation::new(field, description)])
+    }
+
+    /// A local id already linked to a person, relinked to another (by id or by traits that are
+    /// not that person's): one answer, naming no person, whether the other traits belong to
+    /// someone or to nobody.
+    pub fn link_conflict(local_id: &impl fmt::Display) -> Self {
+        Error::FailedPrecondition(format!(
+            "local id `{local_id}` is already linked to a person with other traits: a local id \
+             names one person; unlink it first, or ask the administrator to merge two records \
+             of the same person"
+        ))
     }
 
     pub fn not_found(what: &'static str, id: impl ToString) -> Self {

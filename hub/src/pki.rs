@@ -144,6 +144,8 @@ impl Authority {
             not_after: Timestamp::from_offset(not_after),
             issued_at: Timestamp::from_offset(OffsetDateTime::now_utc()),
             pem: cert.pem(),
+            revoked_at: None,
+            revocation_reason: String::new(),
         };
         Ok((cert.pem(), record))
     }

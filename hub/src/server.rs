@@ -135,6 +135,39 @@ fn spawn_audit_retention(store: DynStore, clock: Arc<dyn crate::domain::Clock>, 
     });
 }
 
+/// Ends what time ends — consents and mandates past their expiry, flags past their
+/// `valid_until` — and sends the redactions they owe. Durable: what is due is read from the
+/// store at each run, so a restart loses nothing; each end is applied once, in the transaction
+/// that marks it, so replicas running it side by side never apply one twice.
+fn spawn_expiry(store: DynStore, clock: Arc<dyn crate::domain::Clock>, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            loop {
+                match store.apply_expiries(clock.now(), 500).await {
+                    Ok(done) if done.total() == 0 => break,
+                    Ok(done) => {
+                        tracing::info!(
+                            consents = done.consents,
+                            mandates = done.mandates,
+                            flags = done.flags,
+                            redactions = done.redactions,
+                            "expired records ended"
+                        );
+                        if done.total() < 500 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "expiry run failed; retried at the next one");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
 /// Starts the hub and returns once it accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(&config.data_dir)
@@ -163,6 +196,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
                 cert.validity().not_before.timestamp() * 1_000_000,
             ),
             pem: bundle.cert_pem.clone(),
+            revoked_at: None,
+            revocation_reason: String::new(),
         };
         store
             .register_admin_certificate(&record)
@@ -180,6 +215,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     let engine = Arc::new(load_rules(&store, clock.as_ref()).await?);
     let gate = Arc::new(Gate::new(engine, store.clone(), clock.clone()));
     spawn_audit_retention(store.clone(), clock.clone(), config.audit.retention_days);
+    spawn_expiry(
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(config.expiry.check_seconds),
+    );
     let api = Api {
         store: store.clone(),
         gate,
@@ -213,13 +253,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
         .set_serving::<SyncServiceServer<Api>>()
         .await;
     health_reporter
+        .set_serving::<ConsentServiceServer<Api>>()
+        .await;
+    health_reporter
         .set_serving::<AdminServiceServer<Api>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: grpcurl, Postman and Evans of a few years ago ask v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -235,6 +285,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(PersonServiceServer::new(api.clone()))
         .add_service(FlagServiceServer::new(api.clone()))
         .add_service(CaseServiceServer::new(api.clone()))

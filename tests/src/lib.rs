@@ -364,6 +364,7 @@ pub fn consent_request(
         evidence_ref: "scan-0001".into(),
         expires_at: None,
         request_id: new_request_id(),
+        channel: pb::CollectionChannel::Guichet as i32,
     }
 }
 

@@ -192,6 +192,18 @@ async fn every_kind_category_purpose_and_consent_state_is_decided_as_the_table_s
                     .into_inner()
                     .consent
                     .unwrap();
+                // The source records, for its own kind, a consent to health data: the default
+                // rules make it wait for an administrator's countersignature.
+                if consent.state == pb::RecordState::Pending as i32 {
+                    hub.admin
+                        .clone()
+                        .countersign_consent(pb::CountersignConsentRequest {
+                            consent_id: consent.id.clone(),
+                            request_id: new_request_id(),
+                        })
+                        .await
+                        .unwrap();
+                }
                 if state == "withdrawn" {
                     source
                         .consent

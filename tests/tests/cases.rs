@@ -80,6 +80,14 @@ async fn fixture(backend: Backend) -> Fixture {
         .await;
     bus.link("B1", pivot("Castet", "Rose", "1943-02-17", "31021"))
         .await;
+    // A redirection hands the case to the sous-préfecture: she agreed to it.
+    bus.grant(
+        "B1",
+        partner("sp-saint-gaudens"),
+        &["case_status"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
     let original = bus.open_case("B1", "F1342").await;
     Fixture {
         _hub: hub,

@@ -146,42 +146,64 @@ async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history(backend:
         .await;
     ccas.link("M1", pivot("Castet", "Rose", "1943-02-17", "31021"))
         .await;
+    // She agreed that the mairies see her mobility difficulties.
+    bus.grant(
+        "B1",
+        kind(PartnerKind::Mairie),
+        &["mobility"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
     let flag = bus.raise("B1", "SANS_TRANSPORT").await;
 
-    let again = ccas
-        .flags
-        .clone()
-        .raise_flag(pb::RaiseFlagRequest {
-            context: ctx(),
-            person: Some(local("M1")),
-            code: "SANS_TRANSPORT".into(),
-            note: String::new(),
-            valid_until: String::new(),
-            request_id: new_request_id(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // Tell us once: the CCAS, which may read the bus's flag, gets it back, not a second one.
+    let raise = |code: &'static str| {
+        let ccas = ccas.clone();
+        async move {
+            ccas.flags
+                .clone()
+                .raise_flag(pb::RaiseFlagRequest {
+                    context: ctx(),
+                    person: Some(local("M1")),
+                    code: code.into(),
+                    note: String::new(),
+                    valid_until: String::new(),
+                    request_id: new_request_id(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let again = raise("SANS_TRANSPORT").await;
     assert!(!again.created);
     assert_eq!(again.flag.unwrap().id, flag.id);
 
-    let retracted = ccas
-        .flags
-        .clone()
-        .retract_flag(pb::RetractFlagRequest {
+    // A flag belongs to who raised it: the CCAS may read it but not retract it.
+    let retract = |who: &Partner, version: i64, reason: &str| {
+        let flags = who.flags.clone();
+        let request = pb::RetractFlagRequest {
             context: ctx(),
             flag_id: flag.id.clone(),
-            expected_version: flag.version,
-            reason: "a trouvé un covoiturage".into(),
+            expected_version: version,
+            reason: reason.into(),
             request_id: new_request_id(),
-        })
+        };
+        async move { flags.clone().retract_flag(request).await }
+    };
+    let refused = retract(&ccas, flag.version, "a trouvé un covoiturage")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let retracted = retract(&bus, flag.version, "a trouvé un covoiturage")
         .await
         .unwrap()
         .into_inner()
         .flag
         .unwrap();
     assert_eq!(retracted.status, pb::FlagStatus::Retracted as i32);
-    assert_eq!(retracted.retracted_by_partner, "mairie-aspet");
+    assert_eq!(retracted.retracted_by_partner, "cc-comminges");
 
     let list = |include_retracted| {
         let bus = bus.clone();
@@ -207,18 +229,7 @@ async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history(backend:
     assert_eq!(history[0].retraction_reason, "a trouvé un covoiturage");
 
     // Retracting again with the old version is stale.
-    let stale = ccas
-        .flags
-        .clone()
-        .retract_flag(pb::RetractFlagRequest {
-            context: ctx(),
-            flag_id: flag.id.clone(),
-            expected_version: flag.version,
-            reason: String::new(),
-            request_id: new_request_id(),
-        })
-        .await
-        .unwrap_err();
+    let stale = retract(&bus, flag.version, "").await.unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
 }
 

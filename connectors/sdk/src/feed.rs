@@ -39,6 +39,19 @@ pub async fn apply(
 ) -> anyhow::Result<u64> {
     use pb::change_event::Resource;
     match e.resource {
+        // A consent another partner recorded opens to it data this partner wrote: nothing to
+        // apply here; the runtime logs it for the partner's data protection officer.
+        Some(Resource::ConsentNotice(n)) => {
+            tracing::info!(
+                consent = %n.consent_id,
+                collected_by = %n.collected_by_partner,
+                categories = ?n.categories,
+                evidence = %n.evidence_ref,
+                countersignature_required = n.countersignature_required,
+                "consent recorded by another partner opens our data to it"
+            );
+            state.applied(e.position, None, &[]).await?;
+        }
         Some(Resource::Redaction(r)) => {
             adapter.redact(&r, &e.local_ids).await?;
             let items: Vec<String> = r
@@ -55,7 +68,9 @@ pub async fn apply(
                 Resource::Flag(f) => Received::Flag(f),
                 Resource::Case(c) => Received::Case(c),
                 Resource::Referral(r) => Received::Referral(r),
-                Resource::Redaction(_) => unreachable!("handled above"),
+                Resource::Redaction(_) | Resource::ConsentNotice(_) => {
+                    unreachable!("handled above")
+                }
             };
             adapter.apply(&received, &e.local_ids).await?;
             let (item, person, doc) = item_key(&received);

@@ -91,6 +91,7 @@ impl Question {
             relation: self.facts.relation,
             coverage,
             alert_plan: self.facts.alert_plan,
+            self_grant: false,
         }
     }
 }
@@ -369,9 +370,27 @@ impl AdminService for Api {
                 id.as_str(),
                 self.settings.certificate_validity_days,
             )?;
+            if !(0..=24 * 90).contains(&req.retire_previous_after_hours) {
+                return Err(Error::invalid(
+                    "retire_previous_after_hours",
+                    "between 0 (keep them) and 2160 (90 days)",
+                ));
+            }
+            let retire = (req.retire_previous_after_hours > 0).then(|| {
+                crate::domain::Timestamp::from_micros(
+                    call.at().micros() + i64::from(req.retire_previous_after_hours) * 3_600_000_000,
+                )
+            });
             let mut entry = call.entry();
-            entry.detail = format!("certificate {} issued to {id}", record.fingerprint);
-            self.store.add_certificate(&id, record).await?;
+            entry.detail = format!(
+                "certificate {} issued to {id}{}",
+                record.fingerprint,
+                retire.map_or(String::new(), |at| format!(
+                    "; the others retired at {}",
+                    at
+                ))
+            );
+            self.store.add_certificate(&id, record, retire).await?;
             self.store.record_access(vec![entry], vec![]).await?;
             Ok(pb::IssueCertificateResponse {
                 certificate_pem,
@@ -681,6 +700,204 @@ impl AdminService for Api {
                 .await?;
             Ok(pb::WithdrawPersonConsentResponse {
                 redacted_partners: redactions.iter().map(|r| r.partner.to_string()).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn countersign_consent(
+        &self,
+        request: Request<pb::CountersignConsentRequest>,
+    ) -> Result<Response<pb::CountersignConsentResponse>, Status> {
+        self.admin_call("CountersignConsent", request, |call, req| async move {
+            let mut v = Violations::new();
+            let id = v.field("consent_id", ConsentId::parse(&req.consent_id));
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(id), Some(request_id)) = (id, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let mut meta = call.meta(request_id, format!("consent {id} countersigned"));
+            if let Some(e) = meta.audit.first_mut() {
+                e.records = vec![format!("consent:{id}")];
+            }
+            let at = call.at();
+            let consent = self
+                .store
+                .countersign_consent(
+                    id,
+                    Box::new(move |c| c.countersign(at, "admin".into())),
+                    &meta,
+                )
+                .await?;
+            Ok(pb::CountersignConsentResponse {
+                consent: Some(convert::consent(&consent, call.at())),
+            })
+        })
+        .await
+    }
+
+    async fn merge_persons(
+        &self,
+        request: Request<pb::MergePersonsRequest>,
+    ) -> Result<Response<pb::MergePersonsResponse>, Status> {
+        self.admin_call("MergePersons", request, |call, req| async move {
+            let mut v = Violations::new();
+            let kept = v.field("kept_person_id", PersonId::parse(&req.kept_person_id));
+            let merged = v.field("merged_person_id", PersonId::parse(&req.merged_person_id));
+            let reason = v.field("reason", free_text(&req.reason, 500));
+            if req.reason.trim().is_empty() {
+                v.push(
+                    "reason",
+                    "required: why they are one person (kept in the audit)",
+                );
+            }
+            if req.kept_person_id == req.merged_person_id {
+                v.push("merged_person_id", "a person is not merged into itself");
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(kept), Some(merged), Some(reason), Some(request_id)) =
+                (kept, merged, reason, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let mut meta = call.meta(
+                request_id,
+                format!("person {merged} merged into {kept}: {reason}"),
+            );
+            if let Some(e) = meta.audit.first_mut() {
+                e.person = Some(kept);
+            }
+            let mut also = call.entry();
+            also.person = Some(merged);
+            also.detail = format!("merged into {kept}: {reason}");
+            meta.audit.push(also);
+            let moved = self.store.merge_persons(kept, merged, &meta).await?;
+            tracing::info!(%kept, %merged, links = moved, "persons merged");
+            Ok(pb::MergePersonsResponse {
+                person_id: kept.to_string(),
+                links_moved: moved,
+            })
+        })
+        .await
+    }
+
+    async fn unlink_local_id(
+        &self,
+        request: Request<pb::UnlinkLocalIdRequest>,
+    ) -> Result<Response<pb::UnlinkLocalIdResponse>, Status> {
+        self.admin_call("UnlinkLocalId", request, |call, req| async move {
+            let mut v = Violations::new();
+            let partner = v.field("partner_id", PartnerId::parse(&req.partner_id));
+            let local = v.field("local_id", crate::domain::LocalId::parse(&req.local_id));
+            let reason = v.field("reason", free_text(&req.reason, 500));
+            if req.reason.trim().is_empty() {
+                v.push(
+                    "reason",
+                    "required: why the link is wrong (kept in the audit)",
+                );
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(partner), Some(local), Some(reason), Some(request_id)) =
+                (partner, local, reason, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let person = self.store.person_by_local_id(&partner, &local).await?;
+            let mut meta = call.meta(
+                request_id,
+                format!("local id `{local}` of {partner} unlinked: {reason}"),
+            );
+            if let Some(e) = meta.audit.first_mut() {
+                e.person = person;
+            }
+            let person = self.store.unlink_person(&partner, &local, &meta).await?;
+            Ok(pb::UnlinkLocalIdResponse {
+                person_id: person.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn retract_flag(
+        &self,
+        request: Request<pb::AdminRetractFlagRequest>,
+    ) -> Result<Response<pb::AdminRetractFlagResponse>, Status> {
+        self.admin_call("RetractFlag", request, |call, req| async move {
+            let mut v = Violations::new();
+            let id = v.field("flag_id", crate::domain::FlagId::parse(&req.flag_id));
+            let reason = v.field("reason", free_text(&req.reason, 280));
+            if req.reason.trim().is_empty() {
+                v.push("reason", "required: why the administrator retracts it");
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(id), Some(reason), Some(request_id)) = (id, reason, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let current = self
+                .store
+                .get_flag(id)
+                .await?
+                .ok_or_else(|| Error::not_found("flag", id))?;
+            let mut meta = call.meta(request_id, format!("flag {id} retracted: {reason}"));
+            if let Some(e) = meta.audit.first_mut() {
+                e.person = Some(current.person);
+            }
+            let retraction = crate::domain::flag::Retraction {
+                at: call.at(),
+                partner: current.source_partner.clone(),
+                agent: AgentId::system(),
+                reason: format!("retiré par l'administrateur : {reason}"),
+            };
+            let flag = self
+                .store
+                .update_flag(
+                    id,
+                    current.version,
+                    Box::new(move |f| f.retract(retraction)),
+                    &meta,
+                )
+                .await?;
+            Ok(pb::AdminRetractFlagResponse {
+                flag: Some(convert::flag(&flag)),
+            })
+        })
+        .await
+    }
+
+    async fn revoke_certificate(
+        &self,
+        request: Request<pb::RevokeCertificateRequest>,
+    ) -> Result<Response<pb::RevokeCertificateResponse>, Status> {
+        self.admin_call("RevokeCertificate", request, |call, req| async move {
+            let mut v = Violations::new();
+            let fingerprint = req.fingerprint.trim().to_ascii_lowercase();
+            if fingerprint.len() != 64 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
+                v.push(
+                    "fingerprint",
+                    "the SHA-256 of the certificate: 64 hex digits",
+                );
+            }
+            let reason = v.field("reason", free_text(&req.reason, 500));
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(reason), Some(request_id)) = (reason, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let meta = call.meta(
+                request_id,
+                format!("certificate {fingerprint} revoked: {reason}"),
+            );
+            let partner = self
+                .store
+                .revoke_certificate(&fingerprint, reason, &meta)
+                .await?;
+            Ok(pb::RevokeCertificateResponse {
+                partner_id: partner.map(|p| p.to_string()).unwrap_or_default(),
+                revoked_at: convert::timestamp(call.at()),
             })
         })
         .await

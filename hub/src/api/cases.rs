@@ -1,6 +1,6 @@
 //! CaseService: cases and their lifecycle, referrals (fiches navettes).
 
-use super::{Api, Call, convert, request_id};
+use super::{Api, Call, convert, disclose, request_id};
 use crate::domain::case::{Case, CaseTransition, Procedure, TransitionRequest, parse_documents};
 use crate::domain::ids::{CaseId, PartnerId, ReferralId, free_text};
 use crate::domain::partner::PartnerStatus;
@@ -14,39 +14,96 @@ use tonic::{Request, Response, Status};
 
 impl Api {
     /// A case the caller may see — it holds it, a referral it is party to names it, or the
-    /// rules and the person's consent share it — or `NOT_FOUND`. The read is audited.
+    /// rules and the person's consent share it — or `NOT_FOUND`, the same as for no case. The
+    /// read is audited.
     async fn visible_case(&self, call: &Call, id: CaseId) -> Result<Case> {
         let case = self
             .store
             .get_case(id)
             .await?
-            .ok_or_else(|| Error::not_found("case", id))?;
+            .ok_or_else(|| disclose::no_record("case", id))?;
         let facts = self.gate.facts(&call.partner, case.person).await?;
         let mut access = self.access(call, facts);
         let visible = access.case(&case);
-        access
+        let withheld = access
             .record(
                 &self.store,
                 format!("read:{}", call.method),
                 format!("case {id}"),
             )
             .await?;
-        if visible {
+        if visible && withheld.keeps(&case) {
             Ok(case)
         } else {
-            Err(Error::not_found("case", id))
+            Err(disclose::no_record("case", id))
         }
     }
 
-    /// A referral the caller sends or receives.
+    /// A referral the caller sent, or received while referrals may still reach it (the
+    /// person's consent, or a rule, decides again at every read); otherwise `NOT_FOUND`.
     async fn own_referral(&self, call: &Call, id: ReferralId) -> Result<Referral> {
         let referral = self
             .store
             .get_referral(id)
             .await?
             .filter(|r| &r.from == call.id() || &r.to == call.id())
-            .ok_or_else(|| Error::not_found("referral", id))?;
-        Ok(referral)
+            .ok_or_else(|| disclose::no_record("referral", id))?;
+        if &referral.from == call.id() {
+            return Ok(referral);
+        }
+        let facts = self.gate.facts(&call.partner, referral.person).await?;
+        let mut access = self.access(call, facts);
+        let visible = access.referral(&referral);
+        let withheld = access
+            .record(
+                &self.store,
+                format!("read:{}", call.method),
+                format!("referral {id}"),
+            )
+            .await?;
+        if visible && withheld.keeps(&referral) {
+            Ok(referral)
+        } else {
+            Err(disclose::no_record("referral", id))
+        }
+    }
+
+    /// May `recipient` receive the case's data for orientation? A fiche navette and a
+    /// redirection both hand the case over: they go only where the person's consent (or a
+    /// rule's legal basis) lets it go.
+    async fn may_receive(
+        &self,
+        recipient: &PartnerId,
+        person: crate::domain::PersonId,
+        subjects: &[Subject],
+    ) -> Result<crate::policy::Decision> {
+        let recipient = self
+            .store
+            .get_partner(recipient)
+            .await?
+            .ok_or_else(|| Error::not_found("partner", recipient))?;
+        let facts = self.gate.facts(&recipient, person).await?;
+        let mut last = None;
+        for subject in subjects {
+            let d = self.gate.decide(
+                &facts,
+                &recipient,
+                &AgentId::system(),
+                Action::Read,
+                *subject,
+                Purpose::Orientation,
+            );
+            if !d.allowed {
+                return Err(Error::PermissionDenied(format!(
+                    "the person's consent does not let {} go to `{}` for orientation: {}",
+                    subject.category,
+                    recipient.id,
+                    d.reasons.join("; ")
+                )));
+            }
+            last = Some(d);
+        }
+        last.ok_or_else(|| Error::Internal("nothing to decide".into()))
     }
 
     /// Another partner, active, that can receive a case or a referral.
@@ -259,6 +316,13 @@ impl CaseService for Api {
                 let partner = self
                     .active_partner("redirect_to_partner", &req.redirect_to_partner)
                     .await?;
+                // Redirecting hands the case — and a tie to the person — to the target: the
+                // same check as a fiche navette (once the move itself is a legal one, so that
+                // an illegal move is still told as such).
+                if case.status.can_move_to(to) {
+                    self.may_receive(&partner, case.person, &[Subject::case(case.theme)])
+                        .await?;
+                }
                 Some((partner, redirect_procedure))
             };
             if let Some(original) = duplicate_of {
@@ -359,14 +423,15 @@ impl CaseService for Api {
                 .await?;
             let next_page_token = convert::next_page(&mut cases, page.size, |c| c.id.to_string());
             let mut access = self.access(&call, facts);
-            let cases: Vec<_> = cases
-                .iter()
-                .filter(|c| access.case(c))
-                .map(convert::case)
-                .collect();
-            access
+            let shown: Vec<_> = cases.iter().filter(|c| access.case(c)).collect();
+            let withheld = access
                 .record(&self.store, "read:ListCases".into(), String::new())
                 .await?;
+            let cases = shown
+                .into_iter()
+                .filter(|c| withheld.keeps(*c))
+                .map(convert::case)
+                .collect();
             Ok(pb::ListCasesResponse {
                 cases,
                 next_page_token,
@@ -407,26 +472,13 @@ impl CaseService for Api {
             let case = self.visible_case(&call, case_id).await?;
             // A fiche navette discloses the case to its recipient: it goes only where the
             // person's consent (or a rule's legal basis) lets referrals go, for orientation.
-            let recipient = self
-                .store
-                .get_partner(&to)
-                .await?
-                .ok_or_else(|| Error::not_found("partner", &to))?;
-            let facts = self.gate.facts(&recipient, case.person).await?;
-            let receiving = self.gate.decide(
-                &facts,
-                &recipient,
-                &AgentId::system(),
-                Action::Read,
-                Subject::category(DataCategory::Referrals),
-                Purpose::Orientation,
-            );
-            if !receiving.allowed {
-                return Err(Error::PermissionDenied(format!(
-                    "the person's consent does not let referrals go to `{to}`: {}",
-                    receiving.reasons.join("; ")
-                )));
-            }
+            let receiving = self
+                .may_receive(
+                    &to,
+                    case.person,
+                    &[Subject::category(DataCategory::Referrals)],
+                )
+                .await?;
             let meta = call.meta(request_id).audited(call.write_entry(
                 Some(case.person),
                 &[DataCategory::Referrals, DataCategory::CaseStatus],
@@ -576,8 +628,39 @@ impl CaseService for Api {
                 .await?;
             let next_page_token =
                 convert::next_page(&mut referrals, page.size, |r| r.id.to_string());
+            // The referrals it sent are its own; those it received are shown while referrals
+            // may still reach it, decided per person and audited like any read.
+            let mut accesses: std::collections::HashMap<_, crate::policy::Access<'_>> =
+                std::collections::HashMap::new();
+            let mut shown = Vec::with_capacity(referrals.len());
+            for r in &referrals {
+                if &r.from == call.id() {
+                    shown.push(r);
+                    continue;
+                }
+                if let std::collections::hash_map::Entry::Vacant(slot) = accesses.entry(r.person) {
+                    let facts = self.gate.facts(&call.partner, r.person).await?;
+                    slot.insert(self.access(&call, facts));
+                }
+                if let Some(access) = accesses.get_mut(&r.person)
+                    && access.referral(r)
+                {
+                    shown.push(r);
+                }
+            }
+            let mut withheld = crate::policy::Withheld::default();
+            for (_, access) in accesses {
+                let w = access
+                    .record(&self.store, "read:ListReferrals".into(), String::new())
+                    .await?;
+                withheld.0.extend(w.0);
+            }
             Ok(pb::ListReferralsResponse {
-                referrals: referrals.iter().map(convert::referral).collect(),
+                referrals: shown
+                    .into_iter()
+                    .filter(|r| withheld.keeps(*r))
+                    .map(convert::referral)
+                    .collect(),
                 next_page_token,
             })
         })

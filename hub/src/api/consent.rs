@@ -1,9 +1,9 @@
 //! ConsentService: consent records and mandates, granted and withdrawn at the counter.
 
-use super::{AdminCall, Api, Call, convert, documents, request_id};
-use crate::domain::change::Redaction;
+use super::{AdminCall, Api, Call, convert, disclose, documents, request_id};
+use crate::domain::change::{ConsentNotice, Redaction};
 use crate::domain::consent::{
-    CollectionMethod, Consent, ConsentId, Grantee, LegalBasis, Mandate, MandateId,
+    CollectionMethod, Consent, ConsentId, Countersignature, Grantee, LegalBasis, Mandate, MandateId,
 };
 use crate::domain::ids::free_text;
 use crate::domain::{AgentId, DataCategory, Partner, PartnerId, Theme};
@@ -138,18 +138,15 @@ impl Api {
         Ok((consent, redactions))
     }
 
-    /// A consent record the caller may see: the person must be known to it.
+    /// A consent record the caller may see — it collected it, or the record names it —
+    /// otherwise `NOT_FOUND`, as for no record. A consent record is personal data.
     async fn consent_for(&self, call: &Call, raw: &str) -> Result<Consent> {
         let id = ConsentId::parse(raw).map_err(|e| convert::invalid("consent_id", e))?;
-        let consent = self
-            .store
+        self.store
             .get_consent(id)
             .await?
-            .ok_or_else(|| Error::not_found("consent", id))?;
-        self.known_person(call, consent.person)
-            .await
-            .map_err(|_| Error::not_found("consent", id))?;
-        Ok(consent)
+            .filter(|c| disclose::consent_visible(&call.partner, c))
+            .ok_or_else(|| disclose::no_record("consent", id))
     }
 
     pub(crate) fn admin_withdraw_meta(
@@ -161,6 +158,90 @@ impl Api {
             request_id,
             format!("consent {consent} withdrawn on the person's request"),
         )
+    }
+}
+
+/// Does the grantee include the partner that records the consent?
+fn grants_itself(g: &Grantee, partner: &Partner) -> bool {
+    match g {
+        Grantee::Partner { partner: p } | Grantee::Agent { partner: p, .. } => *p == partner.id,
+        Grantee::Kind { kind } => *kind == partner.kind,
+    }
+}
+
+impl Api {
+    /// Do the rules require an administrator's countersignature for recording this consent
+    /// (a forbid on `record_consent` for one of its categories)?
+    fn needs_countersignature(
+        &self,
+        call: &Call,
+        facts: &crate::policy::Facts,
+        categories: &[DataCategory],
+        self_grant: bool,
+    ) -> bool {
+        categories.iter().any(|c| {
+            let d = self.gate.engine.decide(&crate::policy::DecisionRequest {
+                partner: &call.partner,
+                agent: &call.ctx.agent,
+                action: crate::policy::Action::RecordConsent,
+                subject: crate::policy::Subject::category(*c),
+                purpose: call.ctx.purpose,
+                relation: facts.relation,
+                coverage: crate::policy::Coverage::NONE,
+                alert_plan: facts.alert_plan,
+                self_grant,
+            });
+            !d.allowed && !d.policies.is_empty()
+        })
+    }
+
+    /// The partners whose data about the person a consent opens to its own collector: each is
+    /// told on its feed (who collected it, which categories, on what evidence).
+    async fn consent_notices(&self, call: &Call, c: &Consent) -> Result<Vec<ConsentNotice>> {
+        use std::collections::BTreeMap;
+        let mut writers: BTreeMap<PartnerId, Vec<DataCategory>> = BTreeMap::new();
+        let mut add = |partner: &PartnerId, category: DataCategory| {
+            if partner != call.id() && c.categories.contains(&category) {
+                let e = writers.entry(partner.clone()).or_default();
+                if !e.contains(&category) {
+                    e.push(category);
+                }
+            }
+        };
+        for f in self.store.list_flags(c.person, false, None, 10_000).await? {
+            add(&f.source_partner, f.code.category().into());
+        }
+        let cases = self
+            .store
+            .list_cases(
+                &crate::store::CaseFilter {
+                    person: Some(c.person),
+                    ..Default::default()
+                },
+                None,
+                10_000,
+            )
+            .await?;
+        for case in cases {
+            add(&case.owner, DataCategory::CaseStatus);
+        }
+        for r in self.store.referrals_of_person(c.person, 10_000).await? {
+            add(&r.from, DataCategory::Referrals);
+        }
+        Ok(writers
+            .into_iter()
+            .map(|(partner, categories)| ConsentNotice {
+                person: c.person,
+                partner,
+                consent: c.id.to_string(),
+                collected_by: c.collected_by.clone(),
+                collected_by_agent: c.collected_by_agent.clone(),
+                categories,
+                evidence_ref: c.evidence_ref.clone(),
+                method: c.method.as_str().to_string(),
+                countersignature_required: c.countersignature.is_some(),
+            })
+            .collect())
     }
 }
 
@@ -205,20 +286,34 @@ impl ConsentService for Api {
                 v.push("notice_language", "a BCP 47 language tag (fr, oc, es, ar…)");
             }
             let evidence = v.field("evidence_ref", free_text(&req.evidence_ref, 200));
-            let expires_at = req.expires_at.as_ref().map(convert::timestamp_from_pb);
+            let channel = v.field("channel", convert::channel_from_pb(req.channel));
+            // Special categories (GDPR art. 9) are recorded only on evidence the collector
+            // keeps: a signed paper, or an oral consent before a named witness.
+            if categories.iter().any(|c| c.special()) {
+                if method == Some(CollectionMethod::Digital) {
+                    v.push("method", "health data needs a signed paper or an oral consent before a named witness");
+                }
+                if req.evidence_ref.trim().is_empty() {
+                    v.push("evidence_ref", "required for health data: where the signed paper or the witness statement is kept");
+                }
+            }
+            let expires_at = match &req.expires_at {
+                None => None,
+                Some(t) => v.field("expires_at", convert::timestamp_from_pb(t)),
+            };
             if expires_at.is_some_and(|e| e <= call.at) {
                 v.push("expires_at", "is in the past");
             }
             let request_id = request_id(&req.request_id, &mut v);
             v.finish()?;
-            let (Some(basis), Some(method), Some(witness), Some(notice_version), Some(evidence), Some(request_id)) =
-                (basis, method, witness, notice_version, evidence, request_id)
+            let (Some(basis), Some(method), Some(witness), Some(notice_version), Some(evidence), Some(request_id), Some(channel)) =
+                (basis, method, witness, notice_version, evidence, request_id, channel)
             else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
             let grantee = self.grantee(req.grantee.as_ref(), &call).await?;
             let facts = self.person_ref(&call, "person", req.person.as_ref()).await?;
-            if !facts.relation.any() {
+            if !(facts.relation.linked || facts.relation.owns_case) {
                 return Err(Error::PermissionDenied(
                     "a partner records consent only for a person it serves (link them first)".into(),
                 ));
@@ -256,13 +351,30 @@ impl ConsentService for Api {
                     channel: method.as_str().to_string(),
                 }],
                 version: 1,
+                channel: Some(channel),
+                countersignature: None,
+            };
+            let self_grant = grants_itself(&consent.grantee, &call.partner);
+            let mut consent = consent;
+            if self.needs_countersignature(&call, &facts, &categories, self_grant) {
+                consent.countersignature = Some(Countersignature { at: None, by: String::new() });
+            }
+            let notices = if self_grant {
+                self.consent_notices(&call, &consent).await?
+            } else {
+                vec![]
             };
             let mut entry = call.write_entry(Some(facts.person), &categories, None);
             entry.records = vec![format!("consent:{}", consent.id)];
-            entry.detail = "consent granted".into();
+            entry.detail = format!(
+                "consent recorded ({}, {}){}",
+                consent.method.as_str(),
+                channel.as_str(),
+                if consent.countersignature.is_some() { ", awaiting countersignature" } else { "" }
+            );
             let consent = self
                 .store
-                .grant_consent(consent, &call.meta(request_id).audited(entry))
+                .grant_consent(consent, notices, &call.meta(request_id).audited(entry))
                 .await?;
             Ok(pb::GrantConsentResponse {
                 consent: Some(convert::consent(&consent, call.at)),
@@ -320,6 +432,7 @@ impl ConsentService for Api {
                 consents: facts
                     .consents
                     .iter()
+                    .filter(|c| disclose::consent_visible(&call.partner, c))
                     .map(|c| convert::consent(c, call.at))
                     .collect(),
             })
@@ -430,10 +543,8 @@ impl ConsentService for Api {
                 .store
                 .get_mandate(id)
                 .await?
-                .ok_or_else(|| Error::not_found("mandate", id))?;
-            self.known_person(&call, current.person)
-                .await
-                .map_err(|_| Error::not_found("mandate", id))?;
+                .filter(|m| disclose::mandate_visible(&call.partner, m))
+                .ok_or_else(|| disclose::no_record("mandate", id))?;
             let mut entry =
                 call.write_entry(Some(current.person), &[DataCategory::CaseStatus], None);
             entry.records = vec![format!("mandate:{id}")];
@@ -471,6 +582,7 @@ impl ConsentService for Api {
                 mandates: facts
                     .mandates
                     .iter()
+                    .filter(|m| disclose::mandate_visible(&call.partner, m))
                     .map(|m| convert::mandate(m, call.at))
                     .collect(),
             })

@@ -147,6 +147,8 @@ fn certificate(c: &CertificateRecord) -> pb::PartnerCertificate {
         serial: c.serial.clone(),
         not_after: timestamp(c.not_after),
         issued_at: timestamp(c.issued_at),
+        revoked_at: c.revoked_at.and_then(timestamp),
+        revocation_reason: c.revocation_reason.clone(),
     }
 }
 
@@ -266,12 +268,28 @@ pub fn change(c: &ChangeRecord, local_ids: &[LocalId]) -> pb::ChangeEvent {
         ChangeKind::ReferralSent => pb::ChangeKind::ReferralSent,
         ChangeKind::ReferralUpdated => pb::ChangeKind::ReferralUpdated,
         ChangeKind::Redacted => pb::ChangeKind::Redacted,
+        ChangeKind::ConsentRecorded => pb::ChangeKind::ConsentRecorded,
     };
     let resource = match &c.resource {
         ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f)),
         ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
         ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r)),
         ChangeResource::Redaction(r) => pb::change_event::Resource::Redaction(redaction(r)),
+        ChangeResource::ConsentNotice(n) => {
+            pb::change_event::Resource::ConsentNotice(pb::ConsentNotice {
+                consent_id: n.consent.clone(),
+                collected_by_partner: n.collected_by.to_string(),
+                collected_by_agent: n.collected_by_agent.to_string(),
+                categories: n
+                    .categories
+                    .iter()
+                    .map(|c| c.as_str().to_string())
+                    .collect(),
+                evidence_ref: n.evidence_ref.clone(),
+                method: n.method.clone(),
+                countersignature_required: n.countersignature_required,
+            })
+        }
     };
     pb::ChangeEvent {
         position: c.position,
@@ -423,6 +441,7 @@ fn state_to_pb(s: RecordState) -> pb::RecordState {
         RecordState::Granted => pb::RecordState::Granted,
         RecordState::Expired => pb::RecordState::Expired,
         RecordState::Withdrawn => pb::RecordState::Withdrawn,
+        RecordState::Pending => pb::RecordState::Pending,
     }
 }
 
@@ -484,6 +503,50 @@ pub fn consent(c: &Consent, now: Timestamp) -> pb::Consent {
         state: state_to_pb(c.state_at(now)) as i32,
         history: c.history.iter().map(status_change).collect(),
         version: c.version,
+        channel: c
+            .channel
+            .map_or(pb::CollectionChannel::Unspecified, channel_to_pb) as i32,
+        countersignature_required: c.countersignature.is_some(),
+        countersigned_at: c
+            .countersignature
+            .as_ref()
+            .and_then(|s| s.at)
+            .and_then(timestamp),
+        countersigned_by: c
+            .countersignature
+            .as_ref()
+            .map(|s| s.by.clone())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn channel_to_pb(c: crate::domain::consent::CollectionChannel) -> pb::CollectionChannel {
+    use crate::domain::consent::CollectionChannel as C;
+    match c {
+        C::Guichet => pb::CollectionChannel::Guichet,
+        C::Bus => pb::CollectionChannel::Bus,
+        C::Domicile => pb::CollectionChannel::Domicile,
+        C::Telephone => pb::CollectionChannel::Telephone,
+        C::ViaMediateur => pb::CollectionChannel::ViaMediateur,
+    }
+}
+
+pub fn channel_from_pb(
+    raw: i32,
+) -> Result<crate::domain::consent::CollectionChannel, crate::error::Invalid> {
+    use crate::domain::consent::CollectionChannel as C;
+    match pb::CollectionChannel::try_from(raw) {
+        Ok(pb::CollectionChannel::Guichet) => Ok(C::Guichet),
+        Ok(pb::CollectionChannel::Bus) => Ok(C::Bus),
+        Ok(pb::CollectionChannel::Domicile) => Ok(C::Domicile),
+        Ok(pb::CollectionChannel::Telephone) => Ok(C::Telephone),
+        Ok(pb::CollectionChannel::ViaMediateur) => Ok(C::ViaMediateur),
+        Ok(pb::CollectionChannel::Unspecified) => Err(crate::error::Invalid::new(
+            "required: where you met the person (guichet, bus, domicile, telephone, via_mediateur)",
+        )),
+        Err(_) => Err(crate::error::Invalid::new(format!(
+            "unknown collection channel {raw}"
+        ))),
     }
 }
 
@@ -507,8 +570,23 @@ pub fn mandate(m: &Mandate, now: Timestamp) -> pb::Mandate {
     }
 }
 
-pub fn timestamp_from_pb(t: &prost_types::Timestamp) -> Timestamp {
-    Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+/// A timestamp from a request: between 1900 and 2200, nanoseconds in range.
+pub fn timestamp_from_pb(t: &prost_types::Timestamp) -> Result<Timestamp, Invalid> {
+    use crate::domain::clock::{MAX_YEAR, MIN_YEAR};
+    // 1900-01-01T00:00:00Z and 2201-01-01T00:00:00Z in seconds since the Unix epoch.
+    const MIN: i64 = -2_208_988_800;
+    const END: i64 = 7_289_654_400;
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Invalid::new("nanos must be between 0 and 999,999,999"));
+    }
+    if !(MIN..END).contains(&t.seconds) {
+        return Err(Invalid::new(format!(
+            "outside the years {MIN_YEAR}–{MAX_YEAR}"
+        )));
+    }
+    Ok(Timestamp::from_micros(
+        t.seconds * 1_000_000 + i64::from(t.nanos) / 1000,
+    ))
 }
 
 pub fn decision(d: &crate::policy::Decision) -> pb::AccessDecision {

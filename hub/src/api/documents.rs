@@ -39,6 +39,7 @@ fn state_fr(s: RecordState) -> &'static str {
         RecordState::Granted => "en vigueur",
         RecordState::Expired => "expiré",
         RecordState::Withdrawn => "retiré",
+        RecordState::Pending => "en attente de contre-signature",
     }
 }
 

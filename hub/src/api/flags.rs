@@ -1,11 +1,11 @@
 //! FlagService: raise, retract, list difficulty flags.
 
-use super::{Api, convert, request_id};
+use super::{Api, convert, disclose, request_id};
 use crate::domain::flag::{Flag, Retraction};
 use crate::domain::ids::{FlagId, free_text};
 use crate::domain::{Day, FlagCode};
 use crate::error::{Error, Violations};
-use crate::policy::Subject;
+use crate::policy::{Action, Subject};
 use relais_proto::v1::{self as pb, flag_service_server::FlagService};
 use tonic::{Request, Response, Status};
 
@@ -37,6 +37,45 @@ impl FlagService for Api {
                 .await?;
             let decision = self.may_write(&call, &facts, Subject::flag(code))?;
             let person = facts.person;
+            // Tell us once: a flag of this code that another partner raised and the caller may
+            // read is the answer (read and audited as such). One it may not read is none of its
+            // business: the caller raises its own, and learns nothing of the other.
+            let others = self.store.list_flags(person, false, None, 500).await?;
+            let today = call.at.day();
+            let readable = others.iter().find(|f| {
+                f.code == code
+                    && &f.source_partner != call.id()
+                    && f.current(today)
+                    && self
+                        .gate
+                        .decide(
+                            &facts,
+                            &call.partner,
+                            &call.ctx.agent,
+                            Action::Read,
+                            Subject::flag(code),
+                            call.ctx.purpose,
+                        )
+                        .allowed
+            });
+            if let Some(known) = readable {
+                let mut access = self.access(&call, facts.clone());
+                if access.flag(known) {
+                    let withheld = access
+                        .record(
+                            &self.store,
+                            "read:RaiseFlag".into(),
+                            "already raised".into(),
+                        )
+                        .await?;
+                    if withheld.keeps(known) {
+                        return Ok(pb::RaiseFlagResponse {
+                            flag: Some(convert::flag(known)),
+                            created: false,
+                        });
+                    }
+                }
+            }
             let flag = Flag {
                 id: FlagId::new(),
                 person,
@@ -82,12 +121,32 @@ impl FlagService for Api {
             let (Some(id), Some(reason), Some(request_id)) = (id, reason, request_id) else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
+            // A flag belongs to who raised it. Another partner learns nothing of a flag it may
+            // not read — the same answer as for no flag — and may not retract one it may read.
             let current = self
                 .store
                 .get_flag(id)
                 .await?
-                .ok_or_else(|| Error::not_found("flag", id))?;
-            let facts = self.known_person(&call, current.person).await?;
+                .ok_or_else(|| disclose::no_record("flag", id))?;
+            let facts = self
+                .known_person(&call, current.person)
+                .await
+                .map_err(|_| disclose::no_record("flag", id))?;
+            if &current.source_partner != call.id() {
+                let mut access = self.access(&call, facts);
+                let readable = access.flag(&current);
+                access
+                    .record(&self.store, "read:RetractFlag".into(), format!("flag {id}"))
+                    .await?;
+                return Err(if readable {
+                    Error::PermissionDenied(
+                        "only the partner that raised a flag retracts it (or the administrator)"
+                            .into(),
+                    )
+                } else {
+                    disclose::no_record("flag", id)
+                });
+            }
             let decision = self.may_write(&call, &facts, Subject::flag(current.code))?;
             let meta = call.meta(request_id).audited(call.write_entry(
                 Some(current.person),
@@ -140,14 +199,15 @@ impl FlagService for Api {
             // flags than asked when some are not shared with the caller.
             let next_page_token = convert::next_page(&mut flags, page.size, |f| f.id.to_string());
             let mut access = self.access(&call, facts);
-            let flags: Vec<_> = flags
-                .iter()
-                .filter(|f| access.flag(f))
-                .map(convert::flag)
-                .collect();
-            access
+            let shown: Vec<_> = flags.iter().filter(|f| access.flag(f)).collect();
+            let withheld = access
                 .record(&self.store, "read:ListFlags".into(), String::new())
                 .await?;
+            let flags =
+                disclose::fold_flags(shown.into_iter().filter(|f| withheld.keeps(*f)), call.id())
+                    .into_iter()
+                    .map(convert::flag)
+                    .collect();
             Ok(pb::ListFlagsResponse {
                 flags,
                 next_page_token,

@@ -6,6 +6,7 @@ mod admin;
 mod cases;
 mod consent;
 pub mod convert;
+mod disclose;
 mod documents;
 mod flags;
 mod persons;
@@ -54,6 +55,8 @@ pub(crate) struct Call {
     pub ctx: RequestContext,
     pub method: &'static str,
     fingerprint: String,
+    /// Fingerprint of the client certificate the call came with.
+    pub certificate: String,
     pub at: crate::domain::Timestamp,
 }
 
@@ -159,8 +162,10 @@ pub(crate) fn request_id(raw: &str, v: &mut Violations) -> Option<RequestId> {
 }
 
 impl Api {
-    /// Finds the principal behind the client certificate of the connection.
-    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal> {
+    /// Finds the principal behind the client certificate of the connection, and that
+    /// certificate's fingerprint. A revoked, retired or expired certificate is refused here at
+    /// every call, not only at the TLS handshake.
+    async fn principal<T>(&self, request: &Request<T>) -> Result<(Principal, String)> {
         let certs = request.peer_certs().ok_or_else(|| {
             Error::Unauthenticated(
                 "no client certificate: connect with the bundle the hub issued".into(),
@@ -170,7 +175,15 @@ impl Api {
             .first()
             .ok_or_else(|| Error::Unauthenticated("empty client certificate chain".into()))?;
         let fingerprint = crate::pki::fingerprint(leaf);
-        match self.store.principal_by_fingerprint(&fingerprint).await? {
+        let found = self.store.principal_by_fingerprint(&fingerprint).await?;
+        if let Some((_, record)) = &found
+            && let Some(why) = record.refused_at(self.clock.now())
+        {
+            return Err(Error::Unauthenticated(format!(
+                "certificate {fingerprint} is {why}: use a current certificate"
+            )));
+        }
+        match found.map(|(p, _)| p) {
             None => Err(Error::Unauthenticated(format!(
                 "certificate {fingerprint} is not registered with this hub"
             ))),
@@ -185,7 +198,7 @@ impl Api {
                     }
                 )))
             }
-            Some(principal) => Ok(principal),
+            Some(principal) => Ok((principal, fingerprint)),
         }
     }
 
@@ -211,7 +224,7 @@ impl Api {
         );
         async move {
             let result = async {
-                let principal = self.principal(&request).await?;
+                let (principal, certificate) = self.principal(&request).await?;
                 let Principal::Partner(partner) = principal else {
                     return Err(Error::PermissionDenied(
                         "the administrator is not a partner: use a partner's identity".into(),
@@ -233,6 +246,7 @@ impl Api {
                     ctx,
                     method,
                     fingerprint: digest(&body),
+                    certificate,
                     at: self.clock.now(),
                 };
                 handler(call, body).await
@@ -260,7 +274,7 @@ impl Api {
         let span = tracing::info_span!("rpc", method, partner = "admin");
         async move {
             let result = async {
-                match self.principal(&request).await? {
+                match self.principal(&request).await?.0 {
                     Principal::Admin => {}
                     Principal::Partner(p) => {
                         return Err(Error::PermissionDenied(format!(
@@ -285,8 +299,9 @@ impl Api {
         .await
     }
 
-    /// The facts about a person the caller may know of, or `NOT_FOUND`: a partner that may
-    /// not know a person does not learn that the hub knows them. The refusal is audited.
+    /// The facts about a person the caller may know of, or `NOT_FOUND` — the very answer a
+    /// person that does not exist gets (`disclose::no_person`). The refusal is audited in the
+    /// background, so that it costs the caller no more time than an unknown person.
     pub(crate) async fn known_person(&self, call: &Call, person: PersonId) -> Result<Facts> {
         let facts = self.gate.facts(&call.partner, person).await?;
         if self
@@ -306,12 +321,30 @@ impl Api {
         entry.purpose = Some(call.ctx.purpose.as_str().to_string());
         entry.decision = "deny".into();
         entry.detail = "the partner may not know this person".into();
-        self.store.record_access(vec![entry], vec![]).await?;
-        tracing::info!(person = %person, "person not disclosed");
-        Err(Error::NotFound {
-            what: "person",
-            id: format!("{person} (or not visible to partner `{}`)", call.id()),
-        })
+        disclose::audit_in_background(&self.store, entry);
+        tracing::info!("person not disclosed");
+        Err(disclose::no_person())
+    }
+
+    /// The answer for traits that match nobody: the same work as for a person the caller may
+    /// not know (the facts of a random id are read and dropped, the request is audited in the
+    /// background), then the same `NOT_FOUND`.
+    pub(crate) async fn nobody<T>(&self, call: &Call) -> Result<T> {
+        let facts = self.gate.facts(&call.partner, PersonId::new()).await?;
+        let _ = self
+            .gate
+            .may_know(&facts, &call.partner, &call.ctx.agent, call.ctx.purpose);
+        let mut entry = AuditEntry::new(
+            call.at,
+            call.partner.id.as_str(),
+            call.ctx.agent.as_str(),
+            format!("read:{}", call.method),
+        );
+        entry.purpose = Some(call.ctx.purpose.as_str().to_string());
+        entry.decision = "deny".into();
+        entry.detail = "no person matches".into();
+        disclose::audit_in_background(&self.store, entry);
+        Err(disclose::no_person())
     }
 
     /// Resolves a `PersonRef` (hub id or the caller's local id) to a person the caller may

@@ -1,22 +1,38 @@
 //! PersonService: links, resolution by local id or pivot identity, the person summary.
 
-use super::{Api, convert, request_id};
+use super::{Api, convert, disclose, request_id};
 use crate::domain::ids::PersonId;
 use crate::domain::pivot::PivotIdentity;
-use crate::domain::{DataCategory, LocalId, ReferralState};
+use crate::domain::{DataCategory, Day, LocalId, ReferralState};
 use crate::error::{Error, Violations};
 use crate::store::{CaseFilter, LinkOutcome, LinkTarget};
 use relais_proto::v1::{self as pb, person_service_server::PersonService};
 use tonic::{Request, Response, Status};
 
-fn pivot(p: &pb::PivotIdentity, prefix: &str) -> Result<PivotIdentity, Error> {
-    PivotIdentity::parse(
+/// The pivot identity of a request; a birth date after `today` is refused with the others.
+fn pivot(p: &pb::PivotIdentity, prefix: &str, today: Day) -> Result<PivotIdentity, Error> {
+    let parsed = PivotIdentity::parse(
         prefix,
         &p.family_name,
         &p.first_given_name,
         &p.birth_date,
         &p.birth_place_cog,
-    )
+    );
+    let future = Day::parse(&p.birth_date).is_ok_and(|d| d > today);
+    match (parsed, future) {
+        (Ok(_), true) => Err(Error::invalid(
+            format!("{prefix}.birth_date"),
+            "is in the future",
+        )),
+        (Err(Error::Invalid(mut v)), true) => {
+            v.push(crate::error::FieldViolation::new(
+                format!("{prefix}.birth_date"),
+                "is in the future",
+            ));
+            Err(Error::Invalid(v))
+        }
+        (result, _) => result,
+    }
 }
 
 #[tonic::async_trait]
@@ -35,7 +51,7 @@ impl PersonService for Api {
                 v.field("person_id", PersonId::parse(&req.person_id))
             };
             let pivot = match &req.pivot {
-                Some(p) => v.merge(pivot(p, "pivot"))?,
+                Some(p) => v.merge(pivot(p, "pivot", call.at.day()))?,
                 None => None,
             };
             if !req.person_id.is_empty() && req.pivot.is_some() {
@@ -111,12 +127,13 @@ impl PersonService for Api {
                         .ok_or_else(|| Error::not_found("local id", &local))?
                 }
                 Some(By::Pivot(p)) => {
-                    let key = self.matching.key(&pivot(p, "pivot")?);
-                    let person = self.store.person_by_pivot(&key).await?;
-                    person.ok_or_else(|| Error::NotFound {
-                        what: "person",
-                        id: "with this pivot identity".into(),
-                    })?
+                    let key = self.matching.key(&pivot(p, "pivot", call.at.day())?);
+                    match self.store.person_by_pivot(&key).await? {
+                        Some(person) => person,
+                        // Traits of nobody: the same work and answer as traits of a person
+                        // the caller may not know.
+                        None => return self.nobody(&call).await,
+                    }
                 }
             };
             // Matching by traits tells the caller the person exists: a read of their identity.
@@ -194,24 +211,25 @@ impl PersonService for Api {
             }
             let local_ids = self.store.local_ids(call.id(), person).await?;
             let mut access = self.access(&call, facts);
-            let flags: Vec<_> = flags
-                .iter()
-                .filter(|f| access.flag(f))
-                .map(convert::flag)
-                .collect();
-            let cases: Vec<_> = cases
-                .iter()
-                .filter(|c| access.case(c))
-                .map(convert::case)
-                .collect();
-            let referrals: Vec<_> = referrals
-                .iter()
-                .filter(|r| access.referral(r))
-                .map(convert::referral)
-                .collect();
-            access
+            let flags: Vec<_> = flags.iter().filter(|f| access.flag(f)).collect();
+            let cases: Vec<_> = cases.iter().filter(|c| access.case(c)).collect();
+            let referrals: Vec<_> = referrals.iter().filter(|r| access.referral(r)).collect();
+            let withheld = access
                 .record(&self.store, "read:GetPersonSummary".into(), String::new())
                 .await?;
+            let flags =
+                disclose::fold_flags(flags.into_iter().filter(|f| withheld.keeps(*f)), call.id());
+            let flags = flags.into_iter().map(convert::flag).collect();
+            let cases = cases
+                .into_iter()
+                .filter(|c| withheld.keeps(*c))
+                .map(convert::case)
+                .collect();
+            let referrals = referrals
+                .into_iter()
+                .filter(|r| withheld.keeps(*r))
+                .map(convert::referral)
+                .collect();
             Ok(pb::GetPersonSummaryResponse {
                 person_id: person.to_string(),
                 local_ids: local_ids.iter().map(ToString::to_string).collect(),

@@ -27,6 +27,7 @@ impl SyncService for Api {
                     partner: call.id().clone(),
                     agent: call.ctx.agent.clone(),
                     purpose: call.ctx.purpose,
+                    certificate: call.certificate.clone(),
                 },
                 req.after_position,
                 &self.settings.feed,

@@ -736,6 +736,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .issue_certificate(pb::IssueCertificateRequest {
                     partner_id: id.clone(),
                     csr_pem,
+                    retire_previous_after_hours: 0,
                 })
                 .await?
                 .into_inner();

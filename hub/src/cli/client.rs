@@ -279,8 +279,12 @@ enum ConsentCommand {
         witness: String,
         #[arg(long)]
         notice: String,
+        /// Where the signed paper or the witness statement is kept (required for health).
         #[arg(long, default_value = "")]
         evidence: String,
+        /// Where you met the person: guichet, bus, domicile, telephone, via_mediateur
+        #[arg(long = "met-at", default_value = "guichet")]
+        met_at: String,
     },
     Withdraw {
         #[arg(long)]
@@ -419,6 +423,7 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
             witness,
             notice,
             evidence,
+            met_at,
         } => {
             use pb::grantee::Grantee as G;
             let grantee = match (to_partner, to_kind, to_agent) {
@@ -458,6 +463,9 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
                     evidence_ref: evidence,
                     expires_at: None,
                     request_id: ctx.request_id(),
+                    channel: enum_value("COLLECTION_CHANNEL", &met_at, |n| {
+                        pb::CollectionChannel::from_str_name(n).map(|v| v as i32)
+                    })?,
                 })
                 .await?
                 .into_inner();
@@ -762,6 +770,19 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                                 r.case_ids.join(", "),
                                 r.referral_ids.join(", "),
                                 r.reason
+                            ),
+                            Some(pb::change_event::Resource::ConsentNotice(n)) => println!(
+                                "consent {} recorded by {}/{} opens [{}] to it (evidence: {}{})",
+                                n.consent_id,
+                                n.collected_by_partner,
+                                n.collected_by_agent,
+                                n.categories.join(", "),
+                                n.evidence_ref,
+                                if n.countersignature_required {
+                                    "; awaiting countersignature"
+                                } else {
+                                    ""
+                                }
                             ),
                             None => println!(),
                         }

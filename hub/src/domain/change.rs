@@ -20,6 +20,8 @@ pub enum ChangeKind {
     ReferralUpdated,
     /// Data a partner received is no longer shared with it: delete the local copy.
     Redacted,
+    /// A consent recorded by another partner opens to that partner data this one wrote.
+    ConsentRecorded,
 }
 
 impl ChangeKind {
@@ -32,6 +34,7 @@ impl ChangeKind {
             ChangeKind::ReferralSent => "referral_sent",
             ChangeKind::ReferralUpdated => "referral_updated",
             ChangeKind::Redacted => "redacted",
+            ChangeKind::ConsentRecorded => "consent_recorded",
         }
     }
 }
@@ -44,6 +47,7 @@ pub enum ChangeResource {
     Case(Case),
     Referral(Referral),
     Redaction(Redaction),
+    ConsentNotice(ConsentNotice),
 }
 
 impl ChangeResource {
@@ -53,6 +57,17 @@ impl ChangeResource {
             ChangeResource::Case(c) => c.person,
             ChangeResource::Referral(r) => r.person,
             ChangeResource::Redaction(r) => r.person,
+            ChangeResource::ConsentNotice(n) => n.person,
+        }
+    }
+
+    /// The item of the person's data the event carries (none for a redaction).
+    pub fn item(&self) -> Option<Item> {
+        match self {
+            ChangeResource::Flag(f) => Some(Item::Flag(f.id)),
+            ChangeResource::Case(c) => Some(Item::Case(c.id)),
+            ChangeResource::Referral(r) => Some(Item::Referral(r.id)),
+            ChangeResource::Redaction(_) | ChangeResource::ConsentNotice(_) => None,
         }
     }
 
@@ -60,6 +75,7 @@ impl ChangeResource {
     pub fn target(&self) -> Option<&PartnerId> {
         match self {
             ChangeResource::Redaction(r) => Some(&r.partner),
+            ChangeResource::ConsentNotice(n) => Some(&n.partner),
             _ => None,
         }
     }
@@ -75,6 +91,22 @@ pub struct Redaction {
     pub reason: String,
     /// `consent:<id>` or `mandate:<id>`.
     pub record: String,
+}
+
+/// Tells `partner`, which wrote data about the person, that a consent recorded by another
+/// partner (the collector) opens that data to the collector. Names no data of the person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentNotice {
+    pub person: PersonId,
+    /// Who is told.
+    pub partner: PartnerId,
+    pub consent: String,
+    pub collected_by: PartnerId,
+    pub collected_by_agent: AgentId,
+    pub categories: Vec<DataCategory>,
+    pub evidence_ref: String,
+    pub method: String,
+    pub countersignature_required: bool,
 }
 
 /// A piece of a person's data, as a partner received it.
@@ -104,6 +136,11 @@ pub struct Disclosure {
     pub item: Item,
     pub category: DataCategory,
     pub at: Timestamp,
+    /// The consent record or mandate (`consent:<id>`, `mandate:<id>`) the decision rested on,
+    /// checked again in the transaction that records the disclosure: a record ended meanwhile
+    /// withholds the item (decision and disclosure are one step).
+    #[serde(default)]
+    pub record: Option<String>,
 }
 
 /// A committed change, as read back from the log.
@@ -119,7 +156,7 @@ pub struct ChangeRecord {
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 7] = [
+    pub const ALL: [ChangeKind; 8] = [
         ChangeKind::FlagRaised,
         ChangeKind::FlagRetracted,
         ChangeKind::CaseOpened,
@@ -127,6 +164,7 @@ impl ChangeKind {
         ChangeKind::ReferralSent,
         ChangeKind::ReferralUpdated,
         ChangeKind::Redacted,
+        ChangeKind::ConsentRecorded,
     ];
 
     pub fn parse(s: &str) -> Option<Self> {

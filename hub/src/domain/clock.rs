@@ -97,6 +97,11 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Day(Date);
 
+/// Dates and times a request may carry: none before 1900, none after 2200 (a birth date, a due
+/// date, an expiry). Outside, arithmetic on them has no meaning here and could overflow.
+pub const MIN_YEAR: i32 = 1900;
+pub const MAX_YEAR: i32 = 2200;
+
 const DAY_FORMAT: &[time::format_description::FormatItem<'static>] =
     format_description!("[year]-[month]-[day]");
 
@@ -105,12 +110,18 @@ impl Day {
         if s.is_empty() {
             return Err(Invalid::new("required"));
         }
-        Date::parse(s, DAY_FORMAT).map(Self).map_err(|_| {
+        let day = Date::parse(s, DAY_FORMAT).map(Self).map_err(|_| {
             Invalid::new(format!(
                 "`{}` is not a date `YYYY-MM-DD`",
                 super::ids::truncate(s)
             ))
-        })
+        })?;
+        if !(MIN_YEAR..=MAX_YEAR).contains(&day.0.year()) {
+            return Err(Invalid::new(format!(
+                "`{s}` is outside the years {MIN_YEAR}–{MAX_YEAR}"
+            )));
+        }
+        Ok(day)
     }
 
     /// `None` for an empty string (the field is optional).

@@ -153,6 +153,8 @@ pub enum RecordState {
     Granted,
     Expired,
     Withdrawn,
+    /// Recorded, awaiting an administrator's countersignature: covers nothing yet.
+    Pending,
 }
 
 impl RecordState {
@@ -161,6 +163,7 @@ impl RecordState {
             RecordState::Granted => "granted",
             RecordState::Expired => "expired",
             RecordState::Withdrawn => "withdrawn",
+            RecordState::Pending => "pending",
         }
     }
 }
@@ -175,6 +178,48 @@ pub struct StatusChange {
     pub agent: String,
     /// For a withdrawal: the channel (counter, phone, letter, online…).
     pub channel: String,
+}
+
+/// Where the collecting partner met the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectionChannel {
+    Guichet,
+    Bus,
+    Domicile,
+    Telephone,
+    ViaMediateur,
+}
+
+impl CollectionChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectionChannel::Guichet => "guichet",
+            CollectionChannel::Bus => "bus",
+            CollectionChannel::Domicile => "domicile",
+            CollectionChannel::Telephone => "telephone",
+            CollectionChannel::ViaMediateur => "via_mediateur",
+        }
+    }
+
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            CollectionChannel::Guichet => "au guichet",
+            CollectionChannel::Bus => "dans le bus France Services",
+            CollectionChannel::Domicile => "à domicile",
+            CollectionChannel::Telephone => "par téléphone",
+            CollectionChannel::ViaMediateur => "par un médiateur local",
+        }
+    }
+}
+
+/// An administrator's countersignature, required by the rules for some records (health data
+/// opened to the collector itself, by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Countersignature {
+    /// When and by whom it was countersigned; `None` while pending.
+    pub at: Option<Timestamp>,
+    pub by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +252,12 @@ pub struct Consent {
     pub withdrawal: Option<Withdrawal>,
     pub history: Vec<StatusChange>,
     pub version: i64,
+    /// Where the collector met the person (records made before it was required have none).
+    #[serde(default)]
+    pub channel: Option<CollectionChannel>,
+    /// Present when the rules required an administrator's countersignature.
+    #[serde(default)]
+    pub countersignature: Option<Countersignature>,
 }
 
 impl Consent {
@@ -215,6 +266,12 @@ impl Consent {
             RecordState::Withdrawn
         } else if self.expires_at.is_some_and(|e| e <= now) {
             RecordState::Expired
+        } else if self
+            .countersignature
+            .as_ref()
+            .is_some_and(|c| c.at.is_none())
+        {
+            RecordState::Pending
         } else {
             RecordState::Granted
         }
@@ -232,6 +289,43 @@ impl Consent {
         self.grantee.includes(partner, kind, agent)
             && self.categories.contains(&category)
             && self.purposes.contains(&purpose)
+    }
+
+    /// An administrator countersigns a pending record: from then on it covers what it says.
+    pub fn countersign(mut self, at: Timestamp, by: String) -> Result<Self, Error> {
+        match &mut self.countersignature {
+            Some(c) if c.at.is_none() && self.withdrawal.is_none() => {
+                c.at = Some(at);
+                c.by = by.clone();
+            }
+            Some(_) if self.withdrawal.is_some() => {
+                return Err(Error::FailedPrecondition(format!(
+                    "consent {} was withdrawn: nothing to countersign",
+                    self.id
+                )));
+            }
+            Some(_) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "consent {} is already countersigned",
+                    self.id
+                )));
+            }
+            None => {
+                return Err(Error::FailedPrecondition(format!(
+                    "consent {} needs no countersignature",
+                    self.id
+                )));
+            }
+        }
+        self.history.push(StatusChange {
+            at,
+            status: RecordState::Granted,
+            by,
+            agent: "admin".into(),
+            channel: "contre-signature".into(),
+        });
+        self.version += 1;
+        Ok(self)
     }
 
     pub fn withdraw(
@@ -467,6 +561,8 @@ mod tests {
             withdrawal: None,
             history: vec![],
             version: 1,
+            channel: None,
+            countersignature: None,
         }
     }
 

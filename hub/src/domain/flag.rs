@@ -44,6 +44,17 @@ impl Flag {
         }
     }
 
+    /// Is the flag past its `valid_until` on `today`? Such a flag is no longer shared, and
+    /// the expiry scheduler retracts it.
+    pub fn lapsed(&self, today: Day) -> bool {
+        self.valid_until.is_some_and(|until| until < today)
+    }
+
+    /// Active and not lapsed.
+    pub fn current(&self, today: Day) -> bool {
+        self.retraction.is_none() && !self.lapsed(today)
+    }
+
     /// Retracts an active flag. A retracted flag stays retracted.
     pub fn retract(mut self, by: Retraction) -> Result<Self, crate::error::Error> {
         if self.retraction.is_some() {

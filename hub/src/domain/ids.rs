@@ -1,5 +1,8 @@
-//! Identifiers. Hub ids are UUIDv7 (time-ordered, so listing by id lists by creation);
-//! partner ids are slugs chosen by the administrator; agent and local ids belong to partners.
+//! Identifiers. Record ids (flags, cases, referrals) are UUIDv7, time-ordered, so listing by id
+//! lists by creation. Person ids are random (UUIDv4): a partner that is handed a person's id
+//! must not learn from it when the hub first knew the person. Ids of either version parse, so
+//! ids given out before stay valid. Partner ids are slugs chosen by the administrator; agent
+//! and local ids belong to partners.
 
 use crate::error::Invalid;
 use serde::{Deserialize, Serialize};
@@ -8,6 +11,9 @@ use uuid::Uuid;
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
+        uuid_id!($(#[$doc])* $name, Uuid::now_v7);
+    };
+    ($(#[$doc:meta])* $name:ident, $make:path) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -15,7 +21,7 @@ macro_rules! uuid_id {
 
         impl $name {
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self($make())
             }
 
             pub fn parse(s: &str) -> Result<Self, Invalid> {
@@ -43,8 +49,9 @@ macro_rules! uuid_id {
 }
 
 uuid_id!(
-    /// A person (usager) known to the hub.
-    PersonId
+    /// A person (usager) known to the hub: random, carrying no creation time and no order.
+    PersonId,
+    Uuid::new_v4
 );
 uuid_id!(
     /// A difficulty flag.

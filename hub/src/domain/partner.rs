@@ -97,6 +97,25 @@ pub struct CertificateRecord {
     pub issued_at: Timestamp,
     /// The certificate itself (public), so that a retried request returns the same one.
     pub pem: String,
+    /// From this time on the certificate is refused: revoked by the administrator, or retired
+    /// after the grace period given when a newer one was issued. Kept across suspend/resume.
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+    #[serde(default)]
+    pub revocation_reason: String,
+}
+
+impl CertificateRecord {
+    /// Is the certificate refused at `now` (revoked, retired or expired)?
+    pub fn refused_at(&self, now: Timestamp) -> Option<&'static str> {
+        if self.revoked_at.is_some_and(|r| r <= now) {
+            Some("revoked")
+        } else if self.not_after <= now {
+            Some("expired")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,8 +33,10 @@ pub enum FeedItem {
     CaughtUp(u64),
 }
 
-/// How often an idle subscription checks that its partner is still active.
-const STATUS_CHECK: Duration = Duration::from_secs(15);
+/// How often an idle subscription checks that its partner is still active and its certificate
+/// still valid (a suspension or a revocation ends it within this time; an expiry ends it at
+/// the certificate's `not_after`).
+const STATUS_CHECK: Duration = Duration::from_secs(5);
 
 /// Who subscribes: a partner, through one of its agents (its connector), for a purpose.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Subscriber {
     pub partner: PartnerId,
     pub agent: AgentId,
     pub purpose: Purpose,
+    /// Fingerprint of the certificate it subscribed with.
+    pub certificate: String,
 }
 
 /// Starts a subscription task for `subscriber` from `after`.
@@ -63,6 +67,7 @@ pub fn spawn_subscription(
                 partner: &subscriber.partner,
                 agent: &subscriber.agent,
                 purpose: subscriber.purpose,
+                certificate: &subscriber.certificate,
                 batch,
                 tx: &tx,
             };
@@ -83,18 +88,45 @@ struct Subscription<'a> {
     partner: &'a PartnerId,
     agent: &'a AgentId,
     purpose: Purpose,
+    certificate: &'a str,
     batch: u32,
     tx: &'a mpsc::Sender<Result<FeedItem>>,
 }
 
 impl Subscription<'_> {
-    /// The partner as it is now; a suspended partner's subscription ends.
-    async fn partner(&self) -> Result<Partner> {
-        match self.store.get_partner(self.partner).await? {
-            Some(p) if p.status == PartnerStatus::Active => Ok(p),
-            _ => Err(Error::PermissionDenied(format!(
-                "partner `{}` is suspended: its subscription ends",
-                self.partner
+    /// The partner as it is now, and how long its certificate stays valid; a suspended
+    /// partner's subscription ends, and so does one whose certificate was revoked or expired.
+    async fn partner(&self) -> Result<(Partner, Duration)> {
+        let now = self.gate.now();
+        match self
+            .store
+            .principal_by_fingerprint(self.certificate)
+            .await?
+        {
+            Some((_, record)) => {
+                if let Some(why) = record.refused_at(now) {
+                    return Err(Error::Unauthenticated(format!(
+                        "certificate {} is {why}: the subscription ends",
+                        self.certificate
+                    )));
+                }
+                let until = record
+                    .revoked_at
+                    .map_or(record.not_after, |r| r.min(record.not_after));
+                let left = Duration::from_micros(
+                    until.micros().saturating_sub(now.micros()).max(0) as u64,
+                );
+                match self.store.get_partner(self.partner).await? {
+                    Some(p) if p.status == PartnerStatus::Active => Ok((p, left)),
+                    _ => Err(Error::PermissionDenied(format!(
+                        "partner `{}` is suspended: its subscription ends",
+                        self.partner
+                    ))),
+                }
+            }
+            None => Err(Error::Unauthenticated(format!(
+                "certificate {} is no longer registered: the subscription ends",
+                self.certificate
             ))),
         }
     }
@@ -104,7 +136,7 @@ impl Subscription<'_> {
         let mut cursor = after;
         let mut live = false;
         loop {
-            let partner = self.partner().await?;
+            let (partner, valid_for) = self.partner().await?;
             let changes = self.store.changes_after(cursor, self.batch).await?;
             if changes.is_empty() {
                 if !live {
@@ -120,7 +152,7 @@ impl Subscription<'_> {
                         }
                     }
                     () = self.tx.closed() => return Ok(()),
-                    () = tokio::time::sleep(STATUS_CHECK) => {}
+                    () = tokio::time::sleep(STATUS_CHECK.min(valid_for)) => {}
                 }
                 continue;
             }
@@ -154,8 +186,23 @@ impl Subscription<'_> {
                     local_ids,
                 });
             }
-            self.store.record_access(audit, disclosures).await?;
+            // A consent ended between the decisions and this record withholds what it covered:
+            // decision and disclosure are one step.
+            let withheld: std::collections::HashSet<_> = self
+                .store
+                .record_access(audit, disclosures)
+                .await?
+                .into_iter()
+                .collect();
             for item in deliver {
+                if let FeedItem::Event { change, .. } = &item
+                    && change
+                        .resource
+                        .item()
+                        .is_some_and(|i| withheld.contains(&i))
+                {
+                    continue;
+                }
                 if self.tx.send(Ok(item)).await.is_err() {
                     return Ok(());
                 }
@@ -174,8 +221,10 @@ impl Subscription<'_> {
     ) -> Result<Option<AuditEntry>> {
         let action = format!("deliver:{}", change.kind.as_str());
         let detail = format!("feed position {}", change.position);
-        if let ChangeResource::Redaction(r) = &change.resource {
-            if &r.partner != self.partner {
+        // Redactions and consent notices are for one partner each, and carry no data the
+        // rules would decide on.
+        if let Some(target) = change.resource.target() {
+            if target != self.partner {
                 return Ok(None);
             }
             let mut entry = AuditEntry::new(
@@ -184,9 +233,13 @@ impl Subscription<'_> {
                 self.agent.as_str(),
                 action,
             );
-            entry.person = Some(r.person);
+            entry.person = Some(change.resource.person());
             entry.detail = detail;
-            entry.records = vec![r.record.clone()];
+            entry.records = match &change.resource {
+                ChangeResource::Redaction(r) => vec![r.record.clone()],
+                ChangeResource::ConsentNotice(n) => vec![format!("consent:{}", n.consent)],
+                _ => vec![],
+            };
             return Ok(Some(entry));
         }
         let person = change.resource.person();
@@ -206,7 +259,7 @@ impl Subscription<'_> {
             ChangeResource::Flag(f) => access.flag(f),
             ChangeResource::Case(c) => access.case(c),
             ChangeResource::Referral(r) => access.referral(r),
-            ChangeResource::Redaction(_) => false,
+            ChangeResource::Redaction(_) | ChangeResource::ConsentNotice(_) => false,
         };
         let (entry, disclosed) = access.finish(action, detail);
         disclosures.extend(disclosed);

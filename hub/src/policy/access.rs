@@ -11,7 +11,7 @@ use crate::domain::referral::Referral;
 use crate::domain::{AgentId, DataCategory, Partner, Purpose};
 use crate::error::Result;
 use crate::store::DynStore;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Who looks, and why.
 #[derive(Debug, Clone, Copy)]
@@ -61,18 +61,45 @@ impl<'a> Access<'a> {
             self.records.insert(record.clone());
         }
         if d.allowed {
-            self.given.insert(category);
-            self.disclosures.push(Disclosure {
-                partner: self.viewer.partner.id.clone(),
-                person: self.facts.person,
-                item,
-                category: subject.category,
-                at: self.facts.now,
-            });
+            let record = d
+                .coverage
+                .granted()
+                .then(|| d.coverage.record.clone())
+                .flatten();
+            self.disclose(subject.category, item, record);
         } else {
             self.denied.insert(category);
         }
         d.allowed
+    }
+
+    /// Gives an item another partner wrote: audited, and remembered as received so that the
+    /// end of `record` redacts it.
+    fn disclose(&mut self, category: DataCategory, item: Item, record: Option<String>) {
+        self.given.insert(category.as_str());
+        if let Some(r) = &record {
+            self.records.insert(r.clone());
+        }
+        self.disclosures.push(Disclosure {
+            partner: self.viewer.partner.id.clone(),
+            person: self.facts.person,
+            item,
+            category,
+            at: self.facts.now,
+            record,
+        });
+    }
+
+    /// A referral received (or the case it names), while referrals may reach the viewer: given
+    /// under the record that lets them, so that its end redacts them.
+    fn received(&mut self, item: Item) -> bool {
+        match self.facts.receipt.clone() {
+            Some(record) => {
+                self.disclose(DataCategory::Referrals, item, record);
+                true
+            }
+            None => false,
+        }
     }
 
     fn own(&mut self, category: DataCategory) -> bool {
@@ -85,22 +112,35 @@ impl<'a> Access<'a> {
         if f.source_partner == self.viewer.partner.id {
             return self.own(f.code.category().into());
         }
+        // Past its valid_until a flag is no longer shared, even before the expiry scheduler
+        // retracts it.
+        if f.lapsed(self.facts.now.day()) {
+            return false;
+        }
         self.decide(Subject::flag(f.code), Item::Flag(f.id))
     }
 
-    /// May the viewer see this case? The cases it holds, and those a referral it sends or
-    /// receives is about, always.
+    /// May the viewer see this case? The cases it holds and those a referral it sent is
+    /// about, always; those a referral it received is about, while referrals may reach it;
+    /// others as the rules and consent decide.
     pub fn case(&mut self, c: &Case) -> bool {
-        if c.owner == self.viewer.partner.id || self.facts.referral_cases.contains(&c.id) {
+        if c.owner == self.viewer.partner.id || self.facts.sent_cases.contains(&c.id) {
             return self.own(DataCategory::CaseStatus);
+        }
+        if self.facts.received_cases.contains(&c.id) && self.received(Item::Case(c.id)) {
+            return true;
         }
         self.decide(Subject::case(c.theme), Item::Case(c.id))
     }
 
-    /// May the viewer see this referral? Its two parties always.
+    /// May the viewer see this referral? Its sender always; its recipient while referrals may
+    /// reach it; others as the rules and consent decide.
     pub fn referral(&mut self, r: &Referral) -> bool {
-        if r.from == self.viewer.partner.id || r.to == self.viewer.partner.id {
+        if r.from == self.viewer.partner.id {
             return self.own(DataCategory::Referrals);
+        }
+        if r.to == self.viewer.partner.id && self.received(Item::Referral(r.id)) {
+            return true;
         }
         self.decide(
             Subject::category(DataCategory::Referrals),
@@ -133,9 +173,50 @@ impl<'a> Access<'a> {
         (entry, self.disclosures)
     }
 
-    /// Records this access (audit entry and disclosures) in the store.
-    pub async fn record(self, store: &DynStore, action: String, detail: String) -> Result<()> {
+    /// Records this access (audit entry and disclosures) in the store. What a consent ended
+    /// meanwhile no longer covers is withheld: leave it out of the answer.
+    pub async fn record(
+        self,
+        store: &DynStore,
+        action: String,
+        detail: String,
+    ) -> Result<Withheld> {
         let (entry, disclosures) = self.finish(action, detail);
-        store.record_access(vec![entry], disclosures).await
+        let refused = store.record_access(vec![entry], disclosures).await?;
+        Ok(Withheld(refused.into_iter().collect()))
+    }
+}
+
+/// Items decided as shareable but withheld when the disclosure was recorded, because the
+/// record that allowed them had ended in between.
+#[derive(Debug, Default, Clone)]
+pub struct Withheld(pub HashSet<Item>);
+
+impl Withheld {
+    pub fn keeps(&self, item: &impl AsItem) -> bool {
+        !self.0.contains(&item.as_item())
+    }
+}
+
+/// A resource that is one item of a person's data.
+pub trait AsItem {
+    fn as_item(&self) -> Item;
+}
+
+impl AsItem for Flag {
+    fn as_item(&self) -> Item {
+        Item::Flag(self.id)
+    }
+}
+
+impl AsItem for Case {
+    fn as_item(&self) -> Item {
+        Item::Case(self.id)
+    }
+}
+
+impl AsItem for Referral {
+    fn as_item(&self) -> Item {
+        Item::Referral(self.id)
     }
 }

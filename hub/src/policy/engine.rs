@@ -276,6 +276,10 @@ impl Engine {
                 "alert_plan".to_string(),
                 RestrictedExpression::new_bool(req.alert_plan),
             ),
+            (
+                "self_grant".to_string(),
+                RestrictedExpression::new_bool(req.self_grant),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         let request = Request::new(principal, action, resource, context, Some(&self.schema))
@@ -353,7 +357,7 @@ fn floor(version: i64, req: &DecisionRequest<'_>, e: &Evaluated) -> Decision {
 
 fn cache_key(version: i64, r: &DecisionRequest<'_>) -> String {
     format!(
-        "{version}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}{}{}",
+        "{version}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}{}{}{}",
         r.action.as_str(),
         r.partner.id,
         r.partner.kind.as_str(),
@@ -369,6 +373,7 @@ fn cache_key(version: i64, r: &DecisionRequest<'_>) -> String {
         u8::from(r.relation.owns_case),
         u8::from(r.relation.referral_party),
         u8::from(r.alert_plan),
+        u8::from(r.self_grant),
     )
 }
 
@@ -534,6 +539,7 @@ mod decisions {
             relation: Relation::default(),
             coverage,
             alert_plan: alert,
+            self_grant: false,
         })
     }
 

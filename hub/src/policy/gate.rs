@@ -19,9 +19,14 @@ pub struct Facts {
     pub mandates: Vec<Mandate>,
     pub alert_plan: bool,
     pub now: Timestamp,
-    /// Cases of the person on which the partner sends or receives a referral: the referral
-    /// names them, so its parties see them.
-    pub referral_cases: HashSet<CaseId>,
+    /// Cases of the person on which the partner sent a referral: it shows them.
+    pub sent_cases: HashSet<CaseId>,
+    /// Cases of the person on which the partner received a referral, while the person's
+    /// consent (or a rule) still lets referrals reach it: the referral shows them.
+    pub received_cases: HashSet<CaseId>,
+    /// Received referrals still reach the partner (the decision made at sending, made again
+    /// now), and the consent record that lets them, if one does.
+    pub receipt: Option<Option<String>>,
 }
 
 pub struct Gate {
@@ -43,7 +48,7 @@ impl Gate {
     pub async fn facts(&self, partner: &Partner, person: PersonId) -> Result<Facts> {
         self.follow_rules().await?;
         let relation = self.store.relation(&partner.id, person).await?;
-        let referral_cases = if relation.referral_party {
+        let referrals = if relation.referral_party {
             self.store
                 .list_referrals(
                     &ReferralFilter {
@@ -56,21 +61,50 @@ impl Gate {
                     10_000,
                 )
                 .await?
-                .into_iter()
-                .map(|r| r.case)
-                .collect()
         } else {
-            HashSet::new()
+            vec![]
         };
-        Ok(Facts {
+        let mut facts = Facts {
             person,
             relation,
-            referral_cases,
             consents: self.store.consents_of(person).await?,
             mandates: self.store.mandates_of(person).await?,
             alert_plan: self.store.alert_plan().await?.active,
             now: self.clock.now(),
-        })
+            sent_cases: HashSet::new(),
+            received_cases: HashSet::new(),
+            receipt: None,
+        };
+        // What a consent opened, its end closes: a referral received is a tie to the person,
+        // and shows its case, only while referrals may still go to this partner.
+        if relation.received_referral {
+            let d = self.decide(
+                &facts,
+                partner,
+                &AgentId::system(),
+                Action::Read,
+                Subject::category(DataCategory::Referrals),
+                Purpose::Orientation,
+            );
+            if d.allowed {
+                facts.receipt = Some(d.coverage.granted().then_some(d.coverage.record).flatten());
+            }
+        }
+        facts.relation.referral_party =
+            relation.sent_referral || (relation.received_referral && facts.receipt.is_some());
+        for r in referrals {
+            if r.from == partner.id {
+                facts.sent_cases.insert(r.case);
+            } else if facts.receipt.is_some() {
+                facts.received_cases.insert(r.case);
+            }
+        }
+        Ok(facts)
+    }
+
+    /// The time decisions are made at.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Another replica may have activated new rules: the newest stored version is the one in
@@ -125,6 +159,7 @@ impl Gate {
             relation: facts.relation,
             coverage,
             alert_plan: facts.alert_plan,
+            self_grant: false,
         })
     }
 

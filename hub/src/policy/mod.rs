@@ -8,7 +8,7 @@ pub mod coverage;
 pub mod engine;
 pub mod gate;
 
-pub use access::{Access, Viewer};
+pub use access::{Access, AsItem, Viewer, Withheld};
 pub use coverage::{Coverage, coverage};
 pub use engine::{Engine, RuleError};
 pub use gate::{Facts, Gate};
@@ -21,6 +21,9 @@ use crate::store::Relation;
 pub enum Action {
     Read,
     Write,
+    /// Recording a consent: a forbid rule on it means the record waits for an administrator's
+    /// countersignature before it covers anything.
+    RecordConsent,
 }
 
 impl Action {
@@ -28,6 +31,7 @@ impl Action {
         match self {
             Action::Read => "read",
             Action::Write => "write",
+            Action::RecordConsent => "record_consent",
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct DecisionRequest<'a> {
     pub relation: Relation,
     pub coverage: Coverage,
     pub alert_plan: bool,
+    /// Recording a consent whose grantee includes the recording partner itself.
+    pub self_grant: bool,
 }
 
 /// Allow or deny, and why: the deciding rules, their stated reasons, and the consent behind.

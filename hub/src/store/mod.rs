@@ -46,6 +46,21 @@ impl WriteMeta {
     }
 }
 
+/// What one run of the expiry scheduler ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expiries {
+    pub consents: u32,
+    pub mandates: u32,
+    pub flags: u32,
+    pub redactions: u32,
+}
+
+impl Expiries {
+    pub fn total(&self) -> u32 {
+        self.consents + self.mandates + self.flags
+    }
+}
+
 /// One version of the access rules.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RulesVersion {
@@ -102,7 +117,13 @@ pub struct LinkResult {
 pub struct Relation {
     pub linked: bool,
     pub owns_case: bool,
+    /// Party to a referral about the person that counts: one it sent, or one it received
+    /// while the person's consent (or a rule) still lets referrals reach it (`policy::Gate`).
     pub referral_party: bool,
+    /// It sent a referral about the person.
+    pub sent_referral: bool,
+    /// It received a referral about the person (whether that still counts is decided).
+    pub received_referral: bool,
 }
 
 impl Relation {
@@ -140,13 +161,29 @@ pub type Update<T, R = T> = Box<dyn FnOnce(T) -> Result<R> + Send>;
 pub trait Store: Send + Sync + 'static {
     // Principals and partners.
     async fn register_admin_certificate(&self, cert: &CertificateRecord) -> Result<()>;
-    async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Principal>>;
+    /// The principal a certificate names, with the certificate's own record (revocation,
+    /// expiry), or `None` for a certificate this hub never registered.
+    async fn principal_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<(Principal, CertificateRecord)>>;
     async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner>;
+    /// Adds a certificate; with `retire_others_at`, the partner's other certificates are
+    /// refused from that time on.
     async fn add_certificate(
         &self,
         partner: &PartnerId,
         cert: CertificateRecord,
+        retire_others_at: Option<Timestamp>,
     ) -> Result<Partner>;
+    /// Revokes one certificate at `meta.at`; returns the partner it belonged to (`None`: an
+    /// administrator's).
+    async fn revoke_certificate(
+        &self,
+        fingerprint: &str,
+        reason: String,
+        meta: &WriteMeta,
+    ) -> Result<Option<PartnerId>>;
     async fn set_partner_status(
         &self,
         partner: &PartnerId,
@@ -179,6 +216,15 @@ pub trait Store: Send + Sync + 'static {
     async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>>;
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>>;
     async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation>;
+    /// Merges `merged` into `kept` (two records of one person): links, pivots, flags, cases,
+    /// referrals, consents, mandates and disclosures move; an active flag that `kept` already
+    /// has from the same partner is retracted as a duplicate. Returns the links moved.
+    async fn merge_persons(
+        &self,
+        kept: PersonId,
+        merged: PersonId,
+        meta: &WriteMeta,
+    ) -> Result<u32>;
 
     // Flags.
     /// Raises a flag, or returns the active flag of the same code (`false`: not created).
@@ -238,7 +284,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Referral>>;
 
     // Consent records and mandates.
-    async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent>;
+    /// Records a consent and, in the same transaction, the notices owed to the partners whose
+    /// data it opens to its collector (`CONSENT_RECORDED` events).
+    async fn grant_consent(
+        &self,
+        consent: Consent,
+        notices: Vec<crate::domain::change::ConsentNotice>,
+        meta: &WriteMeta,
+    ) -> Result<Consent>;
+    /// An administrator countersigns a pending consent.
+    async fn countersign_consent(
+        &self,
+        id: ConsentId,
+        update: Update<Consent>,
+        meta: &WriteMeta,
+    ) -> Result<Consent>;
     /// Withdraws a consent and, in the same transaction, appends a redaction event for each
     /// partner that received data the consent covered and no other record still covers.
     async fn withdraw_consent(
@@ -260,14 +320,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>>;
     async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>>;
 
+    /// Applies the ends that came with time, as of `now`: consents and mandates past their
+    /// expiry, flags past their `valid_until` (retracted by the hub). Each end sends the same
+    /// redactions as a withdrawal, in the same transaction that marks it applied, so that it
+    /// is applied once, whichever replica runs it. At most `limit` records per call.
+    async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries>;
+
     // Reads: audit and disclosures.
     /// Records reads or deliveries: their audit entries and what was disclosed, in one
-    /// transaction, before the data leaves the hub.
+    /// transaction, before the data leaves the hub. A disclosure whose consent record or
+    /// mandate has ended by then (a withdrawal committed after the decision) is not recorded
+    /// and its item is returned: the caller withholds it. Writes are serialised, so a
+    /// withdrawal either sees the disclosure (and redacts it) or the disclosure sees the
+    /// withdrawal.
     async fn record_access(
         &self,
         entries: Vec<AuditEntry>,
         disclosures: Vec<Disclosure>,
-    ) -> Result<()>;
+    ) -> Result<Vec<crate::domain::change::Item>>;
     /// Audit entries after `after_seq`, in order, at most `limit`.
     async fn audit_page(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>>;
     async fn audit_anchor(&self) -> Result<Anchor>;

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "consent rules audit",
         include_str!("../../migrations/postgres/0002_consent_rules_audit.sql"),
     ),
+    (
+        3,
+        "privacy",
+        include_str!("../../migrations/postgres/0003_privacy.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

@@ -15,7 +15,7 @@ macro_rules! sql_store {
         use crate::audit::{Anchor, AuditEntry, StoredEntry};
         use crate::domain::case::Case;
         use crate::domain::change::{
-            ChangeKind, ChangeRecord, ChangeResource, Disclosure, Redaction,
+            ChangeKind, ChangeRecord, ChangeResource, ConsentNotice, Disclosure, Item, Redaction,
         };
         use crate::domain::consent::{Consent, ConsentId, Mandate, MandateId, redactions};
         use crate::domain::flag::Flag;
@@ -28,7 +28,7 @@ macro_rules! sql_store {
         use crate::domain::{FlagStatus, Timestamp};
         use crate::error::{Error, Result};
         use crate::store::{
-            AlertPlan, CaseFilter, Direction, LinkOutcome, LinkResult, LinkTarget, Principal,
+            AlertPlan, CaseFilter, Direction, Expiries, LinkOutcome, LinkResult, LinkTarget, Principal,
             ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
         };
         use async_trait::async_trait;
@@ -37,6 +37,7 @@ macro_rules! sql_store {
         use serde::de::DeserializeOwned;
         use sqlx::{Pool, QueryBuilder};
         use std::any::Any;
+        use std::collections::HashMap;
         use tokio::sync::{mpsc, oneshot, watch};
 
         type Conn = $conn;
@@ -385,6 +386,25 @@ macro_rules! sql_store {
                 .collect()
         }
 
+        /// Is the consent record or mandate named `record` (`consent:<id>`, `mandate:<id>`)
+        /// still granted at `at`, as committed now?
+        async fn record_in_force(conn: &mut Conn, record: &str, at: Timestamp) -> Result<bool> {
+            use crate::domain::consent::RecordState;
+            let (table, id) = match record.split_once(':') {
+                Some(("consent", id)) => ("consents", id),
+                Some(("mandate", id)) => ("mandates", id),
+                _ => return Err(Error::Internal(format!("unknown record `{record}`"))),
+            };
+            let sql = format!("SELECT doc FROM {table} WHERE id = $1");
+            let row: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await?;
+            let Some((doc,)) = row else { return Ok(false) };
+            Ok(if table == "consents" {
+                serde_json::from_str::<Consent>(&doc)?.state_at(at) == RecordState::Granted
+            } else {
+                serde_json::from_str::<Mandate>(&doc)?.state_at(at) == RecordState::Granted
+            })
+        }
+
         async fn consents_in(conn: &mut Conn, person: PersonId) -> Result<Vec<Consent>> {
             let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
                 .bind(person.to_string())
@@ -438,24 +458,51 @@ macro_rules! sql_store {
             }
         }
 
-        /// Inserts or updates a record kept as a document by person (consents, mandates).
-        async fn save_record<T: Serialize>(
-            conn: &mut Conn,
-            table: &'static str,
-            id: String,
-            person: PersonId,
-            version: i64,
-            record: &T,
-        ) -> Result<()> {
+        /// A record kept as a document by person (consents, mandates), with what the expiry
+        /// scheduler looks for: when it expires, and whether its end was already applied.
+        trait Record: Serialize {
+            const TABLE: &'static str;
+            fn key(&self) -> String;
+            fn person(&self) -> PersonId;
+            fn version(&self) -> i64;
+            fn expires(&self) -> Option<Timestamp>;
+            fn ended(&self) -> bool;
+        }
+
+        impl Record for Consent {
+            const TABLE: &'static str = "consents";
+            fn key(&self) -> String { self.id.to_string() }
+            fn person(&self) -> PersonId { self.person }
+            fn version(&self) -> i64 { self.version }
+            fn expires(&self) -> Option<Timestamp> { self.expires_at }
+            fn ended(&self) -> bool { self.withdrawal.is_some() }
+        }
+
+        impl Record for Mandate {
+            const TABLE: &'static str = "mandates";
+            fn key(&self) -> String { self.id.to_string() }
+            fn person(&self) -> PersonId { self.person }
+            fn version(&self) -> i64 { self.version }
+            fn expires(&self) -> Option<Timestamp> { Some(self.expires_at) }
+            fn ended(&self) -> bool { self.revocation.is_some() }
+        }
+
+        /// Inserts or updates a consent record or a mandate. `ended`: its end (withdrawal,
+        /// revocation, expiry) has been applied, redactions included.
+        async fn save_record<T: Record>(conn: &mut Conn, record: &T, ended: bool) -> Result<()> {
             let sql = format!(
-                "INSERT INTO {table} (id, person_id, version, doc) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc"
+                "INSERT INTO {} (id, person_id, version, doc, expires_at, ended) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc,
+                 expires_at = excluded.expires_at, ended = excluded.ended",
+                T::TABLE
             );
             sqlx::query(&sql)
-                .bind(id)
-                .bind(person.to_string())
-                .bind(version)
+                .bind(record.key())
+                .bind(record.person().to_string())
+                .bind(record.version())
                 .bind(serde_json::to_string(record)?)
+                .bind(record.expires().map(Timestamp::micros))
+                .bind(ended || record.ended())
                 .execute(&mut *conn)
                 .await?;
             Ok(())
@@ -532,6 +579,26 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        async fn has_pivot(conn: &mut Conn, person: PersonId) -> Result<bool> {
+            let row: Option<(String,)> = sqlx::query_as("SELECT pivot_key FROM person_pivots WHERE person_id = $1 LIMIT 1")
+                .bind(person.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(row.is_some())
+        }
+
+        /// Is `partner` the only partner linked to `person`?
+        async fn alone_linked(conn: &mut Conn, person: PersonId, partner: &PartnerId) -> Result<bool> {
+            let row: Option<(String,)> = sqlx::query_as(
+                "SELECT partner_id FROM person_links WHERE person_id = $1 AND partner_id <> $2 LIMIT 1",
+            )
+            .bind(person.to_string())
+            .bind(partner.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(row.is_none())
+        }
+
         async fn insert_pivot(conn: &mut Conn, key: &PivotKey, person: PersonId) -> Result<()> {
             sqlx::query("INSERT INTO person_pivots (pivot_key, person_id) VALUES ($1, $2)")
                 .bind(key.as_str())
@@ -603,19 +670,64 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Principal>> {
-                let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                    "SELECT c.partner_id, p.doc FROM certificates c LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
+            async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
+                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at FROM certificates c
+                     LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
                 )
                 .bind(fingerprint)
                 .fetch_optional(&self.read)
                 .await?;
-                match row {
-                    None => Ok(None),
-                    Some((None, _)) => Ok(Some(Principal::Admin)),
-                    Some((Some(_), Some(doc))) => Ok(Some(Principal::Partner(serde_json::from_str(&doc)?))),
-                    Some((Some(_), None)) => Ok(None),
+                let Some((partner, doc, not_after, issued_at, revoked_at)) = row else {
+                    return Ok(None);
+                };
+                let record = CertificateRecord {
+                    fingerprint: fingerprint.to_string(),
+                    serial: String::new(),
+                    not_after: Timestamp::from_micros(not_after),
+                    issued_at: Timestamp::from_micros(issued_at),
+                    pem: String::new(),
+                    revoked_at: revoked_at.map(Timestamp::from_micros),
+                    revocation_reason: String::new(),
+                };
+                match (partner, doc) {
+                    (None, _) => Ok(Some((Principal::Admin, record))),
+                    (Some(_), Some(doc)) => Ok(Some((Principal::Partner(serde_json::from_str(&doc)?), record))),
+                    (Some(_), None) => Ok(None),
                 }
+            }
+
+            async fn revoke_certificate(&self, fingerprint: &str, reason: String, meta: &WriteMeta) -> Result<Option<PartnerId>> {
+                let fingerprint = fingerprint.to_string();
+                self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        let row: Option<(Option<String>, Option<i64>)> =
+                            sqlx::query_as("SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = $1")
+                                .bind(&fingerprint)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        let Some((partner, revoked_at)) = row else {
+                            return Err(Error::not_found("certificate", &fingerprint));
+                        };
+                        let at = revoked_at.map_or(meta.at, |r| Timestamp::from_micros(r).min(meta.at));
+                        sqlx::query("UPDATE certificates SET revoked_at = $1 WHERE fingerprint = $2")
+                            .bind(at.micros())
+                            .bind(&fingerprint)
+                            .execute(&mut *conn)
+                            .await?;
+                        let Some(partner) = partner else { return Ok((None, None)) };
+                        let mut doc: Partner = load_doc(conn, "partners", "partner", partner.clone()).await?;
+                        for c in doc.certificates.iter_mut().filter(|c| c.fingerprint == fingerprint) {
+                            c.revoked_at = Some(at);
+                            c.revocation_reason = reason.clone();
+                        }
+                        doc.version += 1;
+                        doc.updated_at = meta.at;
+                        save_partner(conn, &doc).await?;
+                        Ok((Some(doc.id), None))
+                    })
+                })
+                .await
             }
 
             async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
@@ -638,12 +750,29 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord) -> Result<Partner> {
+            async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord, retire_others_at: Option<Timestamp>) -> Result<Partner> {
                 let id = id.clone();
                 self.write(move |conn| {
                     Box::pin(async move {
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
                         insert_certificate(conn, Some(&id), &cert).await?;
+                        if let Some(at) = retire_others_at {
+                            sqlx::query(
+                                "UPDATE certificates SET revoked_at = $1
+                                 WHERE partner_id = $2 AND fingerprint <> $3 AND (revoked_at IS NULL OR revoked_at > $1)",
+                            )
+                            .bind(at.micros())
+                            .bind(id.as_str())
+                            .bind(&cert.fingerprint)
+                            .execute(&mut *conn)
+                            .await?;
+                            for c in partner.certificates.iter_mut() {
+                                if c.revoked_at.is_none_or(|r| r > at) {
+                                    c.revoked_at = Some(at);
+                                    c.revocation_reason = format!("retired: certificate {} replaces it", cert.fingerprint);
+                                }
+                            }
+                        }
                         partner.updated_at = cert.issued_at;
                         partner.certificates.push(cert);
                         partner.version += 1;
@@ -713,18 +842,13 @@ macro_rules! sql_store {
                         .fetch_optional(&mut *conn)
                         .await?;
                         let existing = existing.map(|(p,)| person_id(&p)).transpose()?;
-                        let conflict = |linked: PersonId, other: PersonId| {
-                            Error::FailedPrecondition(format!(
-                                "local id `{local_id}` is already linked to person {linked}, not {other}: unlink it first"
-                            ))
-                        };
                         let result = match target {
                             LinkTarget::Person(person) => match existing {
                                 Some(linked) if linked == person => LinkResult {
                                     person,
                                     outcome: LinkOutcome::AlreadyLinked,
                                 },
-                                Some(linked) => return Err(conflict(linked, person)),
+                                Some(_) => return Err(Error::link_conflict(&local_id)),
                                 None => {
                                     let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
                                         .bind(person.to_string())
@@ -752,16 +876,22 @@ macro_rules! sql_store {
                                         person,
                                         outcome: LinkOutcome::AlreadyLinked,
                                     },
-                                    (Some(linked), Some(person)) => return Err(conflict(linked, person)),
-                                    (Some(linked), None) => {
-                                        // The partner now knows the traits of a person it had
-                                        // linked without them: others can find the person.
+                                    (Some(linked), None) if !has_pivot(conn, linked).await?
+                                        && alone_linked(conn, linked, &partner).await? =>
+                                    {
+                                        // The partner now gives the traits of a person only it
+                                        // knows, linked without them: completing its own record
+                                        // joins nobody else's, exactly as linking by these
+                                        // traits in the first place would have.
                                         insert_pivot(conn, &key, linked).await?;
                                         LinkResult {
                                             person: linked,
                                             outcome: LinkOutcome::AlreadyLinked,
                                         }
                                     }
+                                    // One local id names one person: other traits — someone
+                                    // else's or nobody's — are refused alike and attach nothing.
+                                    (Some(_), _) => return Err(Error::link_conflict(&local_id)),
                                     (None, Some(person)) => {
                                         insert_link(conn, &partner, &local_id, person, meta.at).await?;
                                         LinkResult {
@@ -855,11 +985,12 @@ macro_rules! sql_store {
             }
 
             async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation> {
-                let (linked, owns_case, referral_party): (bool, bool, bool) = sqlx::query_as(
+                let (linked, owns_case, sent_referral, received_referral): (bool, bool, bool, bool) = sqlx::query_as(
                     "SELECT
                         EXISTS (SELECT 1 FROM person_links WHERE person_id = $1 AND partner_id = $2),
                         EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2),
-                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND (from_partner = $2 OR to_partner = $2))",
+                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND from_partner = $2),
+                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND to_partner = $2)",
                 )
                 .bind(person.to_string())
                 .bind(partner.as_str())
@@ -868,18 +999,151 @@ macro_rules! sql_store {
                 Ok(Relation {
                     linked,
                     owns_case,
-                    referral_party,
+                    referral_party: sent_referral || received_referral,
+                    sent_referral,
+                    received_referral,
                 })
+            }
+
+            async fn merge_persons(&self, kept: PersonId, merged: PersonId, meta: &WriteMeta) -> Result<u32> {
+                self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        for id in [kept, merged] {
+                            let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
+                                .bind(id.to_string())
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                            if known.is_none() {
+                                return Err(Error::not_found("person", id));
+                            }
+                        }
+                        let (k, m) = (kept.to_string(), merged.to_string());
+                        let moved = sqlx::query("UPDATE person_links SET person_id = $1 WHERE person_id = $2")
+                            .bind(&k)
+                            .bind(&m)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected() as u32;
+                        sqlx::query("UPDATE person_pivots SET person_id = $1 WHERE person_id = $2")
+                            .bind(&k)
+                            .bind(&m)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("UPDATE disclosures SET person_id = $1 WHERE person_id = $2")
+                            .bind(&k)
+                            .bind(&m)
+                            .execute(&mut *conn)
+                            .await?;
+                        let mut position = None;
+                        // Flags: an active one that `kept` already has from the same partner is
+                        // a duplicate, retracted with the reason.
+                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM flags WHERE person_id = $1 ORDER BY id")
+                            .bind(&m)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        for mut flag in docs::<Flag>(rows)? {
+                            flag.person = kept;
+                            if flag.retraction.is_none() {
+                                let twin: Option<(String,)> = sqlx::query_as(
+                                    "SELECT id FROM flags WHERE person_id = $1 AND code = $2 AND source = $3 AND active = $4",
+                                )
+                                .bind(&k)
+                                .bind(flag.code.code())
+                                .bind(flag.source_partner.as_str())
+                                .bind(true)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                                if twin.is_some() {
+                                    let source = flag.source_partner.clone();
+                                    flag = flag.retract(crate::domain::flag::Retraction {
+                                        at: meta.at,
+                                        partner: source,
+                                        agent: AgentId::system(),
+                                        reason: "duplicate after the administrator merged two records of the person".into(),
+                                    })?;
+                                }
+                            }
+                            let active = flag.retraction.is_none();
+                            sqlx::query("UPDATE flags SET person_id = $1, active = $2, version = $3, doc = $4 WHERE id = $5")
+                                .bind(&k)
+                                .bind(active)
+                                .bind(flag.version)
+                                .bind(serde_json::to_string(&flag)?)
+                                .bind(flag.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                            let kind = if active { ChangeKind::FlagRaised } else { ChangeKind::FlagRetracted };
+                            position = Some(append_change(conn, kind, meta, ChangeResource::Flag(flag)).await?);
+                        }
+                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM cases WHERE person_id = $1 ORDER BY id")
+                            .bind(&m)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        for mut case in docs::<Case>(rows)? {
+                            case.person = kept;
+                            sqlx::query("UPDATE cases SET person_id = $1, doc = $2 WHERE id = $3")
+                                .bind(&k)
+                                .bind(serde_json::to_string(&case)?)
+                                .bind(case.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                            position = Some(append_change(conn, ChangeKind::CaseTransitioned, meta, ChangeResource::Case(case)).await?);
+                        }
+                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM referrals WHERE person_id = $1 ORDER BY id")
+                            .bind(&m)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        for mut referral in docs::<Referral>(rows)? {
+                            referral.person = kept;
+                            sqlx::query("UPDATE referrals SET person_id = $1, doc = $2 WHERE id = $3")
+                                .bind(&k)
+                                .bind(serde_json::to_string(&referral)?)
+                                .bind(referral.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                            position = Some(append_change(conn, ChangeKind::ReferralUpdated, meta, ChangeResource::Referral(referral)).await?);
+                        }
+                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1")
+                            .bind(&m)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        for mut consent in docs::<Consent>(rows)? {
+                            consent.person = kept;
+                            sqlx::query("UPDATE consents SET person_id = $1, doc = $2 WHERE id = $3")
+                                .bind(&k)
+                                .bind(serde_json::to_string(&consent)?)
+                                .bind(consent.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE person_id = $1")
+                            .bind(&m)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        for mut mandate in docs::<Mandate>(rows)? {
+                            mandate.person = kept;
+                            sqlx::query("UPDATE mandates SET person_id = $1, doc = $2 WHERE id = $3")
+                                .bind(&k)
+                                .bind(serde_json::to_string(&mandate)?)
+                                .bind(mandate.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok((moved, position))
+                    })
+                })
+                .await
             }
 
             async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let active: Option<(String,)> = sqlx::query_as(
-                            "SELECT doc FROM flags WHERE person_id = $1 AND code = $2 AND active = $3",
+                            "SELECT doc FROM flags WHERE person_id = $1 AND code = $2 AND source = $3 AND active = $4",
                         )
                         .bind(flag.person.to_string())
                         .bind(flag.code.code())
+                        .bind(flag.source_partner.as_str())
                         .bind(true)
                         .fetch_optional(&mut *conn)
                         .await?;
@@ -887,7 +1151,7 @@ macro_rules! sql_store {
                             Some((doc,)) => ((serde_json::from_str(&doc)?, false), None),
                             None => {
                                 sqlx::query(
-                                    "INSERT INTO flags (id, person_id, code, active, version, doc) VALUES ($1, $2, $3, $4, $5, $6)",
+                                    "INSERT INTO flags (id, person_id, code, active, version, doc, source, valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                                 )
                                 .bind(flag.id.to_string())
                                 .bind(flag.person.to_string())
@@ -895,6 +1159,8 @@ macro_rules! sql_store {
                                 .bind(true)
                                 .bind(flag.version)
                                 .bind(serde_json::to_string(&flag)?)
+                                .bind(flag.source_partner.as_str())
+                                .bind(flag.valid_until.map(|d| d.to_string()))
                                 .execute(&mut *conn)
                                 .await?;
                                 let position =
@@ -1128,10 +1394,28 @@ macro_rules! sql_store {
                 docs(rows)
             }
 
-            async fn grant_consent(&self, consent: Consent, meta: &WriteMeta) -> Result<Consent> {
+            async fn grant_consent(&self, consent: Consent, notices: Vec<ConsentNotice>, meta: &WriteMeta) -> Result<Consent> {
+                self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        save_record(conn, &consent, false).await?;
+                        let mut position = None;
+                        for notice in notices {
+                            position = Some(
+                                append_change(conn, ChangeKind::ConsentRecorded, meta, ChangeResource::ConsentNotice(notice)).await?,
+                            );
+                        }
+                        Ok((consent, position))
+                    })
+                })
+                .await
+            }
+
+            async fn countersign_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<Consent> {
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
+                        let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
+                        let consent = update(current)?;
+                        save_record(conn, &consent, false).await?;
                         Ok((consent, None))
                     })
                 })
@@ -1143,7 +1427,7 @@ macro_rules! sql_store {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
-                        save_record(conn, "consents", consent.id.to_string(), consent.person, consent.version, &consent).await?;
+                        save_record(conn, &consent, true).await?;
                         let others: Vec<Consent> = consents_in(conn, consent.person)
                             .await?
                             .into_iter()
@@ -1185,7 +1469,7 @@ macro_rules! sql_store {
             async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate> {
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
-                        save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
+                        save_record(conn, &mandate, false).await?;
                         Ok((mandate, None))
                     })
                 })
@@ -1197,7 +1481,7 @@ macro_rules! sql_store {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
-                        save_record(conn, "mandates", mandate.id.to_string(), mandate.person, mandate.version, &mandate).await?;
+                        save_record(conn, &mandate, true).await?;
                         let consents = consents_in(conn, mandate.person).await?;
                         let (redactions, position) = redact(
                             conn,
@@ -1235,14 +1519,169 @@ macro_rules! sql_store {
                 docs(rows)
             }
 
-            async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<()> {
+            async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let mut done = Expiries::default();
+                        let mut position = None;
+                        let meta = WriteMeta {
+                            principal: "hub".into(),
+                            agent: AgentId::system(),
+                            request_id: crate::domain::RequestId::parse(&uuid::Uuid::now_v7().to_string())
+                                .map_err(|e| Error::Internal(e.to_string()))?,
+                            fingerprint: String::new(),
+                            at: now,
+                            audit: vec![],
+                        };
+                        let mut audit = Vec::new();
+                        let mut note = |person: PersonId, record: String, redactions: &[Redaction]| {
+                            let mut e = AuditEntry::new(now, "hub", "system", "end:expiry".to_string());
+                            e.person = Some(person);
+                            e.records = vec![record.clone()];
+                            e.detail = format!(
+                                "{record} expired; redactions sent to {}",
+                                if redactions.is_empty() {
+                                    "nobody".to_string()
+                                } else {
+                                    redactions.iter().map(|r| r.partner.to_string()).collect::<Vec<_>>().join(", ")
+                                }
+                            );
+                            audit.push(e);
+                        };
+                        let rows: Vec<(String,)> = sqlx::query_as(
+                            "SELECT doc FROM consents WHERE ended = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
+                        )
+                        .bind(false)
+                        .bind(now.micros())
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        for consent in docs::<Consent>(rows)? {
+                            save_record(conn, &consent, true).await?;
+                            let others: Vec<Consent> = consents_in(conn, consent.person)
+                                .await?
+                                .into_iter()
+                                .filter(|c| c.id != consent.id)
+                                .collect();
+                            let record = format!("consent:{}", consent.id);
+                            let (redactions, p) = redact(conn, record.clone(), &consent.grantee, &consent.categories, consent.person, &others, &meta).await?;
+                            position = position.max(p);
+                            done.consents += 1;
+                            done.redactions += redactions.len() as u32;
+                            note(consent.person, record, &redactions);
+                        }
+                        let rows: Vec<(String,)> = sqlx::query_as(
+                            "SELECT doc FROM mandates WHERE ended = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
+                        )
+                        .bind(false)
+                        .bind(now.micros())
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        for mandate in docs::<Mandate>(rows)? {
+                            save_record(conn, &mandate, true).await?;
+                            let consents = consents_in(conn, mandate.person).await?;
+                            let record = format!("mandate:{}", mandate.id);
+                            let (redactions, p) = redact(
+                                conn,
+                                record.clone(),
+                                &crate::domain::consent::Grantee::Agent {
+                                    partner: mandate.partner.clone(),
+                                    agent: mandate.agent.clone(),
+                                },
+                                &[crate::domain::DataCategory::CaseStatus],
+                                mandate.person,
+                                &consents,
+                                &meta,
+                            )
+                            .await?;
+                            position = position.max(p);
+                            done.mandates += 1;
+                            done.redactions += redactions.len() as u32;
+                            note(mandate.person, record, &redactions);
+                        }
+                        // A flag is valid through its valid_until day (UTC).
+                        let rows: Vec<(String,)> = sqlx::query_as(
+                            "SELECT doc FROM flags WHERE active = $1 AND valid_until IS NOT NULL AND valid_until < $2 ORDER BY valid_until LIMIT $3",
+                        )
+                        .bind(true)
+                        .bind(now.day().to_string())
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        for flag in docs::<Flag>(rows)? {
+                            let until = flag.valid_until.map(|d| d.to_string()).unwrap_or_default();
+                            let retraction = crate::domain::flag::Retraction {
+                                at: now,
+                                partner: flag.source_partner.clone(),
+                                agent: AgentId::system(),
+                                reason: format!("valid until {until}: expired"),
+                            };
+                            let flag = flag.retract(retraction)?;
+                            sqlx::query("UPDATE flags SET active = $1, version = $2, doc = $3 WHERE id = $4")
+                                .bind(false)
+                                .bind(flag.version)
+                                .bind(serde_json::to_string(&flag)?)
+                                .bind(flag.id.to_string())
+                                .execute(&mut *conn)
+                                .await?;
+                            position = position.max(Some(
+                                append_change(conn, ChangeKind::FlagRetracted, &meta, ChangeResource::Flag(flag.clone())).await?,
+                            ));
+                            let item = Item::Flag(flag.id);
+                            let rows: Vec<(String,)> = sqlx::query_as(
+                                "SELECT partner_id FROM disclosures WHERE item = $1 ORDER BY partner_id",
+                            )
+                            .bind(item.key())
+                            .fetch_all(&mut *conn)
+                            .await?;
+                            let record = format!("flag:{}", flag.id);
+                            let mut redactions = Vec::new();
+                            for (partner,) in rows {
+                                redactions.push(Redaction {
+                                    person: flag.person,
+                                    partner: PartnerId::parse(&partner).map_err(|e| Error::Internal(e.to_string()))?,
+                                    items: vec![item],
+                                    categories: vec![flag.code.category().into()],
+                                    reason: format!("the flag was valid until {until}"),
+                                    record: record.clone(),
+                                });
+                            }
+                            position = position.max(apply_redactions(conn, &redactions, &meta).await?);
+                            done.flags += 1;
+                            done.redactions += redactions.len() as u32;
+                            note(flag.person, record, &redactions);
+                        }
+                        append_audit(conn, &audit).await?;
+                        Ok((done, position))
+                    })
+                })
+                .await
+            }
+
+            async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<Vec<Item>> {
                 if entries.is_empty() && disclosures.is_empty() {
-                    return Ok(());
+                    return Ok(vec![]);
                 }
                 self.write(move |conn| {
                     Box::pin(async move {
-                        append_audit(conn, &entries).await?;
+                        let mut ended: HashMap<String, bool> = HashMap::new();
+                        let mut withheld = Vec::new();
                         for d in &disclosures {
+                            if let Some(record) = &d.record {
+                                let over = match ended.get(record) {
+                                    Some(over) => *over,
+                                    None => {
+                                        let over = !record_in_force(conn, record, d.at).await?;
+                                        ended.insert(record.clone(), over);
+                                        over
+                                    }
+                                };
+                                if over {
+                                    withheld.push(d.item);
+                                    continue;
+                                }
+                            }
                             sqlx::query(
                                 "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc)
                                  VALUES ($1, $2, $3, $4, $5, $5, $6)
@@ -1257,7 +1696,8 @@ macro_rules! sql_store {
                             .execute(&mut *conn)
                             .await?;
                         }
-                        Ok(((), None))
+                        append_audit(conn, &entries).await?;
+                        Ok((withheld, None))
                     })
                 })
                 .await
