@@ -548,8 +548,8 @@ async fn finding_09_what_a_referral_showed_ends_with_the_consent_that_let_it_go(
     );
     let redacted = redactions(&t.prefecture).await;
     assert_eq!(redacted.len(), 1, "{redacted:?}");
-    assert_eq!(redacted[0].referral_ids, [referral.id.clone()]);
-    assert_eq!(redacted[0].case_ids, [case.id.clone()]);
+    assert_eq!(redacted[0].referral_ids, std::slice::from_ref(&referral.id));
+    assert_eq!(redacted[0].case_ids, std::slice::from_ref(&case.id));
     // The sender still holds its own referral.
     get_referral(&t.bus).await.unwrap();
 }
