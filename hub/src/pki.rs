@@ -34,11 +34,18 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// Writes a file readable by its owner only (private keys, bundles).
+/// Writes a file readable by its owner only: private keys, bundles, and what the CLI writes
+/// about persons (the access report). Mode 0600 whatever the umask — also when the file
+/// already existed with a wider mode, since `mode` only applies to a file being created — and
+/// the directories it creates are 0700.
 pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -47,7 +54,11 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
+    // Before the new contents go in: a file left 0644 by an earlier write is tightened first.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to its owner", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()?;
     Ok(())
 }
@@ -377,6 +388,28 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(cn, "mairie-aspet");
+    }
+
+    #[test]
+    fn private_files_are_0600_and_their_new_directories_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        fn mode(p: &Path) -> u32 {
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        }
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("rapports").join("acces.html");
+        write_private(&path, "<html>Castet</html>").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.path().join("rapports")), 0o700);
+
+        // A file an earlier write left world-readable is tightened, not just rewritten.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, "<html>Pérès</html>").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "<html>Pérès</html>"
+        );
     }
 
     #[test]

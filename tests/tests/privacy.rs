@@ -668,6 +668,8 @@ async fn finding_11_a_disclosure_recorded_after_a_withdrawal_is_withheld() {
         category: DataCategory::Digital,
         at: SystemClock.now(),
         record: Some(format!("consent:{}", consent.id)),
+        purpose: None,
+        current_flag: true,
     };
     t.bus
         .consent
@@ -892,4 +894,71 @@ async fn finding_15_health_for_every_service_and_reflection_v1alpha() {
             .iter()
             .any(|s| s.name == "relais.v1.ConsentService")
     );
+}
+
+#[tokio::test]
+async fn finding_12_named_administrators_act_under_their_own_certificate_until_revoked() {
+    use relais_tests::relais_hub::pki::{Bundle, new_key_and_csr};
+    let t = territory().await;
+    let (key, csr_pem) = new_key_and_csr("admin-m.dupont").unwrap();
+    let issued = t
+        .hub
+        .admin
+        .clone()
+        .add_administrator(pb::AddAdministratorRequest {
+            name: "m.dupont@cc-comminges.fr".into(),
+            csr_pem,
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let bundle = Bundle {
+        cert_pem: issued.certificate_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: issued.ca_certificate_pem,
+    };
+    let mut dupont = pb::admin_service_client::AdminServiceClient::new(
+        relais_tests::relais_hub::cli::connect::channel(&t.hub.url(), &bundle)
+            .await
+            .unwrap(),
+    );
+    let listed = dupont
+        .list_administrators(pb::ListAdministratorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .administrators;
+    let names: Vec<_> = listed.iter().map(|a| a.name.as_str()).collect();
+    assert!(
+        names.contains(&"admin") && names.contains(&"m.dupont@cc-comminges.fr"),
+        "{names:?}"
+    );
+    // A partner's certificate is not an administrator's.
+    let mut not_admin = pb::admin_service_client::AdminServiceClient::new(
+        relais_tests::relais_hub::cli::connect::channel(&t.hub.url(), &t.bus.bundle)
+            .await
+            .unwrap(),
+    );
+    let refused = not_admin
+        .list_administrators(pb::ListAdministratorsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // Revoked by another administrator: refused from then on.
+    t.hub
+        .admin
+        .clone()
+        .revoke_administrator(pb::RevokeAdministratorRequest {
+            name: "m.dupont@cc-comminges.fr".into(),
+            reason: "a quitté la communauté de communes".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let refused = dupont
+        .list_administrators(pb::ListAdministratorsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
 }

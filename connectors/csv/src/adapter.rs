@@ -2,6 +2,10 @@
 
 use crate::config::CsvConfig;
 use crate::parse::parse_with;
+use anyhow::Context as _;
+use relais_connector_sdk::private::{
+    create_private_dir, restrict, spreadsheet_safe, write_private,
+};
 use relais_connector_sdk::{Adapter, Received, State};
 use relais_proto::v1 as pb;
 use sha2::{Digest, Sha256};
@@ -22,8 +26,10 @@ pub struct CsvAdapter {
 
 impl CsvAdapter {
     pub fn new(config: CsvConfig) -> anyhow::Result<Self> {
+        // New folders are the connector's own (0700): exports and statuses name persons. A
+        // folder that exists is left as the partner set it up.
         for dir in [&config.drop_dir, &config.processed_dir, &config.status_dir] {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         }
         Ok(Self {
@@ -59,32 +65,39 @@ impl CsvAdapter {
         self.config.status_dir.join(STATUS_FILE)
     }
 
-    fn read_status(&self) -> BTreeMap<String, String> {
+    /// The rows of the status file by item (`flag:<id>`…), each as its cells. Cells come back
+    /// as written — made safe already — and writing them again leaves them as they are; a file
+    /// of an earlier version, written before cells were made safe, is made safe on its next
+    /// rewrite.
+    fn read_status(&self) -> BTreeMap<String, Vec<String>> {
         let Ok(text) = std::fs::read_to_string(self.status_path()) else {
             return BTreeMap::new();
         };
-        text.trim_start_matches('\u{feff}')
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                l.split_once(';')
-                    .map(|(k, _)| (k.to_string(), l.to_string()))
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .flexible(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        reader
+            .records()
+            .filter_map(Result::ok)
+            .filter(|record| record.len() > 1)
+            .map(|record| {
+                let cells: Vec<String> = record.iter().map(str::to_string).collect();
+                (cells[0].clone(), cells)
             })
             .collect()
     }
 
     /// Rewrites the status file whole (temporary file, then rename): a reader never sees
-    /// half a file.
-    fn write_status(&self, rows: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    /// half a file. It is 0600: it names persons and what other partners share about them.
+    fn write_status(&self, rows: &BTreeMap<String, Vec<String>>) -> anyhow::Result<()> {
         let mut text = format!("\u{feff}{STATUS_HEADER}\n");
-        for row in rows.values() {
-            text.push_str(row);
+        for cells in rows.values() {
+            text.push_str(&line(cells));
             text.push('\n');
         }
-        let tmp = self.config.status_dir.join(format!(".{STATUS_FILE}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, self.status_path())?;
-        Ok(())
+        let path = self.status_path();
+        write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
     }
 
     async fn import(&self, path: &Path, state: &State) -> anyhow::Result<u64> {
@@ -114,19 +127,32 @@ impl CsvAdapter {
         }
         let queued = state.enqueue(&parsed.writes, &source, true).await?;
         if !parsed.bad.is_empty() {
+            // Reasons quote the export's cells: the report is as private as the export, and
+            // opens in a spreadsheet like it.
             let mut report = String::from("\u{feff}ligne;raison\n");
             for b in &parsed.bad {
-                report.push_str(&format!("{};{}\n", b.line, b.reason.replace(';', ",")));
+                report.push_str(&format!(
+                    "{};{}\n",
+                    b.line,
+                    field(&b.reason.replace(';', ","))
+                ));
                 tracing::warn!(file = %name, line = b.line, reason = %b.reason, "bad row skipped");
             }
-            std::fs::write(
-                self.config
-                    .processed_dir
-                    .join(format!("{name}.erreurs.csv")),
-                report,
-            )?;
+            let errors = self
+                .config
+                .processed_dir
+                .join(format!("{name}.erreurs.csv"));
+            write_private(&errors, report.as_bytes())
+                .with_context(|| format!("writing {}", errors.display()))?;
         }
-        std::fs::rename(path, self.config.processed_dir.join(&name))?;
+        let processed = self.config.processed_dir.join(&name);
+        std::fs::rename(path, &processed)?;
+        // The export is in the connector's keeping now, with the persons it names: 0600 like
+        // what the connector writes. Best effort — a file dropped by another account cannot
+        // be changed by this one, and that must not stop the import.
+        if let Err(e) = restrict(&processed) {
+            tracing::warn!(file = %name, error = %e, "processed export left with its own permissions");
+        }
         tracing::info!(file = %name, rows = parsed.rows, writes = parsed.writes.len(), bad = parsed.bad.len(), queued, "export imported");
         Ok(if queued {
             parsed.writes.len() as u64
@@ -146,8 +172,24 @@ fn status_name(s: i32) -> String {
         .unwrap_or_default()
 }
 
-fn clean(s: &str) -> String {
-    s.replace([';', '\n', '\r'], " ")
+/// One cell of a file written for a spreadsheet. A cell that a spreadsheet would read as a
+/// formula gets a leading `'` (other partners' free text reaches these files: `=HYPERLINK(…)`
+/// must stay text); `;` and line breaks become spaces, so a row stays on one line; a cell
+/// with a `"` is quoted, so the spreadsheet reads it as written rather than as a quoted
+/// field of its own making.
+fn field(value: &str) -> String {
+    // Made safe before the line breaks are replaced: a cell beginning with a carriage return
+    // is caught as such, and what follows can only begin with `'` or a harmless character.
+    let value = spreadsheet_safe(value).replace([';', '\n', '\r'], " ");
+    if value.contains('"') {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+fn line(cells: &[String]) -> String {
+    cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(";")
 }
 
 #[async_trait::async_trait]
@@ -165,48 +207,58 @@ impl Adapter for CsvAdapter {
     }
 
     async fn apply(&self, event: &Received, local_ids: &[String]) -> anyhow::Result<()> {
-        let ids = clean(&local_ids.join(" "));
+        // Raw values: `write_status` makes each cell safe for a spreadsheet (codes, procedures,
+        // labels, answers and even local ids come from partners' software and people).
+        let ids = local_ids.join(" ");
         let (key, row) = match event {
-            Received::Flag(f) => (
-                format!("flag:{}", f.id),
-                format!(
-                    "flag:{};{ids};difficulté;{};{};{}",
-                    f.id,
-                    f.code,
-                    if f.status == pb::FlagStatus::Retracted as i32 {
-                        "retirée"
-                    } else {
-                        "active"
-                    },
-                    clean(&f.label)
-                ),
-            ),
-            Received::Case(c) => (
-                format!("case:{}", c.id),
-                format!(
-                    "case:{};{ids};démarche;{};{};{}",
-                    c.id,
-                    c.procedure,
+            Received::Flag(f) => {
+                let key = format!("flag:{}", f.id);
+                let state = if f.status == pb::FlagStatus::Retracted as i32 {
+                    "retirée"
+                } else {
+                    "active"
+                };
+                let row = vec![
+                    key.clone(),
+                    ids,
+                    "difficulté".to_string(),
+                    f.code.clone(),
+                    state.to_string(),
+                    f.label.clone(),
+                ];
+                (key, row)
+            }
+            Received::Case(c) => {
+                let key = format!("case:{}", c.id);
+                let row = vec![
+                    key.clone(),
+                    ids,
+                    "démarche".to_string(),
+                    c.procedure.clone(),
                     status_name(c.status),
-                    clean(&c.missing_documents.join(", "))
-                ),
-            ),
-            Received::Referral(r) => (
-                format!("referral:{}", r.id),
-                format!(
-                    "referral:{};{ids};fiche navette;{} → {};{};{}",
-                    r.id,
-                    r.from_partner,
-                    r.to_partner,
-                    pb::ReferralState::try_from(r.state)
-                        .map(|s| s
-                            .as_str_name()
+                    c.missing_documents.join(", "),
+                ];
+                (key, row)
+            }
+            Received::Referral(r) => {
+                let key = format!("referral:{}", r.id);
+                let state = pb::ReferralState::try_from(r.state)
+                    .map(|s| {
+                        s.as_str_name()
                             .trim_start_matches("REFERRAL_STATE_")
-                            .to_lowercase())
-                        .unwrap_or_default(),
-                    clean(&r.answer)
-                ),
-            ),
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default();
+                let row = vec![
+                    key.clone(),
+                    ids,
+                    "fiche navette".to_string(),
+                    format!("{} → {}", r.from_partner, r.to_partner),
+                    state,
+                    r.answer.clone(),
+                ];
+                (key, row)
+            }
         };
         let _guard = self.status.lock().await;
         let mut rows = self.read_status();
@@ -227,5 +279,132 @@ impl Adapter for CsvAdapter {
             rows.remove(&format!("referral:{id}"));
         }
         self.write_status(&rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Columns;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn adapter(root: &Path) -> CsvAdapter {
+        CsvAdapter::new(CsvConfig {
+            drop_dir: root.join("depot"),
+            processed_dir: root.join("traites"),
+            status_dir: root.join("statuts"),
+            delimiter: "auto".into(),
+            encoding: "auto".into(),
+            settle_seconds: 0,
+            columns: Columns {
+                local_id: "N° fiche".into(),
+                family_name: None,
+                given_name: None,
+                birth_date: None,
+                birth_date_format: "jj/mm/aaaa".into(),
+                birth_place: None,
+            },
+            flags: vec![],
+            case: None,
+        })
+        .unwrap()
+    }
+
+    /// The status file's rows as a spreadsheet reads them: cells after CSV unquoting.
+    fn status_cells(root: &Path) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(root.join("statuts").join(STATUS_FILE)).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .flexible(true)
+            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let rows: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        rows
+    }
+
+    #[tokio::test]
+    async fn other_partners_text_reaches_the_status_file_as_text() {
+        let root = tempfile::tempdir().unwrap();
+        let csv = adapter(root.path());
+        let link = "=HYPERLINK(\"http://x\",\"y\")";
+        csv.apply(
+            &Received::Referral(pb::Referral {
+                id: "r1".into(),
+                from_partner: "departement-31".into(),
+                to_partner: "mairie-aspet".into(),
+                answer: link.into(),
+                ..Default::default()
+            }),
+            &["-17".to_string()],
+        )
+        .await
+        .unwrap();
+        // A second event rewrites the file from what it read back: the referral's row goes
+        // through a second time.
+        csv.apply(
+            &Received::Flag(pb::Flag {
+                id: "f1".into(),
+                code: "ISOLEMENT".into(),
+                label: "@SUM(A1:A9)".into(),
+                ..Default::default()
+            }),
+            &["R-17".to_string()],
+        )
+        .await
+        .unwrap();
+
+        let rows = status_cells(root.path());
+        let referral = rows.iter().find(|r| r[0] == "referral:r1").unwrap();
+        assert_eq!(
+            referral[5],
+            format!("'{link}"),
+            "neutralised once, not twice"
+        );
+        assert_eq!(
+            referral[1], "'-17",
+            "the partner's own id too: a spreadsheet would compute it"
+        );
+        let flag = rows.iter().find(|r| r[0] == "flag:f1").unwrap();
+        assert_eq!(flag[5], "'@SUM(A1:A9)");
+        assert_eq!(flag[1], "R-17");
+        assert_eq!(flag[3], "ISOLEMENT");
+        for cell in rows.iter().flatten() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell}"
+            );
+        }
+
+        let status = root.path().join("statuts").join(STATUS_FILE);
+        assert_eq!(mode(&status), 0o600);
+        assert_eq!(mode(&root.path().join("statuts")), 0o700);
+    }
+
+    #[tokio::test]
+    async fn error_reports_and_processed_exports_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let csv = adapter(root.path());
+        let state = State::open(&root.path().join("etat")).await.unwrap();
+        std::fs::write(
+            root.path().join("depot").join("export.csv"),
+            "N° fiche;Nom\nR-17;Castet\n;Inconnu\n",
+        )
+        .unwrap();
+        assert_eq!(csv.poll(&state).await.unwrap(), 1);
+
+        let report = root.path().join("traites").join("export.csv.erreurs.csv");
+        assert_eq!(mode(&report), 0o600);
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(text.contains("\n3;"), "{text}");
+        assert_eq!(mode(&root.path().join("traites").join("export.csv")), 0o600);
+        for dir in ["depot", "traites", "statuts"] {
+            assert_eq!(mode(&root.path().join(dir)), 0o700, "{dir}");
+        }
     }
 }

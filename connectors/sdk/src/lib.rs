@@ -8,12 +8,15 @@
 //! - [`outbox::drain`]: sends the outbox in order, retrying what can succeed later with
 //!   backoff and jitter, dead-lettering the rest;
 //! - [`feed::follow`]: applies the hub's change feed through the adapter, storing the cursor
-//!   only after the event is applied, and handling redactions (local copy deleted, adapter told).
+//!   only after the event is applied, and handling redactions (local copy deleted, adapter told);
+//! - [`private`]: files holding personal data written 0600 (directories 0700), and spreadsheet
+//!   cells made safe from formulas.
 
 pub mod adapter;
 pub mod feed;
 pub mod hub;
 pub mod outbox;
+pub mod private;
 pub mod retry;
 pub mod state;
 pub mod write;

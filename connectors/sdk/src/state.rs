@@ -78,9 +78,25 @@ pub struct State {
 
 impl State {
     pub async fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::private::create_private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        // The database holds pivot traits (outbox, dead letters) and local copies of what the
+        // hub shared. SQLite would create it with the umask's mode (0644, often), and it gives
+        // its `-wal` and `-shm` files the mode of the database itself: a database created 0600
+        // here first keeps all three private. Files an earlier version left wider are
+        // tightened before SQLite opens them.
+        let path = dir.join("connector.db");
+        crate::private::ensure_private_file(&path)
+            .with_context(|| format!("protecting {}", path.display()))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            crate::private::restrict(&side)
+                .with_context(|| format!("protecting {}", side.display()))?;
+        }
         let options = SqliteConnectOptions::new()
-            .filename(dir.join("connector.db"))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -487,5 +503,44 @@ mod tests {
         assert_eq!(state.replay(None).await.unwrap(), 1);
         let again = state.pending(10).await.unwrap();
         assert_eq!(again.last().unwrap().write, flag(1), "replayed at the end");
+    }
+
+    /// The database names persons (pivot traits in the outbox and dead letters): it and its
+    /// WAL files are readable by the connector's account only, in a directory of its own.
+    #[tokio::test]
+    async fn the_state_is_private_to_the_connector_s_account() {
+        use std::os::unix::fs::PermissionsExt;
+        fn mode(p: &Path) -> u32 {
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        }
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("etat");
+        let state = State::open(&dir).await.unwrap();
+        assert!(
+            state
+                .enqueue(&[flag(1)], "export-1.csv", true)
+                .await
+                .unwrap()
+        );
+        assert_eq!(mode(&dir), 0o700);
+        let db = dir.join("connector.db");
+        assert_eq!(mode(&db), 0o600);
+        for side in ["connector.db-wal", "connector.db-shm"] {
+            let side = dir.join(side);
+            if side.exists() {
+                assert_eq!(mode(&side), 0o600, "{}", side.display());
+            }
+        }
+        drop(state);
+
+        // A database an earlier version left world-readable is tightened on the next start.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let state = State::open(&dir).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(
+            state.counts().await.unwrap(),
+            (1, 0),
+            "and its content kept"
+        );
     }
 }

@@ -903,6 +903,100 @@ impl AdminService for Api {
         .await
     }
 
+    async fn add_administrator(
+        &self,
+        request: Request<pb::AddAdministratorRequest>,
+    ) -> Result<Response<pb::AddAdministratorResponse>, Status> {
+        self.admin_call("AddAdministrator", request, |call, req| async move {
+            let mut v = Violations::new();
+            let name = req.name.trim().to_string();
+            if name.is_empty()
+                || name.len() > 64
+                || name == "admin"
+                || !name.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_@".contains(c)
+                })
+            {
+                v.push(
+                    "name",
+                    "1 to 64 of a-z, 0-9, `.`, `-`, `_`, `@` (an e-mail address works), not `admin`",
+                );
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let Some(request_id) = request_id else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let (certificate_pem, record) = self.authority.sign_client_csr(
+                &req.csr_pem,
+                &format!("admin-{name}"),
+                self.settings.certificate_validity_days,
+            )?;
+            let meta = call.meta(
+                request_id,
+                format!("administrator `{name}` added (certificate {})", record.fingerprint),
+            );
+            self.store.add_administrator(&name, record, &meta).await?;
+            Ok(pb::AddAdministratorResponse {
+                certificate_pem,
+                ca_certificate_pem: self.authority.cert_pem().to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn revoke_administrator(
+        &self,
+        request: Request<pb::RevokeAdministratorRequest>,
+    ) -> Result<Response<pb::RevokeAdministratorResponse>, Status> {
+        self.admin_call("RevokeAdministrator", request, |call, req| async move {
+            let mut v = Violations::new();
+            let reason = v.field("reason", free_text(&req.reason, 500));
+            let request_id = request_id(&req.request_id, &mut v);
+            if req.name.trim().is_empty() {
+                v.push("name", "required: the administrator's name");
+            }
+            v.finish()?;
+            let (Some(reason), Some(request_id)) = (reason, request_id) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            if req.name == call.name {
+                return Err(Error::FailedPrecondition(
+                    "an administrator does not revoke their own identity: ask another one".into(),
+                ));
+            }
+            let meta = call.meta(
+                request_id,
+                format!("administrator `{}` revoked: {reason}", req.name),
+            );
+            let revoked = self.store.revoke_administrator(&req.name, &meta).await?;
+            Ok(pb::RevokeAdministratorResponse { revoked })
+        })
+        .await
+    }
+
+    async fn list_administrators(
+        &self,
+        request: Request<pb::ListAdministratorsRequest>,
+    ) -> Result<Response<pb::ListAdministratorsResponse>, Status> {
+        self.admin_call("ListAdministrators", request, |_call, _req| async move {
+            let administrators = self
+                .store
+                .administrators()
+                .await?
+                .into_iter()
+                .map(|(name, c)| pb::Administrator {
+                    name,
+                    fingerprint: c.fingerprint,
+                    not_after: convert::timestamp(c.not_after),
+                    revoked_at: c.revoked_at.and_then(convert::timestamp),
+                })
+                .collect();
+            Ok(pb::ListAdministratorsResponse { administrators })
+        })
+        .await
+    }
+
     async fn verify_audit(
         &self,
         request: Request<pb::VerifyAuditRequest>,

@@ -17,14 +17,17 @@ impl Api {
     /// rules and the person's consent share it — or `NOT_FOUND`, the same as for no case. The
     /// read is audited.
     async fn visible_case(&self, call: &Call, id: CaseId) -> Result<Case> {
-        let case = self
-            .store
-            .get_case(id)
-            .await?
-            .ok_or_else(|| disclose::no_record("case", id))?;
+        let Some(case) = self.store.get_case(id).await? else {
+            return self.no_such_record(call, "case", id).await;
+        };
         let facts = self.gate.facts(&call.partner, case.person).await?;
         let mut access = self.access(call, facts);
-        let visible = access.case(&case);
+        if !access.case(&case) {
+            // Refused: audited off the caller's path, as for a person it may not know.
+            let (entry, _) = access.finish(format!("read:{}", call.method), format!("case {id}"));
+            disclose::audit_in_background(&self.store, entry);
+            return Err(disclose::no_record("case", id));
+        }
         let withheld = access
             .record(
                 &self.store,
@@ -32,7 +35,7 @@ impl Api {
                 format!("case {id}"),
             )
             .await?;
-        if visible && withheld.keeps(&case) {
+        if withheld.keeps(&case) {
             Ok(case)
         } else {
             Err(disclose::no_record("case", id))
@@ -53,7 +56,12 @@ impl Api {
         }
         let facts = self.gate.facts(&call.partner, referral.person).await?;
         let mut access = self.access(call, facts);
-        let visible = access.referral(&referral);
+        if !access.referral(&referral) {
+            let (entry, _) =
+                access.finish(format!("read:{}", call.method), format!("referral {id}"));
+            disclose::audit_in_background(&self.store, entry);
+            return Err(disclose::no_record("referral", id));
+        }
         let withheld = access
             .record(
                 &self.store,
@@ -61,7 +69,7 @@ impl Api {
                 format!("referral {id}"),
             )
             .await?;
-        if visible && withheld.keeps(&referral) {
+        if withheld.keeps(&referral) {
             Ok(referral)
         } else {
             Err(disclose::no_record("referral", id))
@@ -94,11 +102,12 @@ impl Api {
                 Purpose::Orientation,
             );
             if !d.allowed {
+                // The reasons (which consent records exist, in which state) are the person's
+                // data: they go to the hub's log, not to the caller.
+                tracing::info!(recipient = %recipient.id, reasons = ?d.reasons, "hand-over refused");
                 return Err(Error::PermissionDenied(format!(
-                    "the person's consent does not let {} go to `{}` for orientation: {}",
-                    subject.category,
-                    recipient.id,
-                    d.reasons.join("; ")
+                    "the person's consent does not let {} go to `{}` for orientation",
+                    subject.category, recipient.id,
                 )));
             }
             last = Some(d);
@@ -417,18 +426,27 @@ impl CaseService for Api {
                 person: Some(facts.person),
                 statuses,
             };
-            let mut cases = self
-                .store
-                .list_cases(&filter, page.after.as_deref(), page.size + 1)
-                .await?;
-            let next_page_token = convert::next_page(&mut cases, page.size, |c| c.id.to_string());
+            let mut peek = self.access(&call, facts.clone());
             let mut access = self.access(&call, facts);
-            let shown: Vec<_> = cases.iter().filter(|c| access.case(c)).collect();
+            let store = &self.store;
+            let filter = &filter;
+            let (shown, next_page_token) =
+                disclose::visible_page(
+                    page.after,
+                    page.size,
+                    |after, limit| async move {
+                        store.list_cases(filter, after.as_deref(), limit).await
+                    },
+                    |c| c.id.to_string(),
+                    |c| access.case(c),
+                    |c| peek.case(c),
+                )
+                .await?;
             let withheld = access
                 .record(&self.store, "read:ListCases".into(), String::new())
                 .await?;
             let cases = shown
-                .into_iter()
+                .iter()
                 .filter(|c| withheld.keeps(*c))
                 .map(convert::case)
                 .collect();
@@ -470,6 +488,14 @@ impl CaseService for Api {
             };
             let to = self.active_partner("to_partner", &req.to_partner).await?;
             let case = self.visible_case(&call, case_id).await?;
+            // The holder of a case sends its fiches navettes: a partner that only sees the case
+            // (through the person's consent or a referral it received) does not pass it on,
+            // nor gain by sending one a tie that would outlive that consent.
+            if &case.owner != call.id() {
+                return Err(Error::PermissionDenied(
+                    "a fiche navette is sent by the partner holding the case".into(),
+                ));
+            }
             // A fiche navette discloses the case to its recipient: it goes only where the
             // person's consent (or a rule's legal basis) lets referrals go, for orientation.
             let receiving = self
@@ -622,30 +648,59 @@ impl CaseService for Api {
                 person: None,
                 states,
             };
-            let mut referrals = self
-                .store
-                .list_referrals(&filter, page.after.as_deref(), page.size + 1)
-                .await?;
-            let next_page_token =
-                convert::next_page(&mut referrals, page.size, |r| r.id.to_string());
             // The referrals it sent are its own; those it received are shown while referrals
-            // may still reach it, decided per person and audited like any read.
-            let mut accesses: std::collections::HashMap<_, crate::policy::Access<'_>> =
-                std::collections::HashMap::new();
-            let mut shown = Vec::with_capacity(referrals.len());
-            for r in &referrals {
-                if &r.from == call.id() {
+            // may still reach it, decided per person and audited like any read. The page is cut
+            // after deciding (see `disclose::visible_page`): no empty page or token betrays a
+            // referral it may no longer see.
+            let mut facts_of = std::collections::HashMap::new();
+            let mut accesses = std::collections::HashMap::new();
+            let mut shown = Vec::new();
+            let mut next_page_token = String::new();
+            let mut after = page.after.clone();
+            'pages: loop {
+                let batch = self
+                    .store
+                    .list_referrals(&filter, after.as_deref(), 256)
+                    .await?;
+                let exhausted = batch.len() < 256;
+                for r in batch {
+                    after = Some(r.id.to_string());
+                    let full = shown.len() == page.size as usize;
+                    let visible = if &r.from == call.id() {
+                        true
+                    } else {
+                        if let std::collections::hash_map::Entry::Vacant(slot) =
+                            facts_of.entry(r.person)
+                        {
+                            slot.insert(self.gate.facts(&call.partner, r.person).await?);
+                        }
+                        let facts = &facts_of[&r.person];
+                        if full {
+                            // The look-ahead: decided, not answered, not recorded.
+                            self.access(&call, facts.clone()).referral(&r)
+                        } else {
+                            accesses
+                                .entry(r.person)
+                                .or_insert_with(|| self.access(&call, facts.clone()))
+                                .referral(&r)
+                        }
+                    };
+                    if !visible {
+                        continue;
+                    }
+                    if full {
+                        next_page_token = shown
+                            .last()
+                            .map(|l: &crate::domain::referral::Referral| {
+                                convert::page_token(&l.id.to_string())
+                            })
+                            .unwrap_or_default();
+                        break 'pages;
+                    }
                     shown.push(r);
-                    continue;
                 }
-                if let std::collections::hash_map::Entry::Vacant(slot) = accesses.entry(r.person) {
-                    let facts = self.gate.facts(&call.partner, r.person).await?;
-                    slot.insert(self.access(&call, facts));
-                }
-                if let Some(access) = accesses.get_mut(&r.person)
-                    && access.referral(r)
-                {
-                    shown.push(r);
+                if exhausted {
+                    break;
                 }
             }
             let mut withheld = crate::policy::Withheld::default();
@@ -657,7 +712,7 @@ impl CaseService for Api {
             }
             Ok(pb::ListReferralsResponse {
                 referrals: shown
-                    .into_iter()
+                    .iter()
                     .filter(|r| withheld.keeps(*r))
                     .map(convert::referral)
                     .collect(),

@@ -142,11 +142,20 @@ impl Api {
     /// otherwise `NOT_FOUND`, as for no record. A consent record is personal data.
     async fn consent_for(&self, call: &Call, raw: &str) -> Result<Consent> {
         let id = ConsentId::parse(raw).map_err(|e| convert::invalid("consent_id", e))?;
-        self.store
+        let Some(consent) = self
+            .store
             .get_consent(id)
             .await?
             .filter(|c| disclose::consent_visible(&call.partner, c))
-            .ok_or_else(|| disclose::no_record("consent", id))
+        else {
+            return self.no_such_record(call, "consent", id).await;
+        };
+        // A grantee that does not (or no longer) know the person — named only as "every
+        // mairie", say — does not act on the record either.
+        self.known_person(call, consent.person)
+            .await
+            .map_err(|_| disclose::no_record("consent", id))?;
+        Ok(consent)
     }
 
     pub(crate) fn admin_withdraw_meta(
@@ -195,17 +204,17 @@ impl Api {
         })
     }
 
-    /// The partners whose data about the person a consent opens to its own collector: each is
-    /// told on its feed (who collected it, which categories, on what evidence).
-    async fn consent_notices(&self, call: &Call, c: &Consent) -> Result<Vec<ConsentNotice>> {
-        use std::collections::BTreeMap;
-        let mut writers: BTreeMap<PartnerId, Vec<DataCategory>> = BTreeMap::new();
+    /// The notice of a consent recorded: the partners, other than the collector, whose data
+    /// about the person it opens to its grantee are told who recorded it, for which
+    /// categories, on what evidence.
+    async fn consent_notice(&self, call: &Call, c: &Consent) -> Result<ConsentNotice> {
+        let mut writers: Vec<PartnerId> = Vec::new();
         let mut add = |partner: &PartnerId, category: DataCategory| {
-            if partner != call.id() && c.categories.contains(&category) {
-                let e = writers.entry(partner.clone()).or_default();
-                if !e.contains(&category) {
-                    e.push(category);
-                }
+            if partner != call.id()
+                && c.categories.contains(&category)
+                && !writers.contains(partner)
+            {
+                writers.push(partner.clone());
             }
         };
         for f in self.store.list_flags(c.person, false, None, 10_000).await? {
@@ -228,20 +237,18 @@ impl Api {
         for r in self.store.referrals_of_person(c.person, 10_000).await? {
             add(&r.from, DataCategory::Referrals);
         }
-        Ok(writers
-            .into_iter()
-            .map(|(partner, categories)| ConsentNotice {
-                person: c.person,
-                partner,
-                consent: c.id.to_string(),
-                collected_by: c.collected_by.clone(),
-                collected_by_agent: c.collected_by_agent.clone(),
-                categories,
-                evidence_ref: c.evidence_ref.clone(),
-                method: c.method.as_str().to_string(),
-                countersignature_required: c.countersignature.is_some(),
-            })
-            .collect())
+        writers.sort();
+        Ok(ConsentNotice {
+            person: c.person,
+            partners: writers,
+            consent: c.id.to_string(),
+            collected_by: c.collected_by.clone(),
+            collected_by_agent: c.collected_by_agent.clone(),
+            categories: c.categories.clone(),
+            evidence_ref: c.evidence_ref.clone(),
+            method: c.method.as_str().to_string(),
+            countersignature_required: c.countersignature.is_some(),
+        })
     }
 }
 
@@ -359,11 +366,7 @@ impl ConsentService for Api {
             if self.needs_countersignature(&call, &facts, &categories, self_grant) {
                 consent.countersignature = Some(Countersignature { at: None, by: String::new() });
             }
-            let notices = if self_grant {
-                self.consent_notices(&call, &consent).await?
-            } else {
-                vec![]
-            };
+            let notice = self.consent_notice(&call, &consent).await?;
             let mut entry = call.write_entry(Some(facts.person), &categories, None);
             entry.records = vec![format!("consent:{}", consent.id)];
             entry.detail = format!(
@@ -374,7 +377,7 @@ impl ConsentService for Api {
             );
             let consent = self
                 .store
-                .grant_consent(consent, notices, &call.meta(request_id).audited(entry))
+                .grant_consent(consent, notice, &call.meta(request_id).audited(entry))
                 .await?;
             Ok(pb::GrantConsentResponse {
                 consent: Some(convert::consent(&consent, call.at)),
@@ -409,9 +412,15 @@ impl ConsentService for Api {
                     &meta,
                 )
                 .await?;
+            // Who had received the data is the collector's to know (it answers for the record);
+            // another partner is told only about itself.
+            let mut redacted = redacted_partners(&redactions);
+            if &consent.collected_by != call.id() {
+                redacted.retain(|p| p == call.id().as_str());
+            }
             Ok(pb::WithdrawConsentResponse {
                 consent: Some(convert::consent(&consent, call.at)),
-                redacted_partners: redacted_partners(&redactions),
+                redacted_partners: redacted,
             })
         })
         .await
@@ -539,12 +548,14 @@ impl ConsentService for Api {
             let (Some(id), Some(channel), Some(request_id)) = (id, channel, request_id) else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
-            let current = self
+            let Some(current) = self
                 .store
                 .get_mandate(id)
                 .await?
                 .filter(|m| disclose::mandate_visible(&call.partner, m))
-                .ok_or_else(|| disclose::no_record("mandate", id))?;
+            else {
+                return self.no_such_record(&call, "mandate", id).await;
+            };
             let mut entry =
                 call.write_entry(Some(current.person), &[DataCategory::CaseStatus], None);
             entry.records = vec![format!("mandate:{id}")];

@@ -341,13 +341,17 @@ pub fn page(page_size: i32, page_token: &str, v: &mut Violations) -> Page {
 pub fn next_page<T>(items: &mut Vec<T>, size: u32, key: impl Fn(&T) -> String) -> String {
     if items.len() > size as usize {
         items.truncate(size as usize);
-        items.last().map_or(String::new(), |last| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(format!("{PAGE_TOKEN_PREFIX}{}", key(last)))
-        })
+        items
+            .last()
+            .map_or(String::new(), |last| page_token(&key(last)))
     } else {
         String::new()
     }
+}
+
+/// The opaque token of a page that ends at `key`.
+pub fn page_token(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{PAGE_TOKEN_PREFIX}{key}"))
 }
 
 /// Any error turned into one field violation, for values parsed outside `Violations`.

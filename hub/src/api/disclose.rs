@@ -85,3 +85,44 @@ pub(crate) fn fold_flags<'a>(
     }
     shown
 }
+
+/// One page of a list, cut *after* deciding what the caller may see: a page holds up to
+/// `size` visible items, and a next-page token is given only when a further visible item
+/// exists. Cutting before filtering would let empty pages and tokens count the hidden items
+/// (and name their ids). `keep` decides and records an item that will be answered; `peek`
+/// only decides the one look-ahead item, which is not answered and so not recorded.
+pub(crate) async fn visible_page<T, Fut>(
+    after: Option<String>,
+    size: u32,
+    mut fetch: impl FnMut(Option<String>, u32) -> Fut,
+    key: impl Fn(&T) -> String,
+    mut keep: impl FnMut(&T) -> bool,
+    mut peek: impl FnMut(&T) -> bool,
+) -> crate::error::Result<(Vec<T>, String)>
+where
+    Fut: std::future::Future<Output = crate::error::Result<Vec<T>>>,
+{
+    // Rows are read in chunks a little larger than the page, to need few round trips when
+    // most rows are visible.
+    let chunk = size.saturating_add(1).max(16);
+    let mut cursor = after;
+    let mut out: Vec<T> = Vec::new();
+    loop {
+        let rows = fetch(cursor.clone(), chunk).await?;
+        let exhausted = rows.len() < chunk as usize;
+        for row in rows {
+            cursor = Some(key(&row));
+            if out.len() == size as usize {
+                if peek(&row) {
+                    let token = out.last().map(&key).unwrap_or_default();
+                    return Ok((out, super::convert::page_token(&token)));
+                }
+            } else if keep(&row) {
+                out.push(row);
+            }
+        }
+        if exhausted {
+            return Ok((out, String::new()));
+        }
+    }
+}

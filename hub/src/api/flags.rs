@@ -123,11 +123,9 @@ impl FlagService for Api {
             };
             // A flag belongs to who raised it. Another partner learns nothing of a flag it may
             // not read — the same answer as for no flag — and may not retract one it may read.
-            let current = self
-                .store
-                .get_flag(id)
-                .await?
-                .ok_or_else(|| disclose::no_record("flag", id))?;
+            let Some(current) = self.store.get_flag(id).await? else {
+                return self.no_such_record(&call, "flag", id).await;
+            };
             let facts = self
                 .known_person(&call, current.person)
                 .await
@@ -135,9 +133,8 @@ impl FlagService for Api {
             if &current.source_partner != call.id() {
                 let mut access = self.access(&call, facts);
                 let readable = access.flag(&current);
-                access
-                    .record(&self.store, "read:RetractFlag".into(), format!("flag {id}"))
-                    .await?;
+                let (entry, _) = access.finish("read:RetractFlag".into(), format!("flag {id}"));
+                disclose::audit_in_background(&self.store, entry);
                 return Err(if readable {
                     Error::PermissionDenied(
                         "only the partner that raised a flag retracts it (or the administrator)"
@@ -186,25 +183,28 @@ impl FlagService for Api {
             let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
-            let mut flags = self
-                .store
-                .list_flags(
-                    facts.person,
-                    req.include_retracted,
-                    page.after.as_deref(),
-                    page.size + 1,
-                )
-                .await?;
-            // The page is cut before filtering, so tokens stay stable; a page may hold fewer
-            // flags than asked when some are not shared with the caller.
-            let next_page_token = convert::next_page(&mut flags, page.size, |f| f.id.to_string());
+            let person = facts.person;
+            let mut peek = self.access(&call, facts.clone());
             let mut access = self.access(&call, facts);
-            let shown: Vec<_> = flags.iter().filter(|f| access.flag(f)).collect();
+            let store = &self.store;
+            let (shown, next_page_token) = disclose::visible_page(
+                page.after,
+                page.size,
+                |after, limit| async move {
+                    store
+                        .list_flags(person, req.include_retracted, after.as_deref(), limit)
+                        .await
+                },
+                |f| f.id.to_string(),
+                |f| access.flag(f),
+                |f| peek.flag(f),
+            )
+            .await?;
             let withheld = access
                 .record(&self.store, "read:ListFlags".into(), String::new())
                 .await?;
             let flags =
-                disclose::fold_flags(shown.into_iter().filter(|f| withheld.keeps(*f)), call.id())
+                disclose::fold_flags(shown.iter().filter(|f| withheld.keeps(*f)), call.id())
                     .into_iter()
                     .map(convert::flag)
                     .collect();

@@ -10,7 +10,11 @@ use relais_proto::v1::{self as pb, person_service_server::PersonService};
 use tonic::{Request, Response, Status};
 
 /// The pivot identity of a request; a birth date after `today` is refused with the others.
-fn pivot(p: &pb::PivotIdentity, prefix: &str, today: Day) -> Result<PivotIdentity, Error> {
+pub(crate) fn pivot(
+    p: &pb::PivotIdentity,
+    prefix: &str,
+    today: Day,
+) -> Result<PivotIdentity, Error> {
     let parsed = PivotIdentity::parse(
         prefix,
         &p.family_name,
@@ -136,9 +140,14 @@ impl PersonService for Api {
                     }
                 }
             };
-            // Matching by traits tells the caller the person exists: a read of their identity.
+            // Matching by traits tells the caller the person exists: a read of their identity,
+            // audited when given as when refused.
             self.known_person(&call, person).await?;
             let local_ids = self.store.local_ids(call.id(), person).await?;
+            let mut entry = call.write_entry(Some(person), &[DataCategory::Identity], None);
+            entry.action = "read:ResolvePerson".into();
+            entry.detail = "person resolved".into();
+            self.store.record_access(vec![entry], vec![]).await?;
             Ok(pb::ResolvePersonResponse {
                 person_id: person.to_string(),
                 local_ids: local_ids.iter().map(ToString::to_string).collect(),

@@ -42,6 +42,16 @@ enum AdminCommand {
     /// The audit log: verify its chain, produce a person's access report.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Persons: merge two records of one person, undo a wrong link.
+    #[command(subcommand)]
+    Person(PersonCommand),
+    /// Flags: retract one whoever raised it.
+    #[command(subcommand)]
+    Flag(FlagCommand),
+    /// Named administrator identities: each administrator acts, and is audited, under their
+    /// own name.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Trigger or end the préfet's alert plan.
     AlertPlan {
         #[arg(long, conflicts_with = "end")]
@@ -54,10 +64,69 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum PersonCommand {
+    /// Merge `--merge` into `--keep`: two records of one person the hub wrongly kept apart.
+    Merge {
+        #[arg(long)]
+        keep: String,
+        #[arg(long)]
+        merge: String,
+        /// Why they are one person (kept in the audit).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Undo a partner's wrong link of a local id (the person's history is kept).
+    Unlink {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        local_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Make a named administrator's identity bundle (the key is made here).
+    Add {
+        /// The administrator's name (e.g. m.dupont@cc-comminges.fr).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Revoke every certificate of a named administrator.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum FlagCommand {
+    /// Retract a flag raised in error that its partner cannot retract.
+    Retract {
+        #[arg(long)]
+        flag: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConsentCommand {
     List {
         #[arg(long)]
         person: String,
+    },
+    /// Countersign a consent the rules made wait (health data a partner recorded for itself).
+    Countersign {
+        #[arg(long)]
+        consent: String,
     },
     Withdraw {
         #[arg(long)]
@@ -180,6 +249,10 @@ enum PartnerCommand {
         /// Where to write the bundle (default: <id>.bundle.pem).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The partner's own certificate signing request (`relais client csr`): its key stays
+        /// on its machine, and `--out` receives the certificate only.
+        #[arg(long)]
+        csr: Option<PathBuf>,
     },
     List,
     Show {
@@ -193,11 +266,32 @@ enum PartnerCommand {
     Resume {
         id: String,
     },
-    /// Issue a further certificate (renewal, a second connector) and write its bundle.
-    Certificate {
+    /// Certificates: issue a further one (renewal, a second connector), revoke one.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+}
+
+#[derive(Subcommand)]
+enum CertificateCommand {
+    /// Issue a further certificate and write its bundle (or, with `--csr`, the certificate).
+    Issue {
         id: String,
         #[arg(long)]
         out: PathBuf,
+        /// The partner's own certificate signing request (`relais client csr`).
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// Retire the partner's other certificates this many hours later (0: keep them).
+        #[arg(long, default_value_t = 0)]
+        retire_previous_after_hours: i32,
+    },
+    /// Revoke one certificate: refused at once and for ever; its subscriptions end.
+    Revoke {
+        /// SHA-256 fingerprint, as `partner show` lists it.
+        #[arg(long)]
+        fingerprint: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -224,6 +318,57 @@ fn print_partner(p: &pb::Partner) {
         p.territory.join(","),
         p.name
     );
+}
+
+/// The request to sign: the partner's own (its key stays on its machine), or one made here
+/// with a new key that goes into the bundle.
+fn own_or_new_csr(
+    id: &str,
+    csr: Option<&std::path::Path>,
+) -> anyhow::Result<(Option<rcgen::KeyPair>, String)> {
+    match csr {
+        Some(path) => Ok((
+            None,
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the request {}", path.display()))?,
+        )),
+        None => {
+            let (key, csr) = new_key_and_csr(id)?;
+            Ok((Some(key), csr))
+        }
+    }
+}
+
+/// Writes what was issued: a whole bundle when the key was made here, otherwise the
+/// certificate and the hub's CA for the partner to join with its own key
+/// (`relais client bundle`).
+fn write_issued(
+    out: &std::path::Path,
+    key: Option<rcgen::KeyPair>,
+    cert_pem: String,
+    ca_pem: String,
+    comment: &str,
+) -> anyhow::Result<()> {
+    match key {
+        Some(key) => {
+            Bundle {
+                cert_pem,
+                key_pem: key.serialize_pem(),
+                ca_pem,
+            }
+            .write(out, comment)?;
+            println!("identity bundle written to {}", out.display());
+        }
+        None => {
+            std::fs::write(out, format!("{cert_pem}{ca_pem}"))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "certificate written to {}: send it to the partner, who joins it with its key (relais client bundle)",
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn request_id() -> String {
@@ -361,6 +506,153 @@ async fn other(
                 }
             }
         }
+        AdminCommand::Consent(ConsentCommand::Countersign { consent }) => {
+            let r = client
+                .countersign_consent(pb::CountersignConsentRequest {
+                    consent_id: consent,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            let state = r
+                .consent
+                .as_ref()
+                .and_then(|c| pb::RecordState::try_from(c.state).ok())
+                .map(|s| {
+                    s.as_str_name()
+                        .trim_start_matches("RECORD_STATE_")
+                        .to_lowercase()
+                })
+                .unwrap_or_default();
+            if json {
+                println!("{}", serde_json::json!({ "state": state }));
+            } else {
+                println!("countersigned; the consent is now {state}");
+            }
+        }
+        AdminCommand::Person(PersonCommand::Merge {
+            keep,
+            merge,
+            reason,
+        }) => {
+            let r = client
+                .merge_persons(pb::MergePersonsRequest {
+                    kept_person_id: keep,
+                    merged_person_id: merge,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"person_id": r.person_id, "links_moved": r.links_moved})
+                );
+            } else {
+                println!(
+                    "merged into {} ({} partner links moved)",
+                    r.person_id, r.links_moved
+                );
+            }
+        }
+        AdminCommand::Person(PersonCommand::Unlink {
+            partner,
+            local_id,
+            reason,
+        }) => {
+            let r = client
+                .unlink_local_id(pb::UnlinkLocalIdRequest {
+                    partner_id: partner,
+                    local_id,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            println!("unlinked from person {}", r.person_id);
+        }
+        AdminCommand::Identity(IdentityCommand::Add { name, out }) => {
+            let (key, csr_pem) = new_key_and_csr(&format!("admin-{name}"))?;
+            let r = client
+                .add_administrator(pb::AddAdministratorRequest {
+                    name: name.clone(),
+                    csr_pem,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            Bundle {
+                cert_pem: r.certificate_pem,
+                key_pem: key.serialize_pem(),
+                ca_pem: r.ca_certificate_pem,
+            }
+            .write(
+                &out,
+                &format!("Relais administrator identity of `{name}`. Personal: do not share it."),
+            )?;
+            println!(
+                "identity bundle of administrator `{name}` written to {}",
+                out.display()
+            );
+        }
+        AdminCommand::Identity(IdentityCommand::Revoke { name, reason }) => {
+            let r = client
+                .revoke_administrator(pb::RevokeAdministratorRequest {
+                    name: name.clone(),
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "administrator `{name}`: {} certificate(s) revoked",
+                r.revoked
+            );
+        }
+        AdminCommand::Identity(IdentityCommand::List) => {
+            let r = client
+                .list_administrators(pb::ListAdministratorsRequest {})
+                .await?
+                .into_inner();
+            if json {
+                let list: Vec<_> = r
+                    .administrators
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "name": a.name, "fingerprint": a.fingerprint,
+                            "not_after": timestamp(&a.not_after), "revoked_at": timestamp(&a.revoked_at),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for a in &r.administrators {
+                    println!(
+                        "{:<32} {}  until {}{}",
+                        a.name,
+                        a.fingerprint,
+                        timestamp(&a.not_after),
+                        if a.revoked_at.is_some() {
+                            format!("  revoked {}", timestamp(&a.revoked_at))
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+        }
+        AdminCommand::Flag(FlagCommand::Retract { flag, reason }) => {
+            client
+                .retract_flag(pb::AdminRetractFlagRequest {
+                    flag_id: flag,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?;
+            println!("flag retracted");
+        }
         AdminCommand::Consent(ConsentCommand::Withdraw { consent, channel }) => {
             let r = client
                 .withdraw_person_consent(pb::WithdrawPersonConsentRequest {
@@ -419,8 +711,9 @@ async fn other(
                 .into_inner();
             match html {
                 Some(path) => {
-                    std::fs::write(&path, r.html)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                    // The report lists what was exchanged about a person: readable by the
+                    // administrator's account only (0600), like the identity bundles.
+                    crate::pki::write_private(&path, &r.html)?;
                     println!("printable report written to {}", path.display());
                 }
                 None => println!("{}", r.json),
@@ -643,6 +936,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             territory,
             id,
             out,
+            csr,
         } => {
             let kind = PartnerKind::parse(&kind).with_context(|| {
                     format!("unknown kind `{kind}`: communaute_de_communes, mairie, departement, sous_prefecture, association, operateur")
@@ -655,7 +949,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     })?
                     .to_string(),
             };
-            let (key, csr_pem) = new_key_and_csr(&id)?;
+            let (key, csr_pem) = own_or_new_csr(&id, csr.as_deref())?;
             let response = client
                 .add_partner(pb::AddPartnerRequest {
                     id: id.clone(),
@@ -669,16 +963,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.bundle.pem")));
-            Bundle {
-                    cert_pem: response.certificate_pem,
-                    key_pem: key.serialize_pem(),
-                    ca_pem: response.ca_certificate_pem,
-                }
-                .write(&out, &format!("Relais identity of partner `{id}` ({name}).\nGive it to the partner's connector only."))?;
+            write_issued(
+                &out,
+                key,
+                response.certificate_pem,
+                response.ca_certificate_pem,
+                &format!(
+                    "Relais identity of partner `{id}` ({name}).\nGive it to the partner's connector only."
+                ),
+            )?;
             if let Some(p) = &response.partner {
                 print_partner(p);
             }
-            println!("identity bundle written to {}", out.display());
         }
         PartnerCommand::List => {
             let mut token = String::new();
@@ -730,23 +1026,49 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .into_inner();
             r.partner.iter().for_each(print_partner);
         }
-        PartnerCommand::Certificate { id, out } => {
-            let (key, csr_pem) = new_key_and_csr(&id)?;
+        PartnerCommand::Certificate(CertificateCommand::Issue {
+            id,
+            out,
+            csr,
+            retire_previous_after_hours,
+        }) => {
+            let (key, csr_pem) = own_or_new_csr(&id, csr.as_deref())?;
             let r = client
                 .issue_certificate(pb::IssueCertificateRequest {
                     partner_id: id.clone(),
                     csr_pem,
-                    retire_previous_after_hours: 0,
+                    retire_previous_after_hours,
                 })
                 .await?
                 .into_inner();
-            Bundle {
-                cert_pem: r.certificate_pem,
-                key_pem: key.serialize_pem(),
-                ca_pem: r.ca_certificate_pem,
-            }
-            .write(&out, &format!("Relais identity of partner `{id}`."))?;
-            println!("identity bundle written to {}", out.display());
+            write_issued(
+                &out,
+                key,
+                r.certificate_pem,
+                r.ca_certificate_pem,
+                &format!("Relais identity of partner `{id}`."),
+            )?;
+        }
+        PartnerCommand::Certificate(CertificateCommand::Revoke {
+            fingerprint,
+            reason,
+        }) => {
+            let r = client
+                .revoke_certificate(pb::RevokeCertificateRequest {
+                    fingerprint,
+                    reason,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "certificate revoked{}",
+                if r.partner_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (partner {})", r.partner_id)
+                }
+            );
         }
     }
     Ok(())

@@ -17,9 +17,10 @@ use tonic::transport::Channel;
 
 #[derive(Args)]
 pub struct ClientArgs {
-    /// The partner's identity bundle (written by `relais admin partner add`).
+    /// The partner's identity bundle (written by `relais admin partner add`, or joined by
+    /// `relais client bundle` from the partner's own key and the certificate it received).
     #[arg(long, env = "RELAIS_IDENTITY")]
-    identity: PathBuf,
+    identity: Option<PathBuf>,
     #[arg(long, env = "RELAIS_HUB", default_value = DEFAULT_HUB)]
     hub: String,
     /// The acting agent's pseudonymous id.
@@ -88,6 +89,31 @@ impl PivotArgs {
 
 #[derive(Subcommand)]
 enum ClientCommand {
+    /// Make the partner's key and a certificate signing request on this machine: the key never
+    /// leaves it; the administrator signs the request (`relais admin partner add --csr` or
+    /// `partner certificate issue --csr`) and sends back the certificate.
+    Csr {
+        /// The partner id the certificate is for.
+        #[arg(long)]
+        id: String,
+        /// Where to write the private key (created 0600).
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Where to write the request, for the administrator.
+        #[arg(long)]
+        csr_out: PathBuf,
+    },
+    /// Join the partner's own key and the certificate the administrator sent into the identity
+    /// bundle the connector and this client use.
+    Bundle {
+        #[arg(long)]
+        key: PathBuf,
+        /// The certificate file from the administrator (certificate and hub CA).
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Link a local id to a person (by pivot identity, by hub id, or a new person).
     Link {
         #[arg(long)]
@@ -667,9 +693,49 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         },
         request_id: args.request_id.clone(),
     };
-    let bundle = Bundle::read(&args.identity)?;
+    match &args.command {
+        ClientCommand::Csr {
+            id,
+            key_out,
+            csr_out,
+        } => {
+            let (key, csr_pem) = crate::pki::new_key_and_csr(id)?;
+            crate::pki::write_private(key_out, &key.serialize_pem())?;
+            std::fs::write(csr_out, csr_pem)
+                .with_context(|| format!("writing {}", csr_out.display()))?;
+            println!(
+                "key written to {} (keep it on this machine); request written to {}: send it to the hub's administrator",
+                key_out.display(),
+                csr_out.display()
+            );
+            return Ok(());
+        }
+        ClientCommand::Bundle { key, cert, out } => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let joined = format!("{}{}", read(key)?, read(cert)?);
+            let bundle = Bundle::parse(&joined)
+                .context("the key and the certificate do not make a bundle")?;
+            bundle.write(
+                out,
+                "Relais identity of this partner.\nGive it to the partner's connector only.",
+            )?;
+            println!("identity bundle written to {}", out.display());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let identity = args
+        .identity
+        .as_ref()
+        .context("--identity (or RELAIS_IDENTITY) names the partner's identity bundle")?;
+    let bundle = Bundle::read(identity)?;
     let channel = channel(&args.hub, &bundle).await?;
     match args.command {
+        ClientCommand::Csr { .. } | ClientCommand::Bundle { .. } => {
+            unreachable!("handled before connecting")
+        }
         ClientCommand::Link {
             local_id,
             person_id,

@@ -71,11 +71,12 @@ impl ChangeResource {
         }
     }
 
-    /// The one partner an event is for (redactions), or none (everyone the rules allow).
-    pub fn target(&self) -> Option<&PartnerId> {
+    /// For events meant for named partners only (redactions, consent notices): whether it is
+    /// for `partner`. `None` for data events, which the rules decide.
+    pub fn is_for(&self, partner: &PartnerId) -> Option<bool> {
         match self {
-            ChangeResource::Redaction(r) => Some(&r.partner),
-            ChangeResource::ConsentNotice(n) => Some(&n.partner),
+            ChangeResource::Redaction(r) => Some(&r.partner == partner),
+            ChangeResource::ConsentNotice(n) => Some(n.partners.contains(partner)),
             _ => None,
         }
     }
@@ -93,13 +94,15 @@ pub struct Redaction {
     pub record: String,
 }
 
-/// Tells `partner`, which wrote data about the person, that a consent recorded by another
-/// partner (the collector) opens that data to the collector. Names no data of the person.
+/// Tells the partners that wrote data about the person that a consent recorded by another
+/// partner (the collector) opens that data to its grantee. Names no data of the person. One
+/// event per consent recorded, whoever is told (possibly nobody), so that the feed's position
+/// does not count the partners that hold data about the person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentNotice {
     pub person: PersonId,
-    /// Who is told.
-    pub partner: PartnerId,
+    /// Who is told: the partners whose data the consent opens.
+    pub partners: Vec<PartnerId>,
     pub consent: String,
     pub collected_by: PartnerId,
     pub collected_by_agent: AgentId,
@@ -141,6 +144,15 @@ pub struct Disclosure {
     /// withholds the item (decision and disclosure are one step).
     #[serde(default)]
     pub record: Option<String>,
+    /// The purpose it was given for: when its record ends, only another record covering the
+    /// same category *for this purpose* keeps it (none recorded before: any purpose).
+    #[serde(default)]
+    pub purpose: Option<super::context::Purpose>,
+    /// A flag given as current (active, within its valid_until): if it is no longer current
+    /// when the disclosure is recorded, it does not leave. (A retraction event is given as
+    /// not current, and goes.)
+    #[serde(default)]
+    pub current_flag: bool,
 }
 
 /// A committed change, as read back from the log.

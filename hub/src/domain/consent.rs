@@ -509,6 +509,7 @@ pub fn redactions(
             c.state_at(now) == RecordState::Granted
                 && c.categories.contains(&disclosure.category)
                 && c.grantee.includes_partner(&partner.id, partner.kind)
+                && disclosure.purpose.is_none_or(|p| c.purposes.contains(&p))
         });
         if covered {
             continue;

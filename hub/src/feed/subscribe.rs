@@ -223,8 +223,8 @@ impl Subscription<'_> {
         let detail = format!("feed position {}", change.position);
         // Redactions and consent notices are for one partner each, and carry no data the
         // rules would decide on.
-        if let Some(target) = change.resource.target() {
-            if target != self.partner {
+        if let Some(mine) = change.resource.is_for(self.partner) {
+            if !mine {
                 return Ok(None);
             }
             let mut entry = AuditEntry::new(

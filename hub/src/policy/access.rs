@@ -66,7 +66,7 @@ impl<'a> Access<'a> {
                 .granted()
                 .then(|| d.coverage.record.clone())
                 .flatten();
-            self.disclose(subject.category, item, record);
+            self.disclose(subject.category, item, record, self.viewer.purpose);
         } else {
             self.denied.insert(category);
         }
@@ -75,7 +75,13 @@ impl<'a> Access<'a> {
 
     /// Gives an item another partner wrote: audited, and remembered as received so that the
     /// end of `record` redacts it.
-    fn disclose(&mut self, category: DataCategory, item: Item, record: Option<String>) {
+    fn disclose(
+        &mut self,
+        category: DataCategory,
+        item: Item,
+        record: Option<String>,
+        purpose: Purpose,
+    ) {
         self.given.insert(category.as_str());
         if let Some(r) = &record {
             self.records.insert(r.clone());
@@ -87,6 +93,8 @@ impl<'a> Access<'a> {
             category,
             at: self.facts.now,
             record,
+            purpose: Some(purpose),
+            current_flag: false,
         });
     }
 
@@ -95,7 +103,8 @@ impl<'a> Access<'a> {
     fn received(&mut self, item: Item) -> bool {
         match self.facts.receipt.clone() {
             Some(record) => {
-                self.disclose(DataCategory::Referrals, item, record);
+                // Decided as at sending: referrals reaching the partner, for orientation.
+                self.disclose(DataCategory::Referrals, item, record, Purpose::Orientation);
                 true
             }
             None => false,
@@ -117,7 +126,14 @@ impl<'a> Access<'a> {
         if f.lapsed(self.facts.now.day()) {
             return false;
         }
-        self.decide(Subject::flag(f.code), Item::Flag(f.id))
+        let given = self.decide(Subject::flag(f.code), Item::Flag(f.id));
+        if given
+            && f.current(self.facts.now.day())
+            && let Some(d) = self.disclosures.last_mut()
+        {
+            d.current_flag = true;
+        }
+        given
     }
 
     /// May the viewer see this case? The cases it holds and those a referral it sent is

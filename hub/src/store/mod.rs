@@ -82,7 +82,8 @@ pub struct AlertPlan {
 /// An authenticated caller, found from its certificate fingerprint.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    Admin,
+    /// A named administrator (`admin` for the identity made at the first start).
+    Admin(String),
     Partner(Partner),
 }
 
@@ -176,6 +177,17 @@ pub trait Store: Send + Sync + 'static {
         cert: CertificateRecord,
         retire_others_at: Option<Timestamp>,
     ) -> Result<Partner>;
+    /// Registers a named administrator's certificate.
+    async fn add_administrator(
+        &self,
+        name: &str,
+        cert: CertificateRecord,
+        meta: &WriteMeta,
+    ) -> Result<()>;
+    /// Revokes every certificate of a named administrator; returns how many.
+    async fn revoke_administrator(&self, name: &str, meta: &WriteMeta) -> Result<u32>;
+    /// Administrators' certificates: (name, record).
+    async fn administrators(&self) -> Result<Vec<(String, CertificateRecord)>>;
     /// Revokes one certificate at `meta.at`; returns the partner it belonged to (`None`: an
     /// administrator's).
     async fn revoke_certificate(
@@ -284,12 +296,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Referral>>;
 
     // Consent records and mandates.
-    /// Records a consent and, in the same transaction, the notices owed to the partners whose
-    /// data it opens to its collector (`CONSENT_RECORDED` events).
+    /// Records a consent and, in the same transaction, its notice to the partners whose data
+    /// it opens (one `CONSENT_RECORDED` event).
     async fn grant_consent(
         &self,
         consent: Consent,
-        notices: Vec<crate::domain::change::ConsentNotice>,
+        notice: crate::domain::change::ConsentNotice,
         meta: &WriteMeta,
     ) -> Result<Consent>;
     /// An administrator countersigns a pending consent.

@@ -395,9 +395,14 @@ macro_rules! sql_store {
                 Some(("mandate", id)) => ("mandates", id),
                 _ => return Err(Error::Internal(format!("unknown record `{record}`"))),
             };
-            let sql = format!("SELECT doc FROM {table} WHERE id = $1");
-            let row: Option<(String,)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await?;
-            let Some((doc,)) = row else { return Ok(false) };
+            let sql = format!("SELECT doc, ended FROM {table} WHERE id = $1");
+            let row: Option<(String, bool)> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await?;
+            // Ended (withdrawn, revoked, or expired and redacted by the scheduler) as committed
+            // now, or past its expiry by now: what it covered does not leave.
+            let Some((doc, ended)) = row else { return Ok(false) };
+            if ended {
+                return Ok(false);
+            }
             Ok(if table == "consents" {
                 serde_json::from_str::<Consent>(&doc)?.state_at(at) == RecordState::Granted
             } else {
@@ -579,26 +584,6 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        async fn has_pivot(conn: &mut Conn, person: PersonId) -> Result<bool> {
-            let row: Option<(String,)> = sqlx::query_as("SELECT pivot_key FROM person_pivots WHERE person_id = $1 LIMIT 1")
-                .bind(person.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-            Ok(row.is_some())
-        }
-
-        /// Is `partner` the only partner linked to `person`?
-        async fn alone_linked(conn: &mut Conn, person: PersonId, partner: &PartnerId) -> Result<bool> {
-            let row: Option<(String,)> = sqlx::query_as(
-                "SELECT partner_id FROM person_links WHERE person_id = $1 AND partner_id <> $2 LIMIT 1",
-            )
-            .bind(person.to_string())
-            .bind(partner.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-            Ok(row.is_none())
-        }
-
         async fn insert_pivot(conn: &mut Conn, key: &PivotKey, person: PersonId) -> Result<()> {
             sqlx::query("INSERT INTO person_pivots (pivot_key, person_id) VALUES ($1, $2)")
                 .bind(key.as_str())
@@ -671,14 +656,14 @@ macro_rules! sql_store {
             }
 
             async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
-                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at FROM certificates c
+                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at, c.name FROM certificates c
                      LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
                 )
                 .bind(fingerprint)
                 .fetch_optional(&self.read)
                 .await?;
-                let Some((partner, doc, not_after, issued_at, revoked_at)) = row else {
+                let Some((partner, doc, not_after, issued_at, revoked_at, name)) = row else {
                     return Ok(None);
                 };
                 let record = CertificateRecord {
@@ -691,10 +676,88 @@ macro_rules! sql_store {
                     revocation_reason: String::new(),
                 };
                 match (partner, doc) {
-                    (None, _) => Ok(Some((Principal::Admin, record))),
+                    (None, _) => Ok(Some((
+                        Principal::Admin(if name.is_empty() { "admin".to_string() } else { name }),
+                        record,
+                    ))),
                     (Some(_), Some(doc)) => Ok(Some((Principal::Partner(serde_json::from_str(&doc)?), record))),
                     (Some(_), None) => Ok(None),
                 }
+            }
+
+            async fn add_administrator(&self, name: &str, cert: CertificateRecord, meta: &WriteMeta) -> Result<()> {
+                let name = name.to_string();
+                self.idempotent(meta, move |conn, _meta| {
+                    Box::pin(async move {
+                        let taken: Option<(String,)> = sqlx::query_as(
+                            "SELECT fingerprint FROM certificates WHERE partner_id IS NULL AND name = $1 AND revoked_at IS NULL",
+                        )
+                        .bind(&name)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if taken.is_some() {
+                            return Err(Error::AlreadyExists(format!(
+                                "administrator `{name}` already has a certificate: revoke it first to issue another"
+                            )));
+                        }
+                        insert_certificate(conn, None, &cert).await?;
+                        sqlx::query("UPDATE certificates SET name = $1 WHERE fingerprint = $2")
+                            .bind(&name)
+                            .bind(&cert.fingerprint)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn revoke_administrator(&self, name: &str, meta: &WriteMeta) -> Result<u32> {
+                let name = name.to_string();
+                self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        let revoked = sqlx::query(
+                            "UPDATE certificates SET revoked_at = $1
+                             WHERE partner_id IS NULL AND name = $2 AND (revoked_at IS NULL OR revoked_at > $1)",
+                        )
+                        .bind(meta.at.micros())
+                        .bind(&name)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected() as u32;
+                        if revoked == 0 {
+                            return Err(Error::not_found("administrator", &name));
+                        }
+                        Ok((revoked, None))
+                    })
+                })
+                .await
+            }
+
+            async fn administrators(&self) -> Result<Vec<(String, CertificateRecord)>> {
+                let rows: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+                    "SELECT name, fingerprint, not_after, issued_at, revoked_at FROM certificates
+                     WHERE partner_id IS NULL ORDER BY name, issued_at",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(name, fingerprint, not_after, issued_at, revoked_at)| {
+                        (
+                            if name.is_empty() { "admin".to_string() } else { name },
+                            CertificateRecord {
+                                fingerprint,
+                                serial: String::new(),
+                                not_after: Timestamp::from_micros(not_after),
+                                issued_at: Timestamp::from_micros(issued_at),
+                                pem: String::new(),
+                                revoked_at: revoked_at.map(Timestamp::from_micros),
+                                revocation_reason: String::new(),
+                            },
+                        )
+                    })
+                    .collect())
             }
 
             async fn revoke_certificate(&self, fingerprint: &str, reason: String, meta: &WriteMeta) -> Result<Option<PartnerId>> {
@@ -876,21 +939,10 @@ macro_rules! sql_store {
                                         person,
                                         outcome: LinkOutcome::AlreadyLinked,
                                     },
-                                    (Some(linked), None) if !has_pivot(conn, linked).await?
-                                        && alone_linked(conn, linked, &partner).await? =>
-                                    {
-                                        // The partner now gives the traits of a person only it
-                                        // knows, linked without them: completing its own record
-                                        // joins nobody else's, exactly as linking by these
-                                        // traits in the first place would have.
-                                        insert_pivot(conn, &key, linked).await?;
-                                        LinkResult {
-                                            person: linked,
-                                            outcome: LinkOutcome::AlreadyLinked,
-                                        }
-                                    }
                                     // One local id names one person: other traits — someone
-                                    // else's or nobody's — are refused alike and attach nothing.
+                                    // else's or nobody's, even for a person linked without
+                                    // traits — are refused alike and attach nothing (telling
+                                    // the two apart would say whether the traits are known).
                                     (Some(_), _) => return Err(Error::link_conflict(&local_id)),
                                     (None, Some(person)) => {
                                         insert_link(conn, &partner, &local_id, person, meta.at).await?;
@@ -1394,17 +1446,13 @@ macro_rules! sql_store {
                 docs(rows)
             }
 
-            async fn grant_consent(&self, consent: Consent, notices: Vec<ConsentNotice>, meta: &WriteMeta) -> Result<Consent> {
+            async fn grant_consent(&self, consent: Consent, notice: ConsentNotice, meta: &WriteMeta) -> Result<Consent> {
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         save_record(conn, &consent, false).await?;
-                        let mut position = None;
-                        for notice in notices {
-                            position = Some(
-                                append_change(conn, ChangeKind::ConsentRecorded, meta, ChangeResource::ConsentNotice(notice)).await?,
-                            );
-                        }
-                        Ok((consent, position))
+                        let position =
+                            append_change(conn, ChangeKind::ConsentRecorded, meta, ChangeResource::ConsentNotice(notice)).await?;
+                        Ok((consent, Some(position)))
                     })
                 })
                 .await
@@ -1667,12 +1715,30 @@ macro_rules! sql_store {
                     Box::pin(async move {
                         let mut ended: HashMap<String, bool> = HashMap::new();
                         let mut withheld = Vec::new();
+                        // Checked as of now, the moment of commit, not of the decision.
+                        let now = <crate::domain::SystemClock as crate::domain::Clock>::now(&crate::domain::SystemClock);
                         for d in &disclosures {
+                            // A flag retracted (or past its valid_until) since the decision
+                            // does not leave either.
+                            if let (Item::Flag(id), true) = (d.item, d.current_flag) {
+                                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM flags WHERE id = $1")
+                                    .bind(id.to_string())
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                                let current = match row {
+                                    Some((doc,)) => serde_json::from_str::<Flag>(&doc)?.current(now.day()),
+                                    None => false,
+                                };
+                                if !current {
+                                    withheld.push(d.item);
+                                    continue;
+                                }
+                            }
                             if let Some(record) = &d.record {
                                 let over = match ended.get(record) {
                                     Some(over) => *over,
                                     None => {
-                                        let over = !record_in_force(conn, record, d.at).await?;
+                                        let over = !record_in_force(conn, record, now.max(d.at)).await?;
                                         ended.insert(record.clone(), over);
                                         over
                                     }
