@@ -962,3 +962,271 @@ async fn finding_12_named_administrators_act_under_their_own_certificate_until_r
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 }
+
+// Attacks found by the adversarial review of the change, kept as tests.
+
+async fn link_new(p: &Partner, local_id: &str) -> pb::LinkPersonResponse {
+    p.persons
+        .clone()
+        .link_person(pb::LinkPersonRequest {
+            context: ctx(),
+            local_id: local_id.into(),
+            pivot: None,
+            person_id: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn review_a_record_made_without_traits_is_no_probe_for_whose_traits_exist() {
+    let t = territory().await;
+    link_new(&t.mairie, "P1").await;
+    link_new(&t.mairie, "P2").await;
+    let someone = answer(relink(&t.mairie, "P1", rose()).await);
+    let no_one = answer(relink(&t.mairie, "P2", nobody()).await);
+    assert_eq!(someone.0, Code::FailedPrecondition);
+    assert_eq!(
+        someone.1.replace("P1", "P?"),
+        no_one.1.replace("P2", "P?"),
+        "the same answer whoever the traits belong to"
+    );
+    // Nothing was attached: the real owner of the traits is linked to a person of their own.
+    let owner = t.bus.link("B9", nobody()).await;
+    let p2 = t
+        .mairie
+        .persons
+        .clone()
+        .resolve_person(pb::ResolvePersonRequest {
+            context: ctx(),
+            by: Some(pb::resolve_person_request::By::LocalId("P2".into())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(owner.person_id, p2.person_id);
+}
+
+#[tokio::test]
+async fn review_pages_and_tokens_do_not_count_hidden_items() {
+    let t = territory().await;
+    for code in ["PERTE_AUTONOMIE", "HANDICAP", "SANTE_DECLAREE"] {
+        raise(&t.bus, local("B1"), code, "").await.unwrap();
+    }
+    t.mairie.link("M1", rose()).await;
+    let page = t
+        .mairie
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("M1")),
+            include_retracted: true,
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.flags.is_empty());
+    assert!(
+        page.next_page_token.is_empty(),
+        "a token would count hidden flags"
+    );
+    // With one visible flag among hidden ones, one page, no token.
+    raise(&t.mairie, local("M1"), "SANS_INTERNET", "")
+        .await
+        .unwrap();
+    let page = t
+        .mairie
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("M1")),
+            include_retracted: true,
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.flags.len(), 1);
+    assert!(page.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn review_only_the_holder_sends_a_fiche_navette_and_refusals_keep_consent_details() {
+    let t = territory().await;
+    let case = t.bus.open_case("B1", "F1342").await;
+    t.mairie.link("M1", rose()).await;
+    t.bus
+        .grant(
+            "B1",
+            partner("mairie-aspet"),
+            &["case_status"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    let consent = t
+        .bus
+        .grant(
+            "B1",
+            partner("sp-saint-gaudens"),
+            &["referrals"],
+            &[pb::Purpose::Orientation],
+        )
+        .await;
+    let send = |p: &Partner| {
+        let mut cases = p.cases.clone();
+        let case_id = case.id.clone();
+        async move {
+            cases
+                .send_referral(pb::SendReferralRequest {
+                    context: ctx(),
+                    case_id,
+                    to_partner: "sp-saint-gaudens".into(),
+                    reason: "suite".into(),
+                    requested_action: String::new(),
+                    due_date: String::new(),
+                    request_id: new_request_id(),
+                })
+                .await
+        }
+    };
+    // The mairie sees the case (consent) but does not hold it.
+    let refused = send(&t.mairie).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    t.bus
+        .consent
+        .clone()
+        .withdraw_consent(pb::WithdrawConsentRequest {
+            context: ctx(),
+            consent_id: consent.id.clone(),
+            channel: "guichet".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let refused = send(&t.bus).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    for secret in [
+        consent.id.as_str(),
+        "consent:",
+        "withdrawn",
+        "expired",
+        "pending",
+    ] {
+        assert!(!refused.message().contains(secret), "{refused:?}");
+    }
+}
+
+#[tokio::test]
+async fn review_the_feed_position_does_not_count_who_holds_data() {
+    let t = territory().await;
+    // Mme Castet: three partners wrote about her. Paul: nobody else did.
+    raise(&t.bus, local("B1"), "SANS_INTERNET", "")
+        .await
+        .unwrap();
+    t.departement.link("D1", rose()).await;
+    raise(&t.departement, local("D1"), "ISOLEMENT", "")
+        .await
+        .unwrap();
+    t.mairie.link("M1", rose()).await;
+    t.mairie.link("M2", paul()).await;
+    let position = || {
+        let mut sync = t.mairie.sync.clone();
+        async move {
+            sync.get_position(pb::GetPositionRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .position
+        }
+    };
+    let mut moves = vec![];
+    for local_id in ["M1", "M2"] {
+        let before = position().await;
+        t.mairie
+            .grant(
+                local_id,
+                partner("mairie-aspet"),
+                &["digital", "social"],
+                &[pb::Purpose::Accompagnement],
+            )
+            .await;
+        moves.push(position().await - before);
+    }
+    assert_eq!(moves, [1, 1]);
+}
+
+#[tokio::test]
+async fn review_a_partner_named_only_by_kind_that_does_not_know_the_person_cannot_act_on_the_record()
+ {
+    let t = territory().await;
+    let izaut = t.hub.partner("mairie-izaut", PartnerKind::Mairie).await;
+    let consent = t
+        .bus
+        .grant(
+            "B1",
+            kind(PartnerKind::Mairie),
+            &["digital"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    let withdraw = |p: &Partner| {
+        let mut c = p.consent.clone();
+        let consent_id = consent.id.clone();
+        async move {
+            c.withdraw_consent(pb::WithdrawConsentRequest {
+                context: ctx(),
+                consent_id,
+                channel: "guichet".into(),
+                request_id: new_request_id(),
+            })
+            .await
+        }
+    };
+    let refused = withdraw(&izaut).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    let receipt = izaut
+        .consent
+        .clone()
+        .get_consent_receipt(pb::GetConsentReceiptRequest {
+            context: ctx(),
+            consent_id: consent.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(receipt.code(), Code::NotFound);
+    // A mairie that serves her may, on her request; it is told only about itself.
+    t.mairie.link("M1", rose()).await;
+    summary(&t.mairie, local("M1")).await.unwrap();
+    raise(&t.bus, local("B1"), "SANS_INTERNET", "")
+        .await
+        .unwrap();
+    let done = withdraw(&t.mairie).await.unwrap().into_inner();
+    assert!(
+        done.redacted_partners.iter().all(|p| p == "mairie-aspet"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn review_resolving_a_person_is_audited() {
+    let t = territory().await;
+    t.mairie.link("M1", rose()).await;
+    resolve(&t.mairie, rose()).await.unwrap();
+    let entries = store(&t)
+        .audit_of_person(PersonId::parse(&t.rose).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "read:ResolvePerson" && e.principal == "mairie-aspet"),
+        "{entries:?}"
+    );
+}

@@ -249,3 +249,25 @@ fn grant_consent(r: &pb::GrantConsentRequest, now: Timestamp) {
     let _ = convert::consent(&consent, now);
     let _ = documents::consent_receipt(&consent, &HashMap::new(), now);
 }
+
+#[cfg(test)]
+mod tests {
+    /// The fuzz corpus kept in the repository is replayed by every `cargo test`, without
+    /// cargo-fuzz: what once made a fuzzer find something stays checked.
+    #[test]
+    fn the_fuzz_corpus_replays_without_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/requests");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus folder") {
+            let path = entry.expect("a corpus entry").path();
+            let bytes = std::fs::read(&path).expect("a corpus file");
+            super::check_request(&bytes);
+            replayed += 1;
+        }
+        assert!(
+            replayed >= 10,
+            "{replayed} corpus entries in {}",
+            dir.display()
+        );
+    }
+}
