@@ -1016,20 +1016,23 @@ async fn review_pages_and_tokens_do_not_count_hidden_items() {
         raise(&t.bus, local("B1"), code, "").await.unwrap();
     }
     t.mairie.link("M1", rose()).await;
-    let page = t
-        .mairie
-        .flags
-        .clone()
-        .list_flags(pb::ListFlagsRequest {
-            context: ctx(),
-            person: Some(local("M1")),
-            include_retracted: true,
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let first_page = || {
+        let mut flags = t.mairie.flags.clone();
+        async move {
+            flags
+                .list_flags(pb::ListFlagsRequest {
+                    context: ctx(),
+                    person: Some(local("M1")),
+                    include_retracted: true,
+                    page_size: 1,
+                    page_token: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let page = first_page().await;
     assert!(page.flags.is_empty());
     assert!(
         page.next_page_token.is_empty(),
@@ -1039,20 +1042,7 @@ async fn review_pages_and_tokens_do_not_count_hidden_items() {
     raise(&t.mairie, local("M1"), "SANS_INTERNET", "")
         .await
         .unwrap();
-    let page = t
-        .mairie
-        .flags
-        .clone()
-        .list_flags(pb::ListFlagsRequest {
-            context: ctx(),
-            person: Some(local("M1")),
-            include_retracted: true,
-            page_size: 1,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = first_page().await;
     assert_eq!(page.flags.len(), 1);
     assert!(page.next_page_token.is_empty());
 }
@@ -1229,4 +1219,58 @@ async fn review_resolving_a_person_is_audited() {
             .any(|e| e.action == "read:ResolvePerson" && e.principal == "mairie-aspet"),
         "{entries:?}"
     );
+}
+
+#[tokio::test]
+async fn finding_04_the_administrator_merges_two_records_and_undoes_a_wrong_link() {
+    let t = territory().await;
+    // The mairie knew Mme Castet without her traits: a second record of her.
+    let apart = link_new(&t.mairie, "M-OLD").await.person_id;
+    raise(&t.mairie, local("M-OLD"), "ISOLEMENT", "")
+        .await
+        .unwrap();
+    raise(&t.bus, local("B1"), "SANS_INTERNET", "")
+        .await
+        .unwrap();
+    let merged = t
+        .hub
+        .admin
+        .clone()
+        .merge_persons(pb::MergePersonsRequest {
+            kept_person_id: t.rose.clone(),
+            merged_person_id: apart.clone(),
+            reason: "même personne : registre CCAS et dossier du bus".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(merged.person_id, t.rose);
+    assert_eq!(merged.links_moved, 1);
+    // The mairie's local id now names Mme Castet, with the mairie's own flag.
+    let seen = summary(&t.mairie, local("M-OLD")).await.unwrap();
+    assert_eq!(seen.person_id, t.rose);
+    assert_eq!(seen.flags.len(), 1);
+    assert_eq!(seen.flags[0].code, "ISOLEMENT");
+    // The merge is audited under the person kept.
+    let entries = store(&t)
+        .audit_of_person(PersonId::parse(&t.rose).unwrap())
+        .await
+        .unwrap();
+    assert!(entries.iter().any(|e| e.action == "admin:MergePersons"));
+    // A wrong link undone: the local id no longer names anyone; the person and her history stay.
+    t.hub
+        .admin
+        .clone()
+        .unlink_local_id(pb::UnlinkLocalIdRequest {
+            partner_id: "mairie-aspet".into(),
+            local_id: "M-OLD".into(),
+            reason: "erreur de saisie".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let gone = summary(&t.mairie, local("M-OLD")).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    assert_eq!(summary(&t.bus, local("B1")).await.unwrap().flags.len(), 1);
 }

@@ -877,54 +877,56 @@ impl Bench {
         Ok(())
     }
 
-    /// Every partner's summary of every person someone linked, against the model.
+    /// Every partner's summary of every person someone linked, against the model. The reads
+    /// are sent together, as partners' counters would.
     async fn compare_reads(&self, m: &Model) -> Result<(), String> {
+        let mut asked = Vec::new();
         for (p, partner) in self.partners.iter().enumerate() {
             for (&x, id) in &m.persons {
-                let got = partner
-                    .persons
-                    .clone()
-                    .get_person_summary(pb::GetPersonSummaryRequest {
-                        context: ctx(),
-                        person: Some(person(id)),
-                        include_history: false,
-                    })
-                    .await;
-                let got = match got {
-                    Ok(s) => {
-                        let s = s.into_inner();
-                        Some(View {
-                            flags: s.flags.into_iter().map(|f| f.id).collect(),
-                            cases: s.cases.into_iter().map(|c| c.id).collect(),
-                            referrals: s.referrals.into_iter().map(|r| r.id).collect(),
-                        })
-                    }
-                    Err(s) if s.code() == tonic::Code::NotFound => {
-                        if s.message().contains(id.as_str()) {
-                            return Err(format!("a refusal names the hub id: {s:?}"));
-                        }
-                        None
-                    }
-                    Err(s) => return Err(format!("{} summary of X{x}: {s:?}", PARTNERS[p].0)),
+                let mut persons = partner.persons.clone();
+                let request = pb::GetPersonSummaryRequest {
+                    context: ctx(),
+                    person: Some(person(id)),
+                    include_history: false,
                 };
-                let expected = m.summary(p, x);
-                READS.fetch_add(1, Ordering::Relaxed);
-                if expected.as_ref().is_some_and(|v| {
-                    m.flags
+                asked.push(async move { (p, x, id, persons.get_person_summary(request).await) });
+            }
+        }
+        for (p, x, id, got) in futures::future::join_all(asked).await {
+            let got = match got {
+                Ok(s) => {
+                    let s = s.into_inner();
+                    Some(View {
+                        flags: s.flags.into_iter().map(|f| f.id).collect(),
+                        cases: s.cases.into_iter().map(|c| c.id).collect(),
+                        referrals: s.referrals.into_iter().map(|r| r.id).collect(),
+                    })
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if s.message().contains(id.as_str()) {
+                        return Err(format!("a refusal names the hub id: {s:?}"));
+                    }
+                    None
+                }
+                Err(s) => return Err(format!("{} summary of X{x}: {s:?}", PARTNERS[p].0)),
+            };
+            let expected = m.summary(p, x);
+            READS.fetch_add(1, Ordering::Relaxed);
+            if expected.as_ref().is_some_and(|v| {
+                m.flags
+                    .iter()
+                    .any(|f| v.flags.contains(&f.id) && f.source != p)
+                    || m.cases
                         .iter()
-                        .any(|f| v.flags.contains(&f.id) && f.source != p)
-                        || m.cases
-                            .iter()
-                            .any(|c| v.cases.contains(&c.id) && c.owner != p)
-                }) {
-                    SHARED_READS.fetch_add(1, Ordering::Relaxed);
-                }
-                if got != expected {
-                    return Err(format!(
-                        "{} reads X{x}: got {got:?}, the model says {expected:?}",
-                        PARTNERS[p].0
-                    ));
-                }
+                        .any(|c| v.cases.contains(&c.id) && c.owner != p)
+            }) {
+                SHARED_READS.fetch_add(1, Ordering::Relaxed);
+            }
+            if got != expected {
+                return Err(format!(
+                    "{} reads X{x}: got {got:?}, the model says {expected:?}",
+                    PARTNERS[p].0
+                ));
             }
         }
         Ok(())

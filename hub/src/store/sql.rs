@@ -410,6 +410,34 @@ macro_rules! sql_store {
             })
         }
 
+        /// Moves the records of `table` kept as documents from `merged` to `kept` (a merge of two
+        /// records of one person); returns them as they now stand. `person` gives a record's
+        /// person field and its id.
+        async fn rehome<T: Serialize + DeserializeOwned>(
+            conn: &mut Conn,
+            table: &'static str,
+            kept: PersonId,
+            merged: PersonId,
+            person: impl Fn(&mut T) -> (&mut PersonId, String),
+        ) -> Result<Vec<T>> {
+            let sql = format!("SELECT doc FROM {table} WHERE person_id = $1 ORDER BY id");
+            let rows: Vec<(String,)> = sqlx::query_as(&sql).bind(merged.to_string()).fetch_all(&mut *conn).await?;
+            let update = format!("UPDATE {table} SET person_id = $1, doc = $2 WHERE id = $3");
+            let mut moved = Vec::new();
+            for mut record in docs::<T>(rows)? {
+                let (field, id) = person(&mut record);
+                *field = kept;
+                sqlx::query(&update)
+                    .bind(kept.to_string())
+                    .bind(serde_json::to_string(&record)?)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                moved.push(record);
+            }
+            Ok(moved)
+        }
+
         async fn consents_in(conn: &mut Conn, person: PersonId) -> Result<Vec<Consent>> {
             let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
                 .bind(person.to_string())
@@ -1127,60 +1155,14 @@ macro_rules! sql_store {
                             let kind = if active { ChangeKind::FlagRaised } else { ChangeKind::FlagRetracted };
                             position = Some(append_change(conn, kind, meta, ChangeResource::Flag(flag)).await?);
                         }
-                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM cases WHERE person_id = $1 ORDER BY id")
-                            .bind(&m)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        for mut case in docs::<Case>(rows)? {
-                            case.person = kept;
-                            sqlx::query("UPDATE cases SET person_id = $1, doc = $2 WHERE id = $3")
-                                .bind(&k)
-                                .bind(serde_json::to_string(&case)?)
-                                .bind(case.id.to_string())
-                                .execute(&mut *conn)
-                                .await?;
+                        for case in rehome::<Case>(conn, "cases", kept, merged, |c| (&mut c.person, c.id.to_string())).await? {
                             position = Some(append_change(conn, ChangeKind::CaseTransitioned, meta, ChangeResource::Case(case)).await?);
                         }
-                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM referrals WHERE person_id = $1 ORDER BY id")
-                            .bind(&m)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        for mut referral in docs::<Referral>(rows)? {
-                            referral.person = kept;
-                            sqlx::query("UPDATE referrals SET person_id = $1, doc = $2 WHERE id = $3")
-                                .bind(&k)
-                                .bind(serde_json::to_string(&referral)?)
-                                .bind(referral.id.to_string())
-                                .execute(&mut *conn)
-                                .await?;
+                        for referral in rehome::<Referral>(conn, "referrals", kept, merged, |r| (&mut r.person, r.id.to_string())).await? {
                             position = Some(append_change(conn, ChangeKind::ReferralUpdated, meta, ChangeResource::Referral(referral)).await?);
                         }
-                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1")
-                            .bind(&m)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        for mut consent in docs::<Consent>(rows)? {
-                            consent.person = kept;
-                            sqlx::query("UPDATE consents SET person_id = $1, doc = $2 WHERE id = $3")
-                                .bind(&k)
-                                .bind(serde_json::to_string(&consent)?)
-                                .bind(consent.id.to_string())
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                        let rows: Vec<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE person_id = $1")
-                            .bind(&m)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                        for mut mandate in docs::<Mandate>(rows)? {
-                            mandate.person = kept;
-                            sqlx::query("UPDATE mandates SET person_id = $1, doc = $2 WHERE id = $3")
-                                .bind(&k)
-                                .bind(serde_json::to_string(&mandate)?)
-                                .bind(mandate.id.to_string())
-                                .execute(&mut *conn)
-                                .await?;
-                        }
+                        rehome::<Consent>(conn, "consents", kept, merged, |c| (&mut c.person, c.id.to_string())).await?;
+                        rehome::<Mandate>(conn, "mandates", kept, merged, |m| (&mut m.person, m.id.to_string())).await?;
                         Ok((moved, position))
                     })
                 })
