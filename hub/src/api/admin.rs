@@ -823,8 +823,8 @@ impl AdminService for Api {
 
     async fn retract_flag(
         &self,
-        request: Request<pb::AdminRetractFlagRequest>,
-    ) -> Result<Response<pb::AdminRetractFlagResponse>, Status> {
+        request: Request<pb::AdminServiceRetractFlagRequest>,
+    ) -> Result<Response<pb::AdminServiceRetractFlagResponse>, Status> {
         self.admin_call("RetractFlag", request, |call, req| async move {
             let mut v = Violations::new();
             let id = v.field("flag_id", crate::domain::FlagId::parse(&req.flag_id));
@@ -861,7 +861,7 @@ impl AdminService for Api {
                     &meta,
                 )
                 .await?;
-            Ok(pb::AdminRetractFlagResponse {
+            Ok(pb::AdminServiceRetractFlagResponse {
                 flag: Some(convert::flag(&flag)),
             })
         })

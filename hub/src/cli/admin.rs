@@ -645,7 +645,7 @@ async fn other(
         }
         AdminCommand::Flag(FlagCommand::Retract { flag, reason }) => {
             client
-                .retract_flag(pb::AdminRetractFlagRequest {
+                .retract_flag(pb::AdminServiceRetractFlagRequest {
                     flag_id: flag,
                     reason,
                     request_id: request_id(),
