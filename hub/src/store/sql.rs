@@ -438,6 +438,44 @@ macro_rules! sql_store {
             Ok(moved)
         }
 
+        /// Consent records or mandates whose expiry has come and whose end is not applied yet.
+        async fn due<T: Record + DeserializeOwned>(conn: &mut Conn, now: Timestamp, limit: u32) -> Result<Vec<T>> {
+            let sql = format!(
+                "SELECT doc FROM {} WHERE ended = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
+                T::TABLE
+            );
+            let rows: Vec<(String,)> = sqlx::query_as(&sql)
+                .bind(false)
+                .bind(now.micros())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            docs(rows)
+        }
+
+        /// Applies the end of a consent record — withdrawn, or expired — once: marks it ended
+        /// and sends the redactions owed to the partners that received what it covered.
+        async fn end_consent(conn: &mut Conn, consent: &Consent, meta: &WriteMeta) -> Result<(Vec<Redaction>, Option<i64>)> {
+            save_record(conn, consent, true).await?;
+            let others: Vec<Consent> = consents_in(conn, consent.person)
+                .await?
+                .into_iter()
+                .filter(|c| c.id != consent.id)
+                .collect();
+            redact(conn, format!("consent:{}", consent.id), &consent.grantee, &consent.categories, consent.person, &others, meta).await
+        }
+
+        /// The same for a mandate — revoked, or expired.
+        async fn end_mandate(conn: &mut Conn, mandate: &Mandate, meta: &WriteMeta) -> Result<(Vec<Redaction>, Option<i64>)> {
+            save_record(conn, mandate, true).await?;
+            let consents = consents_in(conn, mandate.person).await?;
+            let grantee = crate::domain::consent::Grantee::Agent {
+                partner: mandate.partner.clone(),
+                agent: mandate.agent.clone(),
+            };
+            redact(conn, format!("mandate:{}", mandate.id), &grantee, &[crate::domain::DataCategory::CaseStatus], mandate.person, &consents, meta).await
+        }
+
         async fn consents_in(conn: &mut Conn, person: PersonId) -> Result<Vec<Consent>> {
             let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
                 .bind(person.to_string())
@@ -1457,22 +1495,7 @@ macro_rules! sql_store {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
-                        save_record(conn, &consent, true).await?;
-                        let others: Vec<Consent> = consents_in(conn, consent.person)
-                            .await?
-                            .into_iter()
-                            .filter(|c| c.id != consent.id)
-                            .collect();
-                        let (redactions, position) = redact(
-                            conn,
-                            format!("consent:{}", consent.id),
-                            &consent.grantee,
-                            &consent.categories,
-                            consent.person,
-                            &others,
-                            meta,
-                        )
-                        .await?;
+                        let (redactions, position) = end_consent(conn, &consent, meta).await?;
                         let result = (consent, redactions);
                         Ok((result, position))
                     })
@@ -1511,21 +1534,7 @@ macro_rules! sql_store {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
-                        save_record(conn, &mandate, true).await?;
-                        let consents = consents_in(conn, mandate.person).await?;
-                        let (redactions, position) = redact(
-                            conn,
-                            format!("mandate:{}", mandate.id),
-                            &crate::domain::consent::Grantee::Agent {
-                                partner: mandate.partner.clone(),
-                                agent: mandate.agent.clone(),
-                            },
-                            &[crate::domain::DataCategory::CaseStatus],
-                            mandate.person,
-                            &consents,
-                            meta,
-                        )
-                        .await?;
+                        let (redactions, position) = end_mandate(conn, &mandate, meta).await?;
                         let result = (mandate, redactions);
                         Ok((result, position))
                     })
@@ -1578,57 +1587,19 @@ macro_rules! sql_store {
                             );
                             audit.push(e);
                         };
-                        let rows: Vec<(String,)> = sqlx::query_as(
-                            "SELECT doc FROM consents WHERE ended = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
-                        )
-                        .bind(false)
-                        .bind(now.micros())
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                        for consent in docs::<Consent>(rows)? {
-                            save_record(conn, &consent, true).await?;
-                            let others: Vec<Consent> = consents_in(conn, consent.person)
-                                .await?
-                                .into_iter()
-                                .filter(|c| c.id != consent.id)
-                                .collect();
-                            let record = format!("consent:{}", consent.id);
-                            let (redactions, p) = redact(conn, record.clone(), &consent.grantee, &consent.categories, consent.person, &others, &meta).await?;
+                        for consent in due::<Consent>(conn, now, limit).await? {
+                            let (redactions, p) = end_consent(conn, &consent, &meta).await?;
                             position = position.max(p);
                             done.consents += 1;
                             done.redactions += redactions.len() as u32;
-                            note(consent.person, record, &redactions);
+                            note(consent.person, format!("consent:{}", consent.id), &redactions);
                         }
-                        let rows: Vec<(String,)> = sqlx::query_as(
-                            "SELECT doc FROM mandates WHERE ended = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3",
-                        )
-                        .bind(false)
-                        .bind(now.micros())
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                        for mandate in docs::<Mandate>(rows)? {
-                            save_record(conn, &mandate, true).await?;
-                            let consents = consents_in(conn, mandate.person).await?;
-                            let record = format!("mandate:{}", mandate.id);
-                            let (redactions, p) = redact(
-                                conn,
-                                record.clone(),
-                                &crate::domain::consent::Grantee::Agent {
-                                    partner: mandate.partner.clone(),
-                                    agent: mandate.agent.clone(),
-                                },
-                                &[crate::domain::DataCategory::CaseStatus],
-                                mandate.person,
-                                &consents,
-                                &meta,
-                            )
-                            .await?;
+                        for mandate in due::<Mandate>(conn, now, limit).await? {
+                            let (redactions, p) = end_mandate(conn, &mandate, &meta).await?;
                             position = position.max(p);
                             done.mandates += 1;
                             done.redactions += redactions.len() as u32;
-                            note(mandate.person, record, &redactions);
+                            note(mandate.person, format!("mandate:{}", mandate.id), &redactions);
                         }
                         // A flag is valid through its valid_until day (UTC).
                         let rows: Vec<(String,)> = sqlx::query_as(
