@@ -17,7 +17,8 @@ pub struct AuditEntry {
     /// Partner id, or `admin`.
     pub principal: String,
     pub agent: String,
-    /// `read:<Method>`, `write:<Method>`, `deliver:<kind>`, `admin:<Method>`.
+    /// `read:<Method>`, `write:<Method>`, `deliver:feed` (one delivered batch, one person;
+    /// `deliver:<kind>` before migration 0004), `admin:<Method>`.
     pub action: String,
     pub person: Option<PersonId>,
     /// Categories of data given (reads, deliveries) or written.

@@ -5,17 +5,16 @@
 //! `buffer` events plus one batch, and never slows the other subscribers, which have their
 //! own tasks.
 
-use crate::audit::AuditEntry;
 use crate::config::FeedConfig;
 use crate::domain::Purpose;
-use crate::domain::change::{ChangeRecord, ChangeResource, Disclosure};
+use crate::domain::change::{ChangeRecord, ChangeResource};
 use crate::domain::ids::{AgentId, LocalId, PartnerId, PersonId};
 use crate::domain::partner::{Partner, PartnerStatus};
 use crate::error::{Error, Result};
-use crate::policy::{Access, Facts, Gate, Viewer};
-use crate::store::DynStore;
-use std::collections::HashMap;
+use crate::policy::{Access, Gate, Viewer};
+use crate::store::{DynStore, Principal};
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -96,37 +95,36 @@ struct Subscription<'a> {
 impl Subscription<'_> {
     /// The partner as it is now, and how long its certificate stays valid; a suspended
     /// partner's subscription ends, and so does one whose certificate was revoked or expired.
+    /// (Read through the principal cache, which suspensions and revocations clear.)
     async fn partner(&self) -> Result<(Partner, Duration)> {
         let now = self.gate.now();
-        match self
+        let Some((principal, record)) = self
             .store
             .principal_by_fingerprint(self.certificate)
             .await?
-        {
-            Some((_, record)) => {
-                if let Some(why) = record.refused_at(now) {
-                    return Err(Error::Unauthenticated(format!(
-                        "certificate {} is {why}: the subscription ends",
-                        self.certificate
-                    )));
-                }
-                let until = record
-                    .revoked_at
-                    .map_or(record.not_after, |r| r.min(record.not_after));
-                let left = Duration::from_micros(
-                    until.micros().saturating_sub(now.micros()).max(0) as u64,
-                );
-                match self.store.get_partner(self.partner).await? {
-                    Some(p) if p.status == PartnerStatus::Active => Ok((p, left)),
-                    _ => Err(Error::PermissionDenied(format!(
-                        "partner `{}` is suspended: its subscription ends",
-                        self.partner
-                    ))),
-                }
-            }
-            None => Err(Error::Unauthenticated(format!(
+        else {
+            return Err(Error::Unauthenticated(format!(
                 "certificate {} is no longer registered: the subscription ends",
                 self.certificate
+            )));
+        };
+        if let Some(why) = record.refused_at(now) {
+            return Err(Error::Unauthenticated(format!(
+                "certificate {} is {why}: the subscription ends",
+                self.certificate
+            )));
+        }
+        let until = record
+            .revoked_at
+            .map_or(record.not_after, |r| r.min(record.not_after));
+        let left = Duration::from_micros(until.micros().saturating_sub(now.micros()).max(0) as u64);
+        match principal {
+            Principal::Partner(p) if &p.id == self.partner && p.status == PartnerStatus::Active => {
+                Ok((p, left))
+            }
+            _ => Err(Error::PermissionDenied(format!(
+                "partner `{}` is suspended: its subscription ends",
+                self.partner
             ))),
         }
     }
@@ -137,8 +135,22 @@ impl Subscription<'_> {
         let mut live = false;
         loop {
             let (partner, valid_for) = self.partner().await?;
-            let changes = self.store.changes_after(cursor, self.batch).await?;
+            // Read up to the head as it is now; only the changes that may concern this
+            // partner are read at all, and none when the newest that does is behind us.
+            let upto = *head.borrow_and_update();
+            let changes = if upto > cursor && self.store.latest_for(self.partner) > cursor {
+                self.store
+                    .changes_for(self.partner, cursor, upto, self.batch)
+                    .await?
+            } else {
+                vec![]
+            };
+            let next = match changes.last() {
+                Some(last) if changes.len() >= self.batch as usize => last.position,
+                _ => upto.max(cursor),
+            };
             if changes.is_empty() {
+                cursor = next;
                 if !live {
                     live = true;
                     if self.tx.send(Ok(FeedItem::CaughtUp(cursor))).await.is_err() {
@@ -156,53 +168,9 @@ impl Subscription<'_> {
                 }
                 continue;
             }
-            // Facts per person, read once per batch: decisions are made now, at delivery, so a
-            // withdrawal applies to the very next batch. The batch's decisions are audited in
-            // one transaction, before any of its events leaves the hub.
-            let mut facts: HashMap<PersonId, (Facts, Vec<LocalId>)> = HashMap::new();
-            let mut audit = Vec::new();
-            let mut disclosures = Vec::new();
-            let mut deliver = Vec::new();
-            for change in changes {
-                cursor = change.position;
-                let Some(entry) = self
-                    .decide(&partner, &change, &mut facts, &mut disclosures)
-                    .await?
-                else {
-                    continue;
-                };
-                let allowed = entry.decision != "deny";
-                audit.push(entry);
-                if !allowed {
-                    continue;
-                }
-                let person = change.resource.person();
-                let local_ids = match facts.get(&person) {
-                    Some((_, ids)) => ids.clone(),
-                    None => self.store.local_ids(self.partner, person).await?,
-                };
-                deliver.push(FeedItem::Event {
-                    change: Box::new(change),
-                    local_ids,
-                });
-            }
-            // A consent ended between the decisions and this record withholds what it covered:
-            // decision and disclosure are one step.
-            let withheld: std::collections::HashSet<_> = self
-                .store
-                .record_access(audit, disclosures)
-                .await?
-                .into_iter()
-                .collect();
+            let deliver = self.decide_batch(&partner, changes).await?;
+            cursor = next;
             for item in deliver {
-                if let FeedItem::Event { change, .. } = &item
-                    && change
-                        .resource
-                        .item()
-                        .is_some_and(|i| withheld.contains(&i))
-                {
-                    continue;
-                }
                 if self.tx.send(Ok(item)).await.is_err() {
                     return Ok(());
                 }
@@ -210,59 +178,134 @@ impl Subscription<'_> {
         }
     }
 
-    /// Decides one event for this subscriber: its audit entry (the decision is in it), or none
-    /// for a redaction meant for another partner.
-    async fn decide(
+    /// Decides a batch, now, at delivery (a withdrawal applies to the very next batch), and
+    /// records what leaves: one audit entry per person given something it did not write or
+    /// hold itself, with the disclosures, in one transaction before any of it leaves. Events
+    /// refused, and those about persons the partner is no longer tied to, are skipped without
+    /// an entry: they were neither asked for nor given.
+    async fn decide_batch(
         &self,
         partner: &Partner,
-        change: &ChangeRecord,
-        facts: &mut HashMap<PersonId, (Facts, Vec<LocalId>)>,
-        disclosures: &mut Vec<Disclosure>,
-    ) -> Result<Option<AuditEntry>> {
-        let action = format!("deliver:{}", change.kind.as_str());
-        let detail = format!("feed position {}", change.position);
-        // Redactions and consent notices are for one partner each, and carry no data the
-        // rules would decide on.
-        if let Some(mine) = change.resource.is_for(self.partner) {
-            if !mine {
-                return Ok(None);
-            }
-            let mut entry = AuditEntry::new(
-                change.committed_at,
-                self.partner.as_str(),
-                self.agent.as_str(),
-                action,
-            );
-            entry.person = Some(change.resource.person());
-            entry.detail = detail;
-            entry.records = match &change.resource {
-                ChangeResource::Redaction(r) => vec![r.record.clone()],
-                ChangeResource::ConsentNotice(n) => vec![format!("consent:{}", n.consent)],
-                _ => vec![],
-            };
-            return Ok(Some(entry));
-        }
-        let person = change.resource.person();
-        if let Entry::Vacant(entry) = facts.entry(person) {
-            let f = self.gate.facts(partner, person).await?;
-            let ids = self.store.local_ids(self.partner, person).await?;
-            entry.insert((f, ids));
-        }
-        let person_facts = facts[&person].0.clone();
+        changes: Vec<ChangeRecord>,
+    ) -> Result<Vec<FeedItem>> {
         let viewer = Viewer {
             partner,
             agent: self.agent,
             purpose: self.purpose,
         };
-        let mut access = Access::new(self.gate, viewer, person_facts);
-        match &change.resource {
-            ChangeResource::Flag(f) => access.flag(f),
-            ChangeResource::Case(c) => access.case(c),
-            ChangeResource::Referral(r) => access.referral(r),
-            ChangeResource::Redaction(_) | ChangeResource::ConsentNotice(_) => false,
-        };
-        let (entry, disclosed) = access.finish(action, detail);
-        disclosures.extend(disclosed);
-        Ok(Some(entry))
+        let mut people: HashMap<PersonId, Person> = HashMap::new();
+        let mut order: Vec<PersonId> = Vec::new();
+        let mut deliver = Vec::new();
+        for change in changes {
+            let person = change.resource.person();
+            if let Some(false) = change.resource.is_for(self.partner) {
+                continue;
+            }
+            if let Entry::Vacant(slot) = people.entry(person) {
+                let facts = self.gate.facts(partner, person).await?;
+                slot.insert(Person {
+                    access: Access::new(self.gate, viewer, facts),
+                    notices: Vec::new(),
+                    first: change.position,
+                    last: change.position,
+                    events: 0,
+                    local_ids: None,
+                });
+                order.push(person);
+            }
+            let Some(p) = people.get_mut(&person) else {
+                continue;
+            };
+            let given = match &change.resource {
+                ChangeResource::Redaction(r) => {
+                    p.notices.push(r.record.clone());
+                    true
+                }
+                ChangeResource::ConsentNotice(n) => {
+                    p.notices.push(format!("consent:{}", n.consent));
+                    true
+                }
+                // What the partner wrote itself is decided (it may no longer be entitled to
+                // the record as it stands) but is not a disclosure.
+                resource if change.principal == self.partner.as_str() => {
+                    let mut own = Access::new(self.gate, viewer, p.access.facts.clone());
+                    decide(&mut own, resource)
+                }
+                resource => decide(&mut p.access, resource),
+            };
+            if !given {
+                continue;
+            }
+            p.last = change.position;
+            p.events += 1;
+            if p.local_ids.is_none() {
+                p.local_ids = Some(self.store.local_ids(self.partner, person).await?);
+            }
+            let local_ids = p.local_ids.clone().unwrap_or_default();
+            deliver.push(FeedItem::Event {
+                change: Box::new(change),
+                local_ids,
+            });
+        }
+        let mut audit = Vec::new();
+        let mut disclosures = Vec::new();
+        for person in order {
+            let Some(p) = people.remove(&person) else {
+                continue;
+            };
+            let detail = format!(
+                "feed: {} event(s), positions {} to {}",
+                p.events, p.first, p.last
+            );
+            let (mut entry, disclosed) = p.access.finish("deliver:feed".into(), detail);
+            if disclosed.is_empty() && p.notices.is_empty() {
+                continue;
+            }
+            entry.records.extend(p.notices);
+            entry.records.sort();
+            entry.records.dedup();
+            if entry.decision == "deny" {
+                // Only notices were given.
+                entry.decision = "allow".into();
+            }
+            audit.push(entry);
+            disclosures.extend(disclosed);
+        }
+        // A consent ended between the decisions and this record withholds what it covered:
+        // decision and disclosure are one step.
+        let withheld: HashSet<_> = self
+            .store
+            .record_access(audit, disclosures)
+            .await?
+            .into_iter()
+            .collect();
+        deliver.retain(|item| match item {
+            FeedItem::Event { change, .. } => change
+                .resource
+                .item()
+                .is_none_or(|i| !withheld.contains(&i)),
+            FeedItem::CaughtUp(_) => true,
+        });
+        Ok(deliver)
+    }
+}
+
+/// One person's part of a batch.
+struct Person<'a> {
+    access: Access<'a>,
+    /// Redactions and consent notices given (their records).
+    notices: Vec<String>,
+    first: u64,
+    last: u64,
+    events: u32,
+    local_ids: Option<Vec<LocalId>>,
+}
+
+fn decide(access: &mut Access<'_>, resource: &ChangeResource) -> bool {
+    match resource {
+        ChangeResource::Flag(f) => access.flag(f),
+        ChangeResource::Case(c) => access.case(c),
+        ChangeResource::Referral(r) => access.referral(r),
+        ChangeResource::Redaction(_) | ChangeResource::ConsentNotice(_) => false,
     }
 }

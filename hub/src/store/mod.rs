@@ -380,6 +380,23 @@ pub trait Store: Send + Sync + 'static {
     // Change log.
     /// Committed changes after `position`, in position order, at most `limit`.
     async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
+    /// The committed changes in `(after, upto]` that may concern `partner` (its audience,
+    /// fixed when each change was committed: the partners tied to the person then, the writer,
+    /// the partner a redaction or notice is for), in position order, at most `limit`. What
+    /// the partner receives of them is still decided at delivery.
+    async fn changes_for(
+        &self,
+        partner: &PartnerId,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<ChangeRecord>>;
+    /// The newest position that may concern `partner`, as far as this replica knows (never
+    /// less than the true one): a subscriber with a cursor at or past it has nothing to read.
+    fn latest_for(&self, partner: &PartnerId) -> u64;
+    /// How many change rows `changes_for` has returned since the store opened (what the feed
+    /// costs: it should follow what the subscribers' partners are entitled to).
+    fn feed_rows_read(&self) -> u64;
     /// The position of the newest committed change (0 when none).
     async fn head_position(&self) -> Result<u64>;
     /// Follows the head position: changes each time a write commits.
@@ -387,6 +404,118 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The principals behind certificates, kept in memory: every call looks its caller up, and the
+/// answer changes only when a partner's status or certificates change. Those writes clear it
+/// on this replica once committed; with several replicas (PostgreSQL) they also count up an
+/// epoch in the database, which each lookup reads first (one primary-key read, no join, no
+/// document) so that a suspension or revocation made on one replica holds on the next call on
+/// every other. An entry is read again after `TTL` whatever happens. A lookup that started
+/// before a clear does not refill the cache with what it read.
+#[derive(Debug, Default)]
+pub struct PrincipalCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, (Principal, CertificateRecord, std::time::Instant)>,
+    >,
+    /// Several replicas: the count of partner changes the entries were read under.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl PrincipalCache {
+    /// How long an entry is trusted without a notification.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+    /// Beyond this many certificates the cache starts over (a bound on memory).
+    const CAPACITY: usize = 10_000;
+
+    pub fn get(&self, fingerprint: &str) -> Option<(Principal, CertificateRecord)> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(fingerprint)
+            .filter(|(_, _, at)| at.elapsed() < Self::TTL)
+            .map(|(p, c, _)| (p.clone(), c.clone()))
+    }
+
+    /// The generation to pass to `put` after reading the store.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn put(&self, fingerprint: &str, found: &(Principal, CertificateRecord), generation: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert(
+            fingerprint.to_string(),
+            (found.0.clone(), found.1.clone(), std::time::Instant::now()),
+        );
+    }
+
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
+    }
+
+    /// Several replicas: the store's count of partner changes is `epoch`; a change since the
+    /// cache was filled clears it.
+    pub fn observe(&self, epoch: u64) {
+        if self.epoch.swap(epoch, std::sync::atomic::Ordering::AcqRel) != epoch {
+            self.clear();
+        }
+    }
+}
+
+/// Which partners the newest changes concern, as far as this replica knows: updated before
+/// the head position moves, so that a subscriber that reads the head and then this sees every
+/// change up to that head that may concern its partner. A change committed by another replica
+/// whose audience was not told is taken to concern everyone.
+#[derive(Debug, Default)]
+pub struct Audience {
+    inner: std::sync::Mutex<AudienceInner>,
+}
+
+#[derive(Debug, Default)]
+struct AudienceInner {
+    partners: std::collections::HashMap<String, u64>,
+    everyone: u64,
+}
+
+impl Audience {
+    /// Changes up to `position` concern these partners.
+    pub fn touch<'a>(&self, partners: impl IntoIterator<Item = &'a str>, position: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for p in partners {
+            match inner.partners.get_mut(p) {
+                Some(at) => *at = (*at).max(position),
+                None => {
+                    inner.partners.insert(p.to_string(), position);
+                }
+            }
+        }
+    }
+
+    /// Changes up to `position` may concern anyone (their audience is unknown here).
+    pub fn everyone(&self, position: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.everyone = inner.everyone.max(position);
+    }
+
+    pub fn latest(&self, partner: &str) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .partners
+            .get(partner)
+            .copied()
+            .unwrap_or(0)
+            .max(inner.everyone)
+    }
+}
 
 /// How the store is opened (the `[store]` section of the configuration).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -22,6 +22,8 @@ sql_store!(sqlx::Postgres, sqlx::PgConnection);
 /// The advisory lock that orders write transactions ("RELAIS" in ASCII).
 const WRITE_LOCK: i64 = 0x0000_5245_4c41_4953;
 const CHANNEL: &str = "relais_feed";
+/// A notification's payload must stay under 8,000 bytes.
+const NOTIFY_ROOM: usize = 7_000;
 
 async fn begin_batch(conn: &mut Conn) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -31,12 +33,40 @@ async fn begin_batch(conn: &mut Conn) -> Result<()> {
     Ok(())
 }
 
-async fn after_writes(conn: &mut Conn, position: i64) -> Result<()> {
+/// Tells every replica the new head and the partners the changes concern (`<position>
+/// <partner>,<partner>…`); past the size a notification may carry, the position alone (the
+/// changes may then concern anyone).
+async fn after_writes(conn: &mut Conn, position: i64, partners: &[String]) -> Result<()> {
+    let mut payload = position.to_string();
+    let named = partners.iter().map(|p| p.len() + 1).sum::<usize>();
+    if named < NOTIFY_ROOM {
+        payload.push(' ');
+        payload.push_str(&partners.join(","));
+    }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
-        .bind(position.to_string())
+        .bind(payload)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// A partner's status or certificates change: every replica clears its principal cache at
+/// its next lookup after this commits.
+async fn principals_changed(conn: &mut Conn) -> Result<()> {
+    sqlx::query("UPDATE principal_epoch SET value = value + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Clears this replica's principal cache if a partner changed on any replica since it was
+/// filled.
+async fn principals_current(pool: &Pool<sqlx::Postgres>, cache: &PrincipalCache) -> Result<()> {
+    let (epoch,): (i64,) = sqlx::query_as("SELECT value FROM principal_epoch WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    cache.observe(epoch as u64);
     Ok(())
 }
 
@@ -58,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "privacy",
         include_str!("../../migrations/postgres/0003_privacy.sql"),
+    ),
+    (
+        4,
+        "feed audience",
+        include_str!("../../migrations/postgres/0004_feed_audience.sql"),
     ),
 ];
 
@@ -101,14 +136,18 @@ pub async fn open(url: &str, batching: Batching, pool_size: u32) -> anyhow::Resu
         .fetch_one(&pool)
         .await?;
     let store = SqlStore::start(pool.clone(), pool.clone(), head as u64, batching);
-    tokio::spawn(follow(pool, store.head.clone()));
+    tokio::spawn(follow(pool, store.head.clone(), store.audience.clone()));
     Ok(store)
 }
 
 /// Wakes this replica's subscribers when any replica commits changes. After a lost
 /// connection (PostgreSQL restarting), notifications sent meanwhile are lost: the head is
 /// read again once the listener is back.
-async fn follow(pool: Pool<sqlx::Postgres>, head: watch::Sender<u64>) {
+async fn follow(
+    pool: Pool<sqlx::Postgres>,
+    head: watch::Sender<u64>,
+    audience: std::sync::Arc<Audience>,
+) {
     loop {
         let listening = async {
             let mut listener = PgListener::connect_with(&pool).await?;
@@ -117,10 +156,22 @@ async fn follow(pool: Pool<sqlx::Postgres>, head: watch::Sender<u64>) {
                 sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
                     .fetch_one(&pool)
                     .await?;
+            // Whom the changes committed meanwhile concern is not known.
+            audience.everyone(position as u64);
             SqlStore::advance(&head, position as u64);
             loop {
                 let n = listener.recv().await?;
-                if let Ok(p) = n.payload().parse::<u64>() {
+                let (p, partners) = match n.payload().split_once(' ') {
+                    Some((p, partners)) => (p, Some(partners)),
+                    None => (n.payload(), None),
+                };
+                if let Ok(p) = p.parse::<u64>() {
+                    match partners {
+                        Some(partners) => {
+                            audience.touch(partners.split(',').filter(|s| !s.is_empty()), p)
+                        }
+                        None => audience.everyone(p),
+                    }
                     SqlStore::advance(&head, p);
                 }
             }

@@ -29,7 +29,7 @@ macro_rules! sql_store {
         use crate::error::{Error, Result};
         use crate::store::{
             AlertPlan, CaseFilter, Direction, Expiries, LinkOutcome, LinkResult, LinkTarget, Principal,
-            ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
+            Audience, PrincipalCache, ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
         };
         use async_trait::async_trait;
         use futures::future::BoxFuture;
@@ -67,15 +67,21 @@ macro_rules! sql_store {
             read: Pool<$db>,
             jobs: mpsc::Sender<Job>,
             head: watch::Sender<u64>,
+            audience: std::sync::Arc<Audience>,
+            principals: std::sync::Arc<PrincipalCache>,
+            rows_read: std::sync::atomic::AtomicU64,
         }
 
         impl SqlStore {
             /// A store over `read` for reads and `write` for the committer.
             fn start(read: Pool<$db>, write: Pool<$db>, head: u64, batching: Batching) -> Self {
                 let (head, _) = watch::channel(head);
+                let audience = std::sync::Arc::new(Audience::default());
+                // Who the changes before this start concern is not known here.
+                audience.everyone(head.borrow().to_owned());
                 let (jobs, rx) = mpsc::channel(1024);
-                tokio::spawn(committer(write, rx, batching, head.clone()));
-                Self { read, jobs, head }
+                tokio::spawn(committer(write, rx, batching, head.clone(), audience.clone()));
+                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default() }
             }
 
             /// The head position moved (a commit here, or a notification from another replica).
@@ -123,6 +129,44 @@ macro_rules! sql_store {
         }
 
         impl SqlStore {
+            /// The principal a certificate names, read from the database.
+            async fn read_principal(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
+                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at, c.name FROM certificates c
+                     LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
+                )
+                .bind(fingerprint)
+                .fetch_optional(&self.read)
+                .await?;
+                let Some((partner, doc, not_after, issued_at, revoked_at, name)) = row else {
+                    return Ok(None);
+                };
+                let record = CertificateRecord {
+                    fingerprint: fingerprint.to_string(),
+                    serial: String::new(),
+                    not_after: Timestamp::from_micros(not_after),
+                    issued_at: Timestamp::from_micros(issued_at),
+                    pem: String::new(),
+                    revoked_at: revoked_at.map(Timestamp::from_micros),
+                    revocation_reason: String::new(),
+                };
+                match (partner, doc) {
+                    (None, _) => Ok(Some((
+                        Principal::Admin(if name.is_empty() { "admin".to_string() } else { name }),
+                        record,
+                    ))),
+                    (Some(_), Some(doc)) => Ok(Some((Principal::Partner(serde_json::from_str(&doc)?), record))),
+                    (Some(_), None) => Ok(None),
+                }
+            }
+
+            /// After a write that changes a partner's status or certificates: clears the
+            /// principal cache here (the write told the other replicas, `principals_changed`).
+            fn cleared<T>(&self, done: Result<T>) -> Result<T> {
+                self.principals.clear();
+                done
+            }
+
             /// A write with an idempotency key: a retry returns the first result and changes
             /// nothing; otherwise `op` runs and its result is remembered, with the write's audit
             /// entries, in the same transaction.
@@ -153,6 +197,7 @@ macro_rules! sql_store {
             mut rx: mpsc::Receiver<Job>,
             batching: Batching,
             head: watch::Sender<u64>,
+            audience: std::sync::Arc<Audience>,
         ) {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -162,7 +207,7 @@ macro_rules! sql_store {
                         Err(_) => break,
                     }
                 }
-                run_batch(&pool, jobs, batching, &head).await;
+                run_batch(&pool, jobs, batching, &head, &audience).await;
             }
         }
 
@@ -181,6 +226,7 @@ macro_rules! sql_store {
             jobs: Vec<Job>,
             batching: Batching,
             head: &watch::Sender<u64>,
+            audience: &Audience,
         ) {
             let mut tx = match pool.begin().await {
                 Ok(tx) => tx,
@@ -231,14 +277,30 @@ macro_rules! sql_store {
                 let ms = u64::from_le_bytes(bytes) % (batching.jitter_ms + 1);
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
-            if let Some(p) = position
-                && let Err(e) = after_writes(&mut tx, p).await
-            {
-                return fail(done.into_iter().map(|(r, _)| r), &e);
+            // The partners this batch's changes concern: told before the head moves (and to
+            // the other replicas with it), so their subscribers alone read.
+            let mut concerned = Vec::new();
+            if let Some(p) = position {
+                let since = *head.borrow();
+                let told = async {
+                    let rows: Vec<(String,)> = sqlx::query_as(
+                        "SELECT DISTINCT partner_id FROM change_audience WHERE position > $1 AND position <= $2",
+                    )
+                    .bind(since as i64)
+                    .bind(p)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    concerned = rows.into_iter().map(|(partner,)| partner).collect();
+                    after_writes(&mut tx, p, &concerned).await
+                };
+                if let Err(e) = told.await {
+                    return fail(done.into_iter().map(|(r, _)| r), &e);
+                }
             }
             match tx.commit().await {
                 Ok(()) => {
                     if let Some(p) = position {
+                        audience.touch(concerned.iter().map(String::as_str), p as u64);
                         SqlStore::advance(head, p as u64);
                     }
                     for (reply, value) in done {
@@ -347,6 +409,38 @@ macro_rules! sql_store {
             .bind(serde_json::to_string(&resource)?)
             .fetch_one(&mut *conn)
             .await?;
+            // Its audience: who it is for, or who is tied to its person now, and its writer.
+            let named: Option<Vec<&PartnerId>> = match &resource {
+                ChangeResource::Redaction(r) => Some(vec![&r.partner]),
+                ChangeResource::ConsentNotice(n) => Some(n.partners.iter().collect()),
+                _ => None,
+            };
+            match named {
+                Some(partners) => {
+                    for partner in partners {
+                        sqlx::query("INSERT INTO change_audience (partner_id, position) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                            .bind(partner.as_str())
+                            .bind(position)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO change_audience (partner_id, position)
+                         SELECT partner_id, $1 FROM person_links WHERE person_id = $2
+                         UNION SELECT owner, $1 FROM cases WHERE person_id = $2
+                         UNION SELECT from_partner, $1 FROM referrals WHERE person_id = $2
+                         UNION SELECT to_partner, $1 FROM referrals WHERE person_id = $2
+                         UNION SELECT $3, $1",
+                    )
+                    .bind(position)
+                    .bind(resource.person().to_string())
+                    .bind(&meta.principal)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
             Ok(position)
         }
 
@@ -596,6 +690,20 @@ macro_rules! sql_store {
             Ok((redactions, position))
         }
 
+        fn change_record(
+            (position, at, kind, principal, agent, doc): (i64, i64, String, String, String, String),
+        ) -> Result<ChangeRecord> {
+            Ok(ChangeRecord {
+                position: position as u64,
+                committed_at: Timestamp::from_micros(at),
+                kind: ChangeKind::parse(&kind)
+                    .ok_or_else(|| Error::Internal(format!("unknown change kind `{kind}`")))?,
+                principal,
+                agent: AgentId::parse(&agent).map_err(|e| Error::Internal(e.to_string()))?,
+                resource: serde_json::from_str(&doc)?,
+            })
+        }
+
         fn docs<T: DeserializeOwned>(rows: Vec<(String,)>) -> Result<Vec<T>> {
             rows.into_iter()
                 .map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from))
@@ -616,6 +724,22 @@ macro_rules! sql_store {
             .bind(case.status.as_str())
             .bind(case.version)
             .bind(serde_json::to_string(case)?)
+            .execute(&mut *conn)
+            .await?;
+            widen_audience(conn, &case.owner, case.person).await
+        }
+
+        /// A partner newly tied to a person joins the audience of the person's earlier changes
+        /// too: a subscription whose cursor is before them reads them (and the decision at
+        /// delivery says what it receives), as if it had been tied all along.
+        async fn widen_audience(conn: &mut Conn, partner: &PartnerId, person: PersonId) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO change_audience (partner_id, position)
+                 SELECT $1, position FROM changes WHERE person_id = $2 AND kind NOT IN ('redacted', 'consent_recorded')
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(partner.as_str())
+            .bind(person.to_string())
             .execute(&mut *conn)
             .await?;
             Ok(())
@@ -647,7 +771,7 @@ macro_rules! sql_store {
             .bind(at.micros())
             .execute(&mut *conn)
             .await?;
-            Ok(())
+            widen_audience(conn, partner, person).await
         }
 
         async fn insert_pivot(conn: &mut Conn, key: &PivotKey, person: PersonId) -> Result<()> {
@@ -712,49 +836,36 @@ macro_rules! sql_store {
         impl Store for SqlStore {
             async fn register_admin_certificate(&self, cert: &CertificateRecord) -> Result<()> {
                 let cert = cert.clone();
-                self.write(move |conn| {
+                let done = self.write(move |conn| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         insert_certificate(conn, None, &cert).await?;
                         Ok(((), None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
-                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>, String)> = sqlx::query_as(
-                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at, c.name FROM certificates c
-                     LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
-                )
-                .bind(fingerprint)
-                .fetch_optional(&self.read)
-                .await?;
-                let Some((partner, doc, not_after, issued_at, revoked_at, name)) = row else {
-                    return Ok(None);
-                };
-                let record = CertificateRecord {
-                    fingerprint: fingerprint.to_string(),
-                    serial: String::new(),
-                    not_after: Timestamp::from_micros(not_after),
-                    issued_at: Timestamp::from_micros(issued_at),
-                    pem: String::new(),
-                    revoked_at: revoked_at.map(Timestamp::from_micros),
-                    revocation_reason: String::new(),
-                };
-                match (partner, doc) {
-                    (None, _) => Ok(Some((
-                        Principal::Admin(if name.is_empty() { "admin".to_string() } else { name }),
-                        record,
-                    ))),
-                    (Some(_), Some(doc)) => Ok(Some((Principal::Partner(serde_json::from_str(&doc)?), record))),
-                    (Some(_), None) => Ok(None),
+                // Another replica may have changed a partner: the cache is cleared first then.
+                principals_current(&self.read, &self.principals).await?;
+                if let Some(found) = self.principals.get(fingerprint) {
+                    return Ok(Some(found));
                 }
+                let generation = self.principals.generation();
+                let found = self.read_principal(fingerprint).await?;
+                if let Some(found) = &found {
+                    self.principals.put(fingerprint, found, generation);
+                }
+                Ok(found)
             }
 
             async fn add_administrator(&self, name: &str, cert: CertificateRecord, meta: &WriteMeta) -> Result<()> {
                 let name = name.to_string();
-                self.idempotent(meta, move |conn, _meta| {
+                let done = self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let taken: Option<(String,)> = sqlx::query_as(
                             "SELECT fingerprint FROM certificates WHERE partner_id IS NULL AND name = $1 AND revoked_at IS NULL",
                         )
@@ -775,13 +886,15 @@ macro_rules! sql_store {
                         Ok(((), None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn revoke_administrator(&self, name: &str, meta: &WriteMeta) -> Result<u32> {
                 let name = name.to_string();
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let revoked = sqlx::query(
                             "UPDATE certificates SET revoked_at = $1
                              WHERE partner_id IS NULL AND name = $2 AND (revoked_at IS NULL OR revoked_at > $1)",
@@ -797,7 +910,8 @@ macro_rules! sql_store {
                         Ok((revoked, None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn administrators(&self) -> Result<Vec<(String, CertificateRecord)>> {
@@ -828,8 +942,9 @@ macro_rules! sql_store {
 
             async fn revoke_certificate(&self, fingerprint: &str, reason: String, meta: &WriteMeta) -> Result<Option<PartnerId>> {
                 let fingerprint = fingerprint.to_string();
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let row: Option<(Option<String>, Option<i64>)> =
                             sqlx::query_as("SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = $1")
                                 .bind(&fingerprint)
@@ -856,12 +971,14 @@ macro_rules! sql_store {
                         Ok((Some(doc.id), None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
-                self.idempotent(meta, move |conn, _meta| {
+                let done = self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
                             .bind(partner.id.as_str())
                             .fetch_optional(&mut *conn)
@@ -876,13 +993,15 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord, retire_others_at: Option<Timestamp>) -> Result<Partner> {
                 let id = id.clone();
-                self.write(move |conn| {
+                let done = self.write(move |conn| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
                         insert_certificate(conn, Some(&id), &cert).await?;
                         if let Some(at) = retire_others_at {
@@ -909,7 +1028,8 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn set_partner_status(
@@ -920,8 +1040,9 @@ macro_rules! sql_store {
                 meta: &WriteMeta,
             ) -> Result<Partner> {
                 let id = id.clone();
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
+                        principals_changed(conn).await?;
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
                         if partner.status != status {
                             partner.status = status;
@@ -933,7 +1054,8 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
-                .await
+                .await;
+                self.cleared(done)
             }
 
             async fn get_partner(&self, id: &PartnerId) -> Result<Option<Partner>> {
@@ -1310,7 +1432,11 @@ macro_rules! sql_store {
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
+                        let owner = current.owner.clone();
                         let (case, child) = update(current)?;
+                        if case.owner != owner {
+                            widen_audience(conn, &case.owner, case.person).await?;
+                        }
                         sqlx::query("UPDATE cases SET owner = $1, status = $2, version = $3, doc = $4 WHERE id = $5")
                             .bind(case.owner.as_str())
                             .bind(case.status.as_str())
@@ -1379,6 +1505,8 @@ macro_rules! sql_store {
                         .bind(serde_json::to_string(&referral)?)
                         .execute(&mut *conn)
                         .await?;
+                        widen_audience(conn, &referral.from, referral.person).await?;
+                        widen_audience(conn, &referral.to, referral.person).await?;
                         let position =
                             append_change(conn, ChangeKind::ReferralSent, meta, ChangeResource::Referral(referral.clone())).await?;
                         Ok((referral, Some(position)))
@@ -1880,19 +2008,32 @@ macro_rules! sql_store {
                 .bind(i64::from(limit))
                 .fetch_all(&self.read)
                 .await?;
-                rows.into_iter()
-                    .map(|(position, at, kind, principal, agent, doc)| {
-                        Ok(ChangeRecord {
-                            position: position as u64,
-                            committed_at: Timestamp::from_micros(at),
-                            kind: ChangeKind::parse(&kind)
-                                .ok_or_else(|| Error::Internal(format!("unknown change kind `{kind}`")))?,
-                            principal,
-                            agent: AgentId::parse(&agent).map_err(|e| Error::Internal(e.to_string()))?,
-                            resource: serde_json::from_str(&doc)?,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(change_record).collect()
+            }
+
+            async fn changes_for(&self, partner: &PartnerId, after: u64, upto: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+                let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
+                    "SELECT c.position, c.committed_at, c.kind, c.principal, c.agent, c.doc
+                     FROM change_audience a JOIN changes c ON c.position = a.position
+                     WHERE a.partner_id = $1 AND a.position > $2 AND a.position <= $3
+                     ORDER BY a.position LIMIT $4",
+                )
+                .bind(partner.as_str())
+                .bind(after as i64)
+                .bind(upto as i64)
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                self.rows_read.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                rows.into_iter().map(change_record).collect()
+            }
+
+            fn feed_rows_read(&self) -> u64 {
+                self.rows_read.load(std::sync::atomic::Ordering::Relaxed)
+            }
+
+            fn latest_for(&self, partner: &PartnerId) -> u64 {
+                self.audience.latest(partner.as_str())
             }
 
             async fn head_position(&self) -> Result<u64> {

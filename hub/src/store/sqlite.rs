@@ -18,7 +18,16 @@ async fn begin_batch(_conn: &mut Conn) -> Result<()> {
 }
 
 /// Subscribers in this process are woken by the committer after the commit.
-async fn after_writes(_conn: &mut Conn, _position: i64) -> Result<()> {
+async fn after_writes(_conn: &mut Conn, _position: i64, _partners: &[String]) -> Result<()> {
+    Ok(())
+}
+
+/// One process: the writer's own clear of the principal cache is enough.
+async fn principals_changed(_conn: &mut Conn) -> Result<()> {
+    Ok(())
+}
+
+async fn principals_current(_pool: &Pool<sqlx::Sqlite>, _cache: &PrincipalCache) -> Result<()> {
     Ok(())
 }
 
@@ -41,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "privacy",
         include_str!("../../migrations/sqlite/0003_privacy.sql"),
+    ),
+    (
+        4,
+        "feed audience",
+        include_str!("../../migrations/sqlite/0004_feed_audience.sql"),
     ),
 ];
 

@@ -1,0 +1,39 @@
+-- The feed at the cost of entitlement (see the SQLite migration of the same name for the why).
+CREATE TABLE change_audience (
+    partner_id  TEXT NOT NULL,
+    position    BIGINT NOT NULL,
+    PRIMARY KEY (partner_id, position)
+);
+CREATE INDEX change_audience_position ON change_audience (position);
+-- A partner newly tied to a person joins the audience of the person's earlier changes.
+CREATE INDEX changes_person ON changes (person_id, position);
+
+INSERT INTO change_audience (partner_id, position)
+SELECT t.partner_id, c.position
+FROM changes c
+JOIN (SELECT partner_id, person_id FROM person_links
+      UNION SELECT owner, person_id FROM cases
+      UNION SELECT from_partner, person_id FROM referrals
+      UNION SELECT to_partner, person_id FROM referrals) t ON t.person_id = c.person_id
+WHERE c.kind NOT IN ('redacted', 'consent_recorded')
+ON CONFLICT DO NOTHING;
+INSERT INTO change_audience (partner_id, position)
+SELECT principal, position FROM changes WHERE kind NOT IN ('redacted', 'consent_recorded')
+ON CONFLICT DO NOTHING;
+INSERT INTO change_audience (partner_id, position)
+SELECT doc::jsonb #>> '{value,partner}', position FROM changes WHERE kind = 'redacted'
+ON CONFLICT DO NOTHING;
+INSERT INTO change_audience (partner_id, position)
+SELECT p.partner, c.position
+FROM changes c, jsonb_array_elements_text(c.doc::jsonb #> '{value,partners}') AS p (partner)
+WHERE c.kind = 'consent_recorded'
+ON CONFLICT DO NOTHING;
+
+-- Each replica keeps the principals behind certificates in memory; a change of a partner's
+-- status or certificates counts this up in the same transaction, and a replica whose count
+-- differs clears its cache before the next lookup (hub/src/store/mod.rs, PrincipalCache).
+CREATE TABLE principal_epoch (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    value  BIGINT NOT NULL
+);
+INSERT INTO principal_epoch (id, value) VALUES (1, 0);

@@ -1,0 +1,334 @@
+//! The feed and the audit cost what the entitled partners need (issue 9): the audit records
+//! what left the hub, not what a subscription scanned; a subscription reads only the changes
+//! about persons its partner is tied to; the principal cache never outlives a suspension, on
+//! any replica.
+
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+/// Every audit entry, in order.
+async fn audit(hub: &TestHub) -> Vec<relais_hub::audit::AuditEntry> {
+    hub.hub
+        .store
+        .audit_page(0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| serde_json::from_str(&e.doc).unwrap())
+        .collect()
+}
+
+async fn verify(hub: &TestHub) -> pb::VerifyAuditResponse {
+    hub.admin
+        .clone()
+        .verify_audit(pb::VerifyAuditRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn who(i: usize) -> pb::PivotIdentity {
+    pivot("Habitant", &format!("N{i}"), "1950-01-01", "31483")
+}
+
+#[tokio::test]
+async fn an_unrelated_partner_replaying_the_feed_adds_no_audit_entry() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let stranger = hub
+        .partner("asso-lointaine", PartnerKind::Association)
+        .await;
+    for i in 0..30 {
+        bus.link(&format!("B{i}"), who(i)).await;
+        bus.raise(&format!("B{i}"), "SANS_INTERNET").await;
+        bus.open_case(&format!("B{i}"), "F1342").await;
+    }
+    let before = audit(&hub).await.len();
+    let rows_before = hub.hub.store.feed_rows_read();
+
+    // Replayed from 0 three times: nothing is given, nothing is written, nothing is read.
+    for _ in 0..3 {
+        assert!(stranger.feed_until_caught_up(0).await.is_empty());
+    }
+    assert_eq!(audit(&hub).await.len(), before, "no entry for a scan");
+    assert_eq!(
+        hub.hub.store.feed_rows_read(),
+        rows_before,
+        "no change about a person it has no tie with is even read"
+    );
+
+    // The writer receiving what it wrote itself is no disclosure either.
+    let own = bus.feed_until_caught_up(0).await;
+    assert_eq!(own.len(), 60);
+    assert_eq!(
+        audit(&hub).await.len(),
+        before,
+        "no entry for its own writes"
+    );
+    assert!(verify(&hub).await.intact);
+}
+
+#[tokio::test]
+async fn a_delivered_batch_adds_one_entry_per_person_and_the_report_lists_only_what_was_given() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let mut persons = Vec::new();
+    for i in 0..3 {
+        persons.push(bus.link(&format!("B{i}"), who(i)).await.person_id);
+        mairie.link(&format!("M{i}"), who(i)).await;
+        bus.grant(
+            &format!("B{i}"),
+            partner("mairie-aspet"),
+            &["digital", "mobility"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    }
+    // Two flags each for the first two persons; the third gets a social flag, which the
+    // consent does not open: refused, and not asked for.
+    for i in 0..2 {
+        bus.raise(&format!("B{i}"), "SANS_INTERNET").await;
+        bus.raise(&format!("B{i}"), "SANS_TRANSPORT").await;
+    }
+    bus.raise("B2", "ISOLEMENT").await;
+    let before = audit(&hub).await.len();
+
+    let events = mairie.feed_until_caught_up(0).await;
+    let flags: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.resource, Some(pb::change_event::Resource::Flag(_))))
+        .collect();
+    assert_eq!(flags.len(), 4, "{events:?}");
+
+    let added: Vec<_> = audit(&hub).await.split_off(before);
+    assert_eq!(
+        added.len(),
+        2,
+        "one entry per person given something: {added:#?}"
+    );
+    for entry in &added {
+        assert_eq!(entry.principal, "mairie-aspet");
+        assert_eq!(entry.action, "deliver:feed");
+        assert_eq!(entry.categories, vec!["digital", "mobility"]);
+        assert_eq!(entry.decision, "allow");
+        assert!(entry.person.is_some_and(|p| p.to_string() != persons[2]));
+    }
+    assert!(verify(&hub).await.intact);
+
+    // The third person's report lists what was written and read at the counter, no refused
+    // delivery that nobody asked for.
+    let report = hub
+        .admin
+        .clone()
+        .get_access_report(pb::GetAccessReportRequest {
+            person_id: persons[2].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&report.json).unwrap();
+    let deliveries: Vec<_> = json["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("deliver:"))
+        .collect();
+    assert!(deliveries.is_empty(), "{deliveries:?}");
+    // The first person's report lists the one delivery.
+    let report = hub
+        .admin
+        .clone()
+        .get_access_report(pb::GetAccessReportRequest {
+            person_id: persons[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let json: serde_json::Value = serde_json::from_str(&report.json).unwrap();
+    let deliveries = json["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "deliver:feed" && e["partner"] == "mairie-aspet")
+        .count();
+    assert_eq!(deliveries, 1);
+}
+
+#[tokio::test]
+async fn a_partner_tied_to_one_percent_of_persons_reads_one_percent_of_the_changes() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    for i in 0..200 {
+        bus.link(&format!("B{i}"), who(i)).await;
+    }
+    // Tied to 2 persons of 200.
+    mairie.link("M0", who(0)).await;
+    mairie.link("M1", who(1)).await;
+    for i in 0..200 {
+        bus.raise(&format!("B{i}"), "SANS_INTERNET").await;
+    }
+    let rows_before = hub.hub.store.feed_rows_read();
+    let events = mairie.feed_until_caught_up(0).await;
+    assert!(events.is_empty(), "no consent: nothing given");
+    let read = hub.hub.store.feed_rows_read() - rows_before;
+    assert_eq!(read, 2, "the changes about its 2 persons, of 200");
+
+    // Live: changes about others do not make it read anything.
+    let mut live = mairie
+        .sync
+        .clone()
+        .subscribe(pb::SubscribeRequest {
+            context: ctx(),
+            after_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        live.next().await.unwrap().unwrap().payload,
+        Some(pb::subscribe_response::Payload::CaughtUp(_))
+    ));
+    let rows_before = hub.hub.store.feed_rows_read();
+    for i in 2..50 {
+        bus.open_case(&format!("B{i}"), "F1342").await;
+    }
+    bus.open_case("B0", "F1342").await;
+    bus.grant(
+        "B0",
+        partner("mairie-aspet"),
+        &["case_status"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    let case = bus.open_case("B0", "F16873").await;
+    let event = tokio::time::timeout(Duration::from_secs(10), live.next())
+        .await
+        .expect("delivered live")
+        .unwrap()
+        .unwrap();
+    let Some(pb::subscribe_response::Payload::Event(event)) = event.payload else {
+        panic!("an event");
+    };
+    let Some(pb::change_event::Resource::Case(delivered)) = event.resource else {
+        panic!("a case");
+    };
+    assert_eq!(delivered.id, case.id);
+    let read = hub.hub.store.feed_rows_read() - rows_before;
+    assert!(
+        read <= 3,
+        "only the changes about its person were read ({read})"
+    );
+}
+
+/// Copies what replicas must share from one data directory to another.
+fn share_identity(from: &std::path::Path, to: &std::path::Path) {
+    for entry in [
+        "tls/ca.pem",
+        "tls/ca.key",
+        "tls/server.pem",
+        "tls/server.key",
+        "admin/admin.bundle.pem",
+        "matching.key",
+    ] {
+        let target = to.join(entry);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(entry), target).unwrap();
+    }
+}
+
+async fn summary(p: &Partner) -> Result<pb::GetPersonSummaryResponse, tonic::Status> {
+    p.persons
+        .clone()
+        .get_person_summary(pb::GetPersonSummaryRequest {
+            context: ctx(),
+            person: Some(local("B1")),
+            include_history: false,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_takes_effect_on_the_next_call_on_every_replica_despite_the_cache() {
+    let Some(Backend::Postgres(server)) =
+        Backend::postgres("a_suspension_takes_effect_on_the_next_call_on_every_replica")
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&server).await;
+    let url = db.url.clone();
+    let configure = |dir: &tempfile::TempDir| {
+        let mut config = config_for(dir.path());
+        config.database_url = url.clone();
+        config.store.pool_size = 4;
+        config
+    };
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = TestHub::start_with(configure(&dir_a), dir_a, Some(db)).await;
+    let dir_b = tempfile::tempdir().unwrap();
+    share_identity(a.dir.path(), dir_b.path());
+    let b = TestHub::start_with(configure(&dir_b), dir_b, None).await;
+
+    let on_a = a
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let on_b = Partner::connect("cc-comminges", &b.url(), on_a.bundle.clone()).await;
+    on_a.link("B1", who(1)).await;
+    for round in 0..3 {
+        // Both replicas have the partner in their cache.
+        for _ in 0..5 {
+            summary(&on_a).await.unwrap();
+            summary(&on_b).await.unwrap();
+        }
+        a.admin
+            .clone()
+            .suspend_partner(pb::SuspendPartnerRequest {
+                id: "cc-comminges".into(),
+                reason: format!("contrôle {round}"),
+                request_id: new_request_id(),
+            })
+            .await
+            .unwrap();
+        for p in [&on_b, &on_a] {
+            let refused = summary(p).await.unwrap_err();
+            assert_eq!(refused.code(), Code::PermissionDenied, "round {round}");
+        }
+        b.admin
+            .clone()
+            .resume_partner(pb::ResumePartnerRequest {
+                id: "cc-comminges".into(),
+                request_id: new_request_id(),
+            })
+            .await
+            .unwrap();
+        summary(&on_a).await.unwrap();
+        summary(&on_b).await.unwrap();
+    }
+
+    // A revoked certificate too.
+    let fingerprint = on_a.bundle.fingerprint().unwrap();
+    b.admin
+        .clone()
+        .revoke_certificate(pb::RevokeCertificateRequest {
+            fingerprint,
+            reason: "perdu".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&on_a).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+}
