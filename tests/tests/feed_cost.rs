@@ -231,6 +231,299 @@ async fn a_partner_tied_to_one_percent_of_persons_reads_one_percent_of_the_chang
     );
 }
 
+#[tokio::test]
+async fn subscriptions_of_one_partner_share_decisions_but_not_across_a_withdrawal() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    bus.link("B1", who(1)).await;
+    mairie.link("M1", who(1)).await;
+    let consent = bus
+        .grant(
+            "B1",
+            partner("mairie-aspet"),
+            &["digital"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    bus.raise("B1", "SANS_INTERNET").await;
+    let flags = |events: &[pb::ChangeEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e.resource, Some(pb::change_event::Resource::Flag(_))))
+            .count()
+    };
+    // Two connections of the same connector, one after the other: the same events.
+    let first = mairie.feed_until_caught_up(0).await;
+    let second = mairie.feed_until_caught_up(0).await;
+    assert_eq!(flags(&first), 1);
+    assert_eq!(
+        first.iter().map(|e| e.position).collect::<Vec<_>>(),
+        second.iter().map(|e| e.position).collect::<Vec<_>>()
+    );
+
+    // The withdrawal narrows access: what was decided before it is not given again, at once.
+    bus.consent
+        .clone()
+        .withdraw_consent(pb::WithdrawConsentRequest {
+            context: ctx(),
+            consent_id: consent.id.clone(),
+            channel: "bus".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let after = mairie.feed_until_caught_up(0).await;
+    assert_eq!(flags(&after), 0, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .any(|e| matches!(e.resource, Some(pb::change_event::Resource::Redaction(_)))),
+        "the redaction is delivered"
+    );
+    assert!(verify(&hub).await.intact);
+}
+
+fn flags_in(events: &[pb::ChangeEvent]) -> Vec<pb::Flag> {
+    events
+        .iter()
+        .filter_map(|e| match &e.resource {
+            Some(pb::change_event::Resource::Flag(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+// Review attacks (kept as tests): entitlement without a link, ties made later, answers to a
+// referral, own flags after an unlink, reserved ids.
+
+#[tokio::test]
+async fn review_the_alert_plan_and_a_consent_reach_partners_without_a_link() {
+    let hub = TestHub::start().await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let sp = hub
+        .partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
+        .await;
+    let caf = hub
+        .partner("asso-solidarite", PartnerKind::Association)
+        .await;
+    mairie.link("M1", who(1)).await;
+    mairie.raise("M1", "REGISTRE_VULNERABLES").await;
+    // A consent naming a partner that has no link to the person.
+    mairie
+        .grant(
+            "M1",
+            partner("asso-solidarite"),
+            &["social"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    mairie.raise("M1", "ISOLEMENT").await;
+    let got = flags_in(&caf.feed_until_caught_up(0).await);
+    assert_eq!(
+        got.len(),
+        1,
+        "the consented flag reaches the grantee: {got:?}"
+    );
+    assert_eq!(got[0].code, "ISOLEMENT");
+
+    hub.admin
+        .clone()
+        .set_alert_plan(pb::SetAlertPlanRequest {
+            active: true,
+            reason: "canicule".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let mut plan = sp
+        .sync
+        .clone()
+        .subscribe(pb::SubscribeRequest {
+            context: Some(pb::RequestContext {
+                purpose: pb::Purpose::PlanAlerte as i32,
+                agent: "cellule-crise".into(),
+            }),
+            after_position: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(m) = plan.message().await.unwrap() {
+        match m.payload {
+            Some(pb::subscribe_response::Payload::Event(e)) => seen.push(e),
+            Some(pb::subscribe_response::Payload::CaughtUp(_)) => break,
+            None => {}
+        }
+    }
+    let codes: Vec<_> = flags_in(&seen).into_iter().map(|f| f.code).collect();
+    assert!(
+        codes.contains(&"REGISTRE_VULNERABLES".to_string()),
+        "under the alert plan the registry reaches the sous-préfecture: {codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn review_a_partner_linking_later_replays_the_earlier_changes() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    bus.link("B0", who(0)).await;
+    bus.grant(
+        "B0",
+        kind(PartnerKind::Mairie),
+        &["digital"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    bus.raise("B0", "SANS_INTERNET").await;
+    // A mairie that joins the hub afterwards: nothing for it, until it links the person…
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    assert!(flags_in(&mairie.feed_until_caught_up(0).await).is_empty());
+    mairie.link("M0", who(0)).await;
+    // …then a replay from 0 finds the flag raised before the link.
+    let got = flags_in(&mairie.feed_until_caught_up(0).await);
+    assert_eq!(got.len(), 1, "{got:?}");
+}
+
+#[tokio::test]
+async fn review_the_answer_to_a_referral_is_audited_when_it_reaches_the_sender() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let sp = hub
+        .partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
+        .await;
+    bus.link("B1", who(1)).await;
+    let case = bus.open_case("B1", "F1342").await;
+    bus.grant(
+        "B1",
+        partner("sp-saint-gaudens"),
+        &["referrals", "case_status"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
+    let sent = bus
+        .cases
+        .clone()
+        .send_referral(pb::SendReferralRequest {
+            context: ctx(),
+            case_id: case.id.clone(),
+            to_partner: "sp-saint-gaudens".into(),
+            reason: "renouvellement CNI".into(),
+            requested_action: "rendez-vous".into(),
+            due_date: "2026-12-15".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referral
+        .unwrap();
+    let cursor = bus
+        .feed_until_caught_up(0)
+        .await
+        .last()
+        .map_or(0, |e| e.position);
+    let acked = sp
+        .cases
+        .clone()
+        .acknowledge_referral(pb::AcknowledgeReferralRequest {
+            context: ctx(),
+            referral_id: sent.id.clone(),
+            expected_version: sent.version,
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referral
+        .unwrap();
+    sp.cases
+        .clone()
+        .answer_referral(pb::AnswerReferralRequest {
+            context: ctx(),
+            referral_id: sent.id.clone(),
+            expected_version: acked.version,
+            answer: "rendez-vous fixé le 9 décembre".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let before = audit(&hub).await.len();
+    let events = bus.feed_until_caught_up(cursor).await;
+    assert_eq!(events.len(), 2, "acknowledged, answered: {events:?}");
+    let added: Vec<_> = audit(&hub).await.split_off(before);
+    assert_eq!(added.len(), 1, "{added:#?}");
+    assert_eq!(added[0].principal, "cc-comminges");
+    assert_eq!(added[0].action, "deliver:feed");
+}
+
+#[tokio::test]
+async fn review_a_flag_retracted_by_the_administrator_after_an_unlink_reaches_its_source() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    bus.link("B1", who(1)).await;
+    let flag = bus.raise("B1", "SANS_INTERNET").await;
+    let cursor = bus
+        .feed_until_caught_up(0)
+        .await
+        .last()
+        .map_or(0, |e| e.position);
+    bus.persons
+        .clone()
+        .unlink_person(pb::UnlinkPersonRequest {
+            context: ctx(),
+            local_id: "B1".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    hub.admin
+        .clone()
+        .retract_flag(pb::AdminServiceRetractFlagRequest {
+            flag_id: flag.id.clone(),
+            reason: "erreur de saisie".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let got = flags_in(&bus.feed_until_caught_up(cursor).await);
+    assert_eq!(got.len(), 1, "the retraction reaches the bus");
+    assert_eq!(got[0].id, flag.id);
+}
+
+#[tokio::test]
+async fn review_a_partner_cannot_take_the_name_the_hub_writes_under() {
+    let hub = TestHub::start().await;
+    for id in ["admin", "hub", "system"] {
+        let (_key, csr_pem) = relais_hub::pki::new_key_and_csr(id).unwrap();
+        let refused = hub
+            .admin
+            .clone()
+            .add_partner(pb::AddPartnerRequest {
+                id: id.into(),
+                kind: PartnerKind::Association as i32,
+                name: "Imposteur".into(),
+                territory: vec!["31483".into()],
+                cog_vintage: 0,
+                csr_pem,
+                request_id: new_request_id(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{id}");
+        assert_eq!(violated_fields(&refused), vec!["id"]);
+    }
+}
+
 /// Copies what replicas must share from one data directory to another.
 fn share_identity(from: &std::path::Path, to: &std::path::Path) {
     for entry in [

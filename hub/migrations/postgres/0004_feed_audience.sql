@@ -1,4 +1,24 @@
 -- The feed at the cost of entitlement (see the SQLite migration of the same name for the why).
+-- Partners a consent or a mandate names are tied to the person too; see the SQLite migration.
+CREATE TABLE person_ties (
+    person_id   TEXT NOT NULL,
+    partner_id  TEXT NOT NULL,
+    PRIMARY KEY (person_id, partner_id)
+);
+INSERT INTO person_ties (person_id, partner_id)
+SELECT person_id, doc::jsonb #>> '{grantee,partner}' FROM consents
+WHERE doc::jsonb #>> '{grantee,partner}' IS NOT NULL
+ON CONFLICT DO NOTHING;
+INSERT INTO person_ties (person_id, partner_id)
+SELECT c.person_id, p.id FROM consents c JOIN partners p ON p.kind = c.doc::jsonb #>> '{grantee,kind}'
+ON CONFLICT DO NOTHING;
+INSERT INTO person_ties (person_id, partner_id)
+SELECT person_id, doc::jsonb ->> 'partner' FROM mandates WHERE doc::jsonb ->> 'partner' IS NOT NULL
+ON CONFLICT DO NOTHING;
+CREATE TABLE audience_widened (
+    partner_id  TEXT PRIMARY KEY
+);
+
 CREATE TABLE change_audience (
     partner_id  TEXT NOT NULL,
     position    BIGINT NOT NULL,
@@ -14,11 +34,16 @@ FROM changes c
 JOIN (SELECT partner_id, person_id FROM person_links
       UNION SELECT owner, person_id FROM cases
       UNION SELECT from_partner, person_id FROM referrals
-      UNION SELECT to_partner, person_id FROM referrals) t ON t.person_id = c.person_id
+      UNION SELECT to_partner, person_id FROM referrals
+      UNION SELECT partner_id, person_id FROM person_ties) t ON t.person_id = c.person_id
 WHERE c.kind NOT IN ('redacted', 'consent_recorded')
 ON CONFLICT DO NOTHING;
 INSERT INTO change_audience (partner_id, position)
 SELECT principal, position FROM changes WHERE kind NOT IN ('redacted', 'consent_recorded')
+ON CONFLICT DO NOTHING;
+INSERT INTO change_audience (partner_id, position)
+SELECT doc::jsonb #>> '{value,source_partner}', position FROM changes
+WHERE kind IN ('flag_raised', 'flag_retracted') AND doc::jsonb #>> '{value,source_partner}' IS NOT NULL
 ON CONFLICT DO NOTHING;
 INSERT INTO change_audience (partner_id, position)
 SELECT doc::jsonb #>> '{value,partner}', position FROM changes WHERE kind = 'redacted'

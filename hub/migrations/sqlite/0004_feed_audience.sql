@@ -11,6 +11,25 @@
 --   (`deliver:<kind>` with decision `deny`) stay in the hash chain, which cannot be rewritten;
 --   the access report leaves them out (nothing was asked or given), and retention purges them
 --   with the rest. New entries: one per delivered batch per person (`deliver:feed`).
+-- Partners a consent or a mandate names are tied to the person too (their audience grows
+-- with it); `audience_widened` carries, within one write transaction, the partners whose
+-- audience grew behind the head (the committer tells their subscriptions).
+CREATE TABLE person_ties (
+    person_id   TEXT NOT NULL,
+    partner_id  TEXT NOT NULL,
+    PRIMARY KEY (person_id, partner_id)
+) STRICT, WITHOUT ROWID;
+INSERT OR IGNORE INTO person_ties (person_id, partner_id)
+SELECT person_id, json_extract(doc, '$.grantee.partner') FROM consents
+WHERE json_extract(doc, '$.grantee.partner') IS NOT NULL;
+INSERT OR IGNORE INTO person_ties (person_id, partner_id)
+SELECT c.person_id, p.id FROM consents c JOIN partners p ON p.kind = json_extract(c.doc, '$.grantee.kind');
+INSERT OR IGNORE INTO person_ties (person_id, partner_id)
+SELECT person_id, json_extract(doc, '$.partner') FROM mandates WHERE json_extract(doc, '$.partner') IS NOT NULL;
+CREATE TABLE audience_widened (
+    partner_id  TEXT PRIMARY KEY
+) STRICT;
+
 CREATE TABLE change_audience (
     partner_id  TEXT NOT NULL,
     position    INTEGER NOT NULL,
@@ -26,10 +45,14 @@ FROM changes c
 JOIN (SELECT partner_id, person_id FROM person_links
       UNION SELECT owner, person_id FROM cases
       UNION SELECT from_partner, person_id FROM referrals
-      UNION SELECT to_partner, person_id FROM referrals) t ON t.person_id = c.person_id
+      UNION SELECT to_partner, person_id FROM referrals
+      UNION SELECT partner_id, person_id FROM person_ties) t ON t.person_id = c.person_id
 WHERE c.kind NOT IN ('redacted', 'consent_recorded');
 INSERT OR IGNORE INTO change_audience (partner_id, position)
 SELECT principal, position FROM changes WHERE kind NOT IN ('redacted', 'consent_recorded');
+INSERT OR IGNORE INTO change_audience (partner_id, position)
+SELECT json_extract(doc, '$.value.source_partner'), position FROM changes
+WHERE kind IN ('flag_raised', 'flag_retracted') AND json_extract(doc, '$.value.source_partner') IS NOT NULL;
 INSERT OR IGNORE INTO change_audience (partner_id, position)
 SELECT json_extract(doc, '$.value.partner'), position FROM changes WHERE kind = 'redacted';
 INSERT OR IGNORE INTO change_audience (partner_id, position)

@@ -202,6 +202,9 @@ impl Api {
     }
 }
 
+/// Ids a partner may not take: the principals the hub writes under.
+const RESERVED_IDS: [&str; 4] = ["admin", "hub", "relais", "system"];
+
 #[tonic::async_trait]
 impl AdminService for Api {
     async fn add_partner(
@@ -211,6 +214,14 @@ impl AdminService for Api {
         self.admin_call("AddPartner", request, |call, req| async move {
             let mut v = Violations::new();
             let id = v.field("id", PartnerId::parse(&req.id));
+            // The names the hub writes under itself are not partners' (its own writes must
+            // not pass for a partner's).
+            if RESERVED_IDS.contains(&req.id.as_str()) {
+                v.push(
+                    "id",
+                    "reserved: the hub writes under this name; choose another id",
+                );
+            }
             let kind = v.field("kind", convert::partner_kind_from_pb(req.kind));
             let name = v.field("name", free_text(&req.name, 200));
             if req.name.trim().is_empty() {

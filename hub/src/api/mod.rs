@@ -40,6 +40,8 @@ pub struct Api {
     pub(crate) authority: Arc<Authority>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) gate: Arc<Gate>,
+    /// Subscriptions sharing their decisions.
+    pub(crate) feed: Arc<crate::feed::Groups>,
 }
 
 /// Service settings from the configuration.

@@ -23,6 +23,7 @@ impl SyncService for Api {
             let rx = spawn_subscription(
                 self.store.clone(),
                 self.gate.clone(),
+                &self.feed,
                 Subscriber {
                     partner: call.id().clone(),
                     agent: call.ctx.agent.clone(),

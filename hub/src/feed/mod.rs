@@ -4,4 +4,4 @@
 
 pub mod subscribe;
 
-pub use subscribe::{FeedItem, Subscriber, spawn_subscription};
+pub use subscribe::{FeedItem, Groups, Subscriber, spawn_subscription};

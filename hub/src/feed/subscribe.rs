@@ -14,14 +14,14 @@ use crate::error::{Error, Result};
 use crate::policy::{Access, Gate, Viewer};
 use crate::store::{DynStore, Principal};
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 /// What a subscriber receives.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum FeedItem {
     Event {
         change: Box<ChangeRecord>,
@@ -47,22 +47,78 @@ pub struct Subscriber {
     pub certificate: String,
 }
 
+/// Subscriptions of one partner, agent and purpose share what was decided for a stretch of
+/// the feed: the first to reach a cursor reads the changes, decides and records them (one
+/// audit entry per person); the others reaching the same cursor soon after deliver the same,
+/// without reading or deciding again — unless a write that may narrow access committed in
+/// between (`Store::decisions_epoch`), or `FRESH` has passed. So the hub's work per event
+/// follows the partners entitled to it, not the number of their connections.
+#[derive(Debug, Default)]
+pub struct Groups {
+    groups: std::sync::Mutex<HashMap<GroupKey, Weak<Group>>>,
+}
+
+type GroupKey = (PartnerId, AgentId, Purpose);
+
+impl Groups {
+    fn join(&self, key: GroupKey) -> Arc<Group> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
+            return group;
+        }
+        groups.retain(|_, g| g.strong_count() > 0);
+        let group = Arc::new(Group::default());
+        groups.insert(key, Arc::downgrade(&group));
+        group
+    }
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// The latest stretches decided, oldest first.
+    recent: tokio::sync::Mutex<VecDeque<Arc<Decided>>>,
+}
+
+/// A stretch of the feed, decided and recorded.
+#[derive(Debug)]
+struct Decided {
+    from: u64,
+    /// Where the cursor goes after it.
+    next: u64,
+    /// Change rows read (0: nothing new up to `next`).
+    read: usize,
+    epoch: u64,
+    at: Instant,
+    items: Vec<FeedItem>,
+}
+
+/// How many decided stretches a group remembers, and for how long they are shared.
+const SHARED: usize = 32;
+const FRESH: Duration = Duration::from_secs(1);
+
 /// Starts a subscription task for `subscriber` from `after`.
 pub fn spawn_subscription(
     store: DynStore,
     gate: Arc<Gate>,
+    groups: &Groups,
     subscriber: Subscriber,
     after: u64,
     config: &FeedConfig,
 ) -> mpsc::Receiver<Result<FeedItem>> {
     let (tx, rx) = mpsc::channel(config.subscriber_buffer);
     let batch = config.batch_size;
+    let group = groups.join((
+        subscriber.partner.clone(),
+        subscriber.agent.clone(),
+        subscriber.purpose,
+    ));
     let span = tracing::info_span!("subscription", partner = %subscriber.partner, after);
     tokio::spawn(
         async move {
             let sub = Subscription {
                 store: &store,
                 gate: &gate,
+                group: &group,
                 partner: &subscriber.partner,
                 agent: &subscriber.agent,
                 purpose: subscriber.purpose,
@@ -84,6 +140,7 @@ pub fn spawn_subscription(
 struct Subscription<'a> {
     store: &'a DynStore,
     gate: &'a Gate,
+    group: &'a Group,
     partner: &'a PartnerId,
     agent: &'a AgentId,
     purpose: Purpose,
@@ -138,18 +195,18 @@ impl Subscription<'_> {
             // Read up to the head as it is now; only the changes that may concern this
             // partner are read at all, and none when the newest that does is behind us.
             let upto = *head.borrow_and_update();
-            let changes = if upto > cursor && self.store.latest_for(self.partner) > cursor {
-                self.store
-                    .changes_for(self.partner, cursor, upto, self.batch)
-                    .await?
-            } else {
-                vec![]
-            };
-            let next = match changes.last() {
-                Some(last) if changes.len() >= self.batch as usize => last.position,
-                _ => upto.max(cursor),
-            };
-            if changes.is_empty() {
+            // Under the préfet's alert plan, the plan's purpose reaches persons the partner
+            // has no tie with (the rules decide): every change is read.
+            let everything =
+                self.purpose == Purpose::PlanAlerte && self.store.alert_plan().await?.active;
+            let decided =
+                if upto > cursor && (everything || self.store.latest_for(self.partner) > cursor) {
+                    Some(self.stretch(&partner, cursor, upto, everything).await?)
+                } else {
+                    None
+                };
+            let next = decided.as_ref().map_or(upto.max(cursor), |d| d.next);
+            let Some(decided) = decided.filter(|d| d.read > 0) else {
                 cursor = next;
                 if !live {
                     live = true;
@@ -167,15 +224,67 @@ impl Subscription<'_> {
                     () = tokio::time::sleep(STATUS_CHECK.min(valid_for)) => {}
                 }
                 continue;
-            }
-            let deliver = self.decide_batch(&partner, changes).await?;
+            };
             cursor = next;
-            for item in deliver {
-                if self.tx.send(Ok(item)).await.is_err() {
+            for item in &decided.items {
+                if self.tx.send(Ok(item.clone())).await.is_err() {
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// The stretch of the feed after `from`: as decided by another subscription of the group
+    /// moments ago, or read, decided and recorded now.
+    async fn stretch(
+        &self,
+        partner: &Partner,
+        from: u64,
+        upto: u64,
+        everything: bool,
+    ) -> Result<Arc<Decided>> {
+        let mut recent = self.group.recent.lock().await;
+        // Read before deciding: a narrowing write during the decision makes it unshareable.
+        let epoch = self.store.decisions_epoch();
+        if let Some(d) = recent
+            .iter()
+            .rev()
+            .find(|d| d.from == from && d.epoch == epoch && d.at.elapsed() < FRESH)
+        {
+            return Ok(d.clone());
+        }
+        let changes = if everything {
+            let mut all = self.store.changes_after(from, self.batch).await?;
+            all.retain(|c| c.position <= upto);
+            all
+        } else {
+            self.store
+                .changes_for(self.partner, from, upto, self.batch)
+                .await?
+        };
+        let read = changes.len();
+        let next = match changes.last() {
+            Some(last) if read >= self.batch as usize => last.position,
+            _ => upto,
+        };
+        let items = if read == 0 {
+            vec![]
+        } else {
+            self.decide_batch(partner, changes).await?
+        };
+        let decided = Arc::new(Decided {
+            from,
+            next,
+            read,
+            epoch,
+            at: Instant::now(),
+            items,
+        });
+        if recent.len() >= SHARED {
+            recent.pop_front();
+        }
+        recent.push_back(decided.clone());
+        Ok(decided)
     }
 
     /// Decides a batch, now, at delivery (a withdrawal applies to the very next batch), and
@@ -206,9 +315,10 @@ impl Subscription<'_> {
                 slot.insert(Person {
                     access: Access::new(self.gate, viewer, facts),
                     notices: Vec::new(),
-                    first: change.position,
-                    last: change.position,
+                    first: None,
+                    last: 0,
                     events: 0,
+                    from_others: false,
                     local_ids: None,
                 });
                 order.push(person);
@@ -236,8 +346,14 @@ impl Subscription<'_> {
             if !given {
                 continue;
             }
-            p.last = change.position;
-            p.events += 1;
+            // What another partner wrote leaves the hub, even about a record the subscriber
+            // holds (the answer to its referral, a case redirected to it): audited.
+            if change.principal != self.partner.as_str() {
+                p.from_others = true;
+                p.first.get_or_insert(change.position);
+                p.last = change.position;
+                p.events += 1;
+            }
             if p.local_ids.is_none() {
                 p.local_ids = Some(self.store.local_ids(self.partner, person).await?);
             }
@@ -254,11 +370,13 @@ impl Subscription<'_> {
                 continue;
             };
             let detail = format!(
-                "feed: {} event(s), positions {} to {}",
-                p.events, p.first, p.last
+                "feed: {} event(s) written by others, positions {} to {}",
+                p.events,
+                p.first.unwrap_or_default(),
+                p.last
             );
             let (mut entry, disclosed) = p.access.finish("deliver:feed".into(), detail);
-            if disclosed.is_empty() && p.notices.is_empty() {
+            if disclosed.is_empty() && p.notices.is_empty() && !p.from_others {
                 continue;
             }
             entry.records.extend(p.notices);
@@ -295,9 +413,11 @@ struct Person<'a> {
     access: Access<'a>,
     /// Redactions and consent notices given (their records).
     notices: Vec<String>,
-    first: u64,
+    /// The positions and number of the events given that others wrote.
+    first: Option<u64>,
     last: u64,
     events: u32,
+    from_others: bool,
     local_ids: Option<Vec<LocalId>>,
 }
 

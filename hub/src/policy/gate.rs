@@ -6,7 +6,7 @@ use super::{Action, Decision, DecisionRequest, Engine, Subject, coverage};
 use crate::domain::consent::{Consent, Mandate};
 use crate::domain::{AgentId, CaseId, Clock, DataCategory, Partner, PersonId, Purpose, Timestamp};
 use crate::error::Result;
-use crate::store::{DynStore, ReferralFilter, Relation};
+use crate::store::{DynStore, Relation};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -46,30 +46,17 @@ impl Gate {
 
     #[tracing::instrument(skip(self), fields(partner = %partner.id, person = %person))]
     pub async fn facts(&self, partner: &Partner, person: PersonId) -> Result<Facts> {
-        self.follow_rules().await?;
-        let relation = self.store.relation(&partner.id, person).await?;
-        let referrals = if relation.referral_party {
-            self.store
-                .list_referrals(
-                    &ReferralFilter {
-                        partner: partner.id.clone(),
-                        direction: None,
-                        person: Some(person),
-                        states: vec![],
-                    },
-                    None,
-                    10_000,
-                )
-                .await?
-        } else {
-            vec![]
-        };
+        // One query: the relation, consents, mandates, referrals, alert plan, rules version.
+        let rows = self.store.facts_of(&partner.id, person).await?;
+        self.follow_rules(rows.rules_version).await?;
+        let relation = rows.relation;
+        let referrals = rows.referrals;
         let mut facts = Facts {
             person,
             relation,
-            consents: self.store.consents_of(person).await?,
-            mandates: self.store.mandates_of(person).await?,
-            alert_plan: self.store.alert_plan().await?.active,
+            consents: rows.consents,
+            mandates: rows.mandates,
+            alert_plan: rows.alert_plan.active,
             now: self.clock.now(),
             sent_cases: HashSet::new(),
             received_cases: HashSet::new(),
@@ -109,8 +96,7 @@ impl Gate {
 
     /// Another replica may have activated new rules: the newest stored version is the one in
     /// force everywhere, checked before each person's decisions.
-    async fn follow_rules(&self) -> Result<()> {
-        let stored = self.store.rules_version_in_force().await?;
+    async fn follow_rules(&self, stored: i64) -> Result<()> {
         if stored != self.engine.active().version
             && let Some((version, text)) = self.store.active_rules().await?
         {

@@ -127,6 +127,18 @@ pub struct Relation {
     pub received_referral: bool,
 }
 
+/// What `Store::facts_of` reads.
+#[derive(Debug, Clone, Default)]
+pub struct FactRows {
+    pub relation: Relation,
+    pub consents: Vec<Consent>,
+    pub mandates: Vec<Mandate>,
+    /// Referrals about the person the partner sent or received.
+    pub referrals: Vec<Referral>,
+    pub alert_plan: AlertPlan,
+    pub rules_version: i64,
+}
+
 impl Relation {
     pub fn any(self) -> bool {
         self.linked || self.owns_case || self.referral_party
@@ -228,6 +240,10 @@ pub trait Store: Send + Sync + 'static {
     async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>>;
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>>;
     async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation>;
+    /// Everything an access decision about `person` for `partner` rests on, in one query:
+    /// the relation, the person's consents and mandates, the referrals about the person the
+    /// partner sent or received, the alert plan and the rules version in force.
+    async fn facts_of(&self, partner: &PartnerId, person: PersonId) -> Result<FactRows>;
     /// Merges `merged` into `kept` (two records of one person): links, pivots, flags, cases,
     /// referrals, consents, mandates and disclosures move; an active flag that `kept` already
     /// has from the same partner is retracted as a duplicate. Returns the links moved.
@@ -397,6 +413,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many change rows `changes_for` has returned since the store opened (what the feed
     /// costs: it should follow what the subscribers' partners are entitled to).
     fn feed_rows_read(&self) -> u64;
+    /// Changes whenever a write may have narrowed what a partner may receive (withdrawals,
+    /// ends, unlinks, merges, rules, transitions, partner status), here or — PostgreSQL — on
+    /// another replica (any of its commits). Decisions shared between subscriptions are
+    /// reused only while it stays the same.
+    fn decisions_epoch(&self) -> u64;
     /// The position of the newest committed change (0 when none).
     async fn head_position(&self) -> Result<u64>;
     /// Follows the head position: changes each time a write commits.

@@ -136,7 +136,12 @@ pub async fn open(url: &str, batching: Batching, pool_size: u32) -> anyhow::Resu
         .fetch_one(&pool)
         .await?;
     let store = SqlStore::start(pool.clone(), pool.clone(), head as u64, batching);
-    tokio::spawn(follow(pool, store.head.clone(), store.audience.clone()));
+    tokio::spawn(follow(
+        pool,
+        store.head.clone(),
+        store.audience.clone(),
+        store.epoch.clone(),
+    ));
     Ok(store)
 }
 
@@ -147,6 +152,7 @@ async fn follow(
     pool: Pool<sqlx::Postgres>,
     head: watch::Sender<u64>,
     audience: std::sync::Arc<Audience>,
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     loop {
         let listening = async {
@@ -156,15 +162,31 @@ async fn follow(
                 sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
                     .fetch_one(&pool)
                     .await?;
-            // Whom the changes committed meanwhile concern is not known.
+            // Whom the changes committed meanwhile concern is not known, nor what they
+            // changed.
             audience.everyone(position as u64);
+            epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             SqlStore::advance(&head, position as u64);
             loop {
-                let n = listener.recv().await?;
+                // `recv` would reconnect silently after a lost connection; the notifications
+                // sent meanwhile are lost, so the audience and the head are read again then.
+                let Some(n) = listener.try_recv().await? else {
+                    let (position,): (i64,) =
+                        sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
+                            .fetch_one(&pool)
+                            .await?;
+                    audience.everyone(position as u64);
+                    epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    SqlStore::advance(&head, position as u64);
+                    continue;
+                };
                 let (p, partners) = match n.payload().split_once(' ') {
                     Some((p, partners)) => (p, Some(partners)),
                     None => (n.payload(), None),
                 };
+                // A commit on any replica may have narrowed access: decisions are not
+                // shared across it (this replica's own commits included, to keep it simple).
+                epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 if let Ok(p) = p.parse::<u64>() {
                     match partners {
                         Some(partners) => {

@@ -70,6 +70,9 @@ macro_rules! sql_store {
             audience: std::sync::Arc<Audience>,
             principals: std::sync::Arc<PrincipalCache>,
             rows_read: std::sync::atomic::AtomicU64,
+            /// Counts the writes that may narrow access (see `narrowed`), and on PostgreSQL
+            /// every commit of another replica.
+            epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
         }
 
         impl SqlStore {
@@ -81,7 +84,7 @@ macro_rules! sql_store {
                 audience.everyone(head.borrow().to_owned());
                 let (jobs, rx) = mpsc::channel(1024);
                 tokio::spawn(committer(write, rx, batching, head.clone(), audience.clone()));
-                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default() }
+                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default(), epoch: Default::default() }
             }
 
             /// The head position moved (a commit here, or a notification from another replica).
@@ -164,6 +167,14 @@ macro_rules! sql_store {
             /// principal cache here (the write told the other replicas, `principals_changed`).
             fn cleared<T>(&self, done: Result<T>) -> Result<T> {
                 self.principals.clear();
+                self.narrowed(done)
+            }
+
+            /// After a write that may narrow what partners may receive (a withdrawal, an end,
+            /// an unlink, a merge, new rules, a transition): decisions made before it are not
+            /// shared any more (`decisions_epoch`).
+            fn narrowed<T>(&self, done: Result<T>) -> Result<T> {
+                self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 done
             }
 
@@ -279,10 +290,16 @@ macro_rules! sql_store {
             }
             // The partners this batch's changes concern: told before the head moves (and to
             // the other replicas with it), so their subscribers alone read.
+            // Partners newly tied to a person also have something to read: the person's
+            // earlier changes, behind the head.
             let mut concerned = Vec::new();
-            if let Some(p) = position {
-                let since = *head.borrow();
-                let told = async {
+            let since = *head.borrow();
+            let told = async {
+                let widened: Vec<(String,)> = sqlx::query_as("DELETE FROM audience_widened RETURNING partner_id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                concerned = widened.into_iter().map(|(partner,)| partner).collect();
+                if let Some(p) = position {
                     let rows: Vec<(String,)> = sqlx::query_as(
                         "SELECT DISTINCT partner_id FROM change_audience WHERE position > $1 AND position <= $2",
                     )
@@ -290,18 +307,25 @@ macro_rules! sql_store {
                     .bind(p)
                     .fetch_all(&mut *tx)
                     .await?;
-                    concerned = rows.into_iter().map(|(partner,)| partner).collect();
-                    after_writes(&mut tx, p, &concerned).await
-                };
-                if let Err(e) = told.await {
-                    return fail(done.into_iter().map(|(r, _)| r), &e);
+                    concerned.extend(rows.into_iter().map(|(partner,)| partner));
+                    concerned.sort();
+                    concerned.dedup();
                 }
-            }
+                let at = position.map_or(since as i64, |p| p.max(since as i64));
+                if position.is_some() || !concerned.is_empty() {
+                    after_writes(&mut tx, at, &concerned).await?;
+                }
+                Ok::<_, Error>(at)
+            };
+            let at = match told.await {
+                Ok(at) => at as u64,
+                Err(e) => return fail(done.into_iter().map(|(r, _)| r), &e),
+            };
             match tx.commit().await {
                 Ok(()) => {
-                    if let Some(p) = position {
-                        audience.touch(concerned.iter().map(String::as_str), p as u64);
-                        SqlStore::advance(head, p as u64);
+                    if position.is_some() || !concerned.is_empty() {
+                        audience.touch(concerned.iter().map(String::as_str), at);
+                        SqlStore::advance(head, at);
                     }
                     for (reply, value) in done {
                         let _ = reply.send(Ok(value));
@@ -426,17 +450,28 @@ macro_rules! sql_store {
                     }
                 }
                 None => {
+                    // The partner the resource belongs to hears of it even when no longer
+                    // tied (a flag retracted by the administrator after an unlink).
+                    let holder = match &resource {
+                        ChangeResource::Flag(f) => f.source_partner.as_str(),
+                        ChangeResource::Case(c) => c.owner.as_str(),
+                        ChangeResource::Referral(r) => r.from.as_str(),
+                        _ => meta.principal.as_str(),
+                    };
                     sqlx::query(
                         "INSERT INTO change_audience (partner_id, position)
                          SELECT partner_id, $1 FROM person_links WHERE person_id = $2
                          UNION SELECT owner, $1 FROM cases WHERE person_id = $2
                          UNION SELECT from_partner, $1 FROM referrals WHERE person_id = $2
                          UNION SELECT to_partner, $1 FROM referrals WHERE person_id = $2
-                         UNION SELECT $3, $1",
+                         UNION SELECT partner_id, $1 FROM person_ties WHERE person_id = $2
+                         UNION SELECT $3, $1
+                         UNION SELECT $4, $1",
                     )
                     .bind(position)
                     .bind(resource.person().to_string())
                     .bind(&meta.principal)
+                    .bind(holder)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -733,7 +768,7 @@ macro_rules! sql_store {
         /// too: a subscription whose cursor is before them reads them (and the decision at
         /// delivery says what it receives), as if it had been tied all along.
         async fn widen_audience(conn: &mut Conn, partner: &PartnerId, person: PersonId) -> Result<()> {
-            sqlx::query(
+            let added = sqlx::query(
                 "INSERT INTO change_audience (partner_id, position)
                  SELECT $1, position FROM changes WHERE person_id = $2 AND kind NOT IN ('redacted', 'consent_recorded')
                  ON CONFLICT DO NOTHING",
@@ -741,7 +776,48 @@ macro_rules! sql_store {
             .bind(partner.as_str())
             .bind(person.to_string())
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+            if added > 0 {
+                // The committer tells this partner's subscriptions (here and on the other
+                // replicas) that they have something to read behind their cursor.
+                sqlx::query("INSERT INTO audience_widened (partner_id) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(partner.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        /// A consent or mandate names a partner (or a kind of partners): a tie to the person
+        /// for the feed's audience (what it receives is decided at delivery).
+        async fn tie(conn: &mut Conn, partner: &PartnerId, person: PersonId) -> Result<()> {
+            sqlx::query("INSERT INTO person_ties (person_id, partner_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(person.to_string())
+                .bind(partner.as_str())
+                .execute(&mut *conn)
+                .await?;
+            widen_audience(conn, partner, person).await
+        }
+
+        /// Ties the partners a consent's grantee names.
+        async fn tie_grantee(conn: &mut Conn, grantee: &crate::domain::consent::Grantee, person: PersonId) -> Result<()> {
+            use crate::domain::consent::Grantee;
+            let partners: Vec<PartnerId> = match grantee {
+                Grantee::Partner { partner } | Grantee::Agent { partner, .. } => vec![partner.clone()],
+                Grantee::Kind { kind } => {
+                    let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE kind = $1")
+                        .bind(kind.as_str())
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    rows.into_iter()
+                        .filter_map(|(id,)| PartnerId::parse(&id).ok())
+                        .collect()
+                }
+            };
+            for partner in partners {
+                tie(conn, &partner, person).await?;
+            }
             Ok(())
         }
 
@@ -1173,7 +1249,7 @@ macro_rules! sql_store {
 
             async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
                 let (partner, local_id) = (partner.clone(), local_id.clone());
-                self.idempotent(meta, move |conn, _meta| {
+                let done = self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         let row: Option<(String,)> = sqlx::query_as(
                             "DELETE FROM person_links WHERE partner_id = $1 AND local_id = $2 RETURNING person_id",
@@ -1189,7 +1265,8 @@ macro_rules! sql_store {
                         Ok((person, None))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn person_by_local_id(&self, partner: &PartnerId, local_id: &LocalId) -> Result<Option<PersonId>> {
@@ -1245,8 +1322,59 @@ macro_rules! sql_store {
                 })
             }
 
+            async fn facts_of(&self, partner: &PartnerId, person: PersonId) -> Result<crate::store::FactRows> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT 'relation',
+                        CASE WHEN EXISTS (SELECT 1 FROM person_links WHERE person_id = $1 AND partner_id = $2) THEN 'l' ELSE '-' END
+                        || CASE WHEN EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2) THEN 'c' ELSE '-' END
+                        || CASE WHEN EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND from_partner = $2) THEN 's' ELSE '-' END
+                        || CASE WHEN EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND to_partner = $2) THEN 'r' ELSE '-' END
+                     UNION ALL SELECT 'rules', CAST(COALESCE(MAX(version), 0) AS TEXT) FROM rules
+                     UNION ALL SELECT 'alert', doc FROM settings WHERE key = 'alert_plan'
+                     UNION ALL SELECT 'consent', doc FROM consents WHERE person_id = $1
+                     UNION ALL SELECT 'mandate', doc FROM mandates WHERE person_id = $1
+                     UNION ALL SELECT 'referral', doc FROM referrals WHERE person_id = $1 AND (from_partner = $2 OR to_partner = $2)",
+                )
+                .bind(person.to_string())
+                .bind(partner.as_str())
+                .fetch_all(&self.read)
+                .await?;
+                let mut facts = crate::store::FactRows::default();
+                for (kind, doc) in rows {
+                    let doc = doc.unwrap_or_default();
+                    match kind.as_str() {
+                        "relation" => {
+                            let b = doc.as_bytes();
+                            let at = |i: usize, c: u8| b.get(i) == Some(&c);
+                            facts.relation = Relation {
+                                linked: at(0, b'l'),
+                                owns_case: at(1, b'c'),
+                                referral_party: at(2, b's') || at(3, b'r'),
+                                sent_referral: at(2, b's'),
+                                received_referral: at(3, b'r'),
+                            };
+                        }
+                        "rules" => {
+                            facts.rules_version = doc
+                                .parse()
+                                .map_err(|_| Error::Internal(format!("rules version `{doc}`")))?;
+                        }
+                        "alert" => facts.alert_plan = serde_json::from_str(&doc)?,
+                        "consent" => facts.consents.push(serde_json::from_str(&doc)?),
+                        "mandate" => facts.mandates.push(serde_json::from_str(&doc)?),
+                        "referral" => facts.referrals.push(serde_json::from_str(&doc)?),
+                        other => return Err(Error::Internal(format!("unexpected fact `{other}`"))),
+                    }
+                }
+                // As the separate reads gave them: by id.
+                facts.consents.sort_by_key(|c| c.id.to_string());
+                facts.mandates.sort_by_key(|m| m.id.to_string());
+                facts.referrals.sort_by_key(|r| r.id.to_string());
+                Ok(facts)
+            }
+
             async fn merge_persons(&self, kept: PersonId, merged: PersonId, meta: &WriteMeta) -> Result<u32> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         for id in [kept, merged] {
                             let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
@@ -1323,10 +1451,34 @@ macro_rules! sql_store {
                         }
                         rehome::<Consent>(conn, "consents", kept, merged, |c| (&mut c.person, c.id.to_string())).await?;
                         rehome::<Mandate>(conn, "mandates", kept, merged, |m| (&mut m.person, m.id.to_string())).await?;
+                        sqlx::query(
+                            "INSERT INTO person_ties (person_id, partner_id) SELECT $1, partner_id FROM person_ties WHERE person_id = $2
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&k)
+                        .bind(&m)
+                        .execute(&mut *conn)
+                        .await?;
+                        // Every partner now tied to the kept record hears of its earlier changes.
+                        let tied: Vec<(String,)> = sqlx::query_as(
+                            "SELECT partner_id FROM person_links WHERE person_id = $1
+                             UNION SELECT owner FROM cases WHERE person_id = $1
+                             UNION SELECT from_partner FROM referrals WHERE person_id = $1
+                             UNION SELECT to_partner FROM referrals WHERE person_id = $1
+                             UNION SELECT partner_id FROM person_ties WHERE person_id = $1",
+                        )
+                        .bind(&k)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        for (partner,) in tied {
+                            let partner = PartnerId::parse(&partner).map_err(|e| Error::Internal(e.to_string()))?;
+                            widen_audience(conn, &partner, kept).await?;
+                        }
                         Ok((moved, position))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
@@ -1369,7 +1521,7 @@ macro_rules! sql_store {
             }
 
             async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
                         let flag = update(current)?;
@@ -1386,7 +1538,8 @@ macro_rules! sql_store {
                         Ok((flag, Some(position)))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn get_flag(&self, id: FlagId) -> Result<Option<Flag>> {
@@ -1429,7 +1582,7 @@ macro_rules! sql_store {
                 update: Update<Case, (Case, Option<Case>)>,
                 meta: &WriteMeta,
             ) -> Result<(Case, Option<Case>)> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
                         let owner = current.owner.clone();
@@ -1455,7 +1608,8 @@ macro_rules! sql_store {
                         Ok((result, Some(position)))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn get_case(&self, id: CaseId) -> Result<Option<Case>> {
@@ -1522,7 +1676,7 @@ macro_rules! sql_store {
                 update: Update<Referral>,
                 meta: &WriteMeta,
             ) -> Result<Referral> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Referral =
                             load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
@@ -1539,7 +1693,8 @@ macro_rules! sql_store {
                         Ok((referral, Some(position)))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn get_referral(&self, id: ReferralId) -> Result<Option<Referral>> {
@@ -1598,6 +1753,7 @@ macro_rules! sql_store {
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         save_record(conn, &consent, false).await?;
+                        tie_grantee(conn, &consent.grantee, consent.person).await?;
                         let position =
                             append_change(conn, ChangeKind::ConsentRecorded, meta, ChangeResource::ConsentNotice(notice)).await?;
                         Ok((consent, Some(position)))
@@ -1619,7 +1775,7 @@ macro_rules! sql_store {
             }
 
             async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
@@ -1628,7 +1784,8 @@ macro_rules! sql_store {
                         Ok((result, position))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>> {
@@ -1651,6 +1808,7 @@ macro_rules! sql_store {
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         save_record(conn, &mandate, false).await?;
+                        tie(conn, &mandate.partner, mandate.person).await?;
                         Ok((mandate, None))
                     })
                 })
@@ -1658,7 +1816,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
@@ -1667,7 +1825,8 @@ macro_rules! sql_store {
                         Ok((result, position))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>> {
@@ -1687,7 +1846,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
-                self.write(move |conn| {
+                let done = self.write(move |conn| {
                     Box::pin(async move {
                         let mut done = Expiries::default();
                         let mut position = None;
@@ -1785,7 +1944,8 @@ macro_rules! sql_store {
                         Ok((done, position))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<Vec<Item>> {
@@ -1950,7 +2110,7 @@ macro_rules! sql_store {
 
             async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
                 let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
-                self.idempotent(meta, move |conn, meta| {
+                let done = self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let (version,): (i64,) = sqlx::query_as(
                             "INSERT INTO rules (version, text, author, comment, created_at, restores)
@@ -1973,7 +2133,8 @@ macro_rules! sql_store {
                         Ok((result, None))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn alert_plan(&self) -> Result<AlertPlan> {
@@ -1984,7 +2145,7 @@ macro_rules! sql_store {
             }
 
             async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
-                self.idempotent(meta, move |conn, _meta| {
+                let done = self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(
                             "INSERT INTO settings (key, doc) VALUES ('alert_plan', $1)
@@ -1996,7 +2157,8 @@ macro_rules! sql_store {
                         Ok((plan, None))
                     })
                 })
-                .await
+                .await;
+                self.narrowed(done)
             }
 
             async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
@@ -2026,6 +2188,10 @@ macro_rules! sql_store {
                 .await?;
                 self.rows_read.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 rows.into_iter().map(change_record).collect()
+            }
+
+            fn decisions_epoch(&self) -> u64 {
+                self.epoch.load(std::sync::atomic::Ordering::Acquire)
             }
 
             fn feed_rows_read(&self) -> u64 {

@@ -132,7 +132,14 @@ async fn start_echo(hub: &TestHub) -> String {
             .tls_config(config)
             .unwrap()
             .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| {
+                    conn.inspect(|c| {
+                        let _ = c.set_nodelay(true);
+                    })
+                },
+            )),
     );
     format!("https://{addr}")
 }
