@@ -768,6 +768,58 @@ async fn run(s: Settings) -> Vec<Row> {
     for m in many {
         m.abort();
     }
+
+    // A partner's connector sending one export: each person linked, a flag, a case.
+    let dir = tempfile::tempdir().unwrap();
+    let state = relais_connector_sdk::State::open(dir.path()).await.unwrap();
+    let exported = s.events / 10;
+    let mut writes = Vec::new();
+    for i in 0..exported {
+        let local_id = format!("X{i}");
+        writes.push(relais_connector_sdk::Write::Link {
+            local_id: local_id.clone(),
+            pivot: Some(relais_connector_sdk::write::Pivot {
+                family_name: "Export".into(),
+                first_given_name: format!("N{i}"),
+                birth_date: "1950-01-01".into(),
+                birth_place_cog: "31483".into(),
+            }),
+        });
+        writes.push(relais_connector_sdk::Write::RaiseFlag {
+            local_id: local_id.clone(),
+            code: "SANS_INTERNET".into(),
+            note: String::new(),
+        });
+        writes.push(relais_connector_sdk::Write::OpenCase {
+            case_ref: format!("D{i}"),
+            local_id,
+            procedure: "F1342".into(),
+            theme: String::new(),
+            missing_documents: vec![],
+        });
+    }
+    state.enqueue(&writes, "export.csv", true).await.unwrap();
+    let client = relais_connector_sdk::hub::Hub::new(
+        &hub.url(),
+        bus.bundle.clone(),
+        "connecteur",
+        pb::Purpose::Accompagnement,
+    );
+    let started = Instant::now();
+    let drained = relais_connector_sdk::outbox::drain_once(&client, &state)
+        .await
+        .unwrap();
+    assert_eq!(drained.sent as usize, writes.len(), "{drained:?}");
+    let outbox_rate = writes.len() as f64 / started.elapsed().as_secs_f64();
+    rows.push(Row {
+        what: format!(
+            "connector outbox: one export of {exported} persons (link, flag, case: {} writes), pipelined by person",
+            writes.len()
+        ),
+        hub: format!("{outbox_rate:.0} writes/s"),
+        peer: "—".into(),
+        ratio: "—".into(),
+    });
     rows
 }
 
