@@ -18,6 +18,9 @@
 //! `RELAIS_BENCH_EVENTS` (backlog events, 20000), `RELAIS_BENCH_SUBSCRIBERS` (50),
 //! `RELAIS_BENCH_RATE` (paced writes/s, 1000), `RELAIS_BENCH_LIVE_SECONDS` (5),
 //! `RELAIS_BENCH_MANY` (attached subscribers, 1000), `RELAIS_BENCH_NATS_URL`.
+//! The synthetic territory runs when `RELAIS_BENCH_PERSONS` is set (77000 for the Comminges;
+//! `RELAIS_BENCH_PARTNERS`, default 600; also on PostgreSQL with `RELAIS_BENCH_POSTGRES_URL`;
+//! `RELAIS_BENCH_ONLY_TERRITORY=1` skips the rest).
 //!
 //! It prints one Markdown table; the README keeps the latest with its date and machine.
 
@@ -46,6 +49,11 @@ struct Settings {
     live_seconds: u64,
     many: usize,
     nats: String,
+    /// Synthetic territory: persons (0: not run), partners, and a PostgreSQL server to run it
+    /// on as well.
+    persons: usize,
+    partners: usize,
+    postgres: Option<String>,
 }
 
 /// One line of the table.
@@ -297,6 +305,20 @@ struct DbFacts {
 
 async fn db_facts(hub: &TestHub) -> DbFacts {
     use sqlx::Connection;
+    if let Some(db) = &hub.database {
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let (audit_rows, changes, bytes): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM audit), (SELECT count(*) FROM changes), pg_database_size(current_database())",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        return DbFacts {
+            audit_rows,
+            changes,
+            bytes,
+        };
+    }
     let url = format!(
         "sqlite://{}?mode=ro",
         hub.hub.data_dir.join("relais.db").display()
@@ -495,7 +517,7 @@ async fn consume(
     all
 }
 
-async fn run(s: Settings) -> Vec<Row> {
+async fn run(s: &Settings) -> Vec<Row> {
     let mut rows = Vec::new();
     let hub = TestHub::start().await;
     let echo_url = start_echo(&hub).await;
@@ -834,6 +856,11 @@ fn main() {
         many: setting("RELAIS_BENCH_MANY", 1_000),
         nats: std::env::var("RELAIS_BENCH_NATS_URL")
             .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        persons: setting("RELAIS_BENCH_PERSONS", 0),
+        partners: setting("RELAIS_BENCH_PARTNERS", 600),
+        postgres: std::env::var("RELAIS_BENCH_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
     };
     // `cargo bench` passes `--bench`; a `cargo test` run of benches (`--test`) only checks it
     // builds.
@@ -844,10 +871,209 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let rows = runtime.block_on(run(s));
+    let rows = runtime.block_on(async {
+        let mut rows = Vec::new();
+        if std::env::var("RELAIS_BENCH_ONLY_TERRITORY").is_err() {
+            rows.extend(run(&s).await);
+        }
+        if s.persons > 0 {
+            rows.extend(territory(&s, Backend::Sqlite, "SQLite").await);
+            if let Some(url) = &s.postgres {
+                rows.extend(territory(&s, Backend::Postgres(url.clone()), "PostgreSQL").await);
+            }
+        }
+        rows
+    });
     println!("| what | hub | peer in the same run | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
         println!("| {} | {} | {} | {} |", r.what, r.hub, r.peer, r.ratio);
     }
+}
+
+/// A difficulty code a mairie may raise, by person.
+const CODES: [&str; 6] = [
+    "SANS_INTERNET",
+    "ELOIGNEMENT",
+    "SANS_TRANSPORT",
+    "ISOLEMENT",
+    "ILLECTRONISME",
+    "SANS_PERMIS",
+];
+
+/// A synthetic territory: one mairie per commune (the other partners: the communauté de
+/// communes, the département, the sous-préfecture, two associations), each person linked by
+/// the mairie of their commune, 60% with a flag it raised, 30% also followed by the
+/// département (linked, a case, and the person's consent that it sees the mairie's digital and
+/// mobility flags). Generated through the API, pipelined (64 persons at once).
+async fn territory(s: &Settings, backend: Backend, name: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let hub = TestHub::start_on(backend).await;
+    let communes = s.partners.saturating_sub(5).max(1);
+    let dep = hub
+        .partner("departement-31", PartnerKind::Departement)
+        .await;
+    hub.partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    hub.partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
+        .await;
+    hub.partner("asso-1", PartnerKind::Association).await;
+    hub.partner("asso-2", PartnerKind::Association).await;
+    let mut mairies = Vec::new();
+    for c in 0..communes {
+        mairies.push(
+            hub.partner(&format!("mairie-{c:04}"), PartnerKind::Mairie)
+                .await,
+        );
+    }
+    let mairies = Arc::new(mairies);
+    let before = db_facts(&hub).await;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (mairies, dep, next) = (mairies.clone(), dep.clone(), next.clone());
+        let persons = s.persons;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= persons {
+                    return;
+                }
+                let m = &mairies[i % mairies.len()];
+                let local = format!("P{i}");
+                let traits = pivot("Habitant", &format!("N{i}"), "1950-01-01", "31483");
+                m.link(&local, traits.clone()).await;
+                if i % 10 < 6 {
+                    m.raise(&local, CODES[i % CODES.len()]).await;
+                }
+                if i % 10 < 3 {
+                    dep.link(&local, traits).await;
+                    m.grant(
+                        &local,
+                        partner("departement-31"),
+                        &["digital", "mobility"],
+                        &[pb::Purpose::Accompagnement],
+                    )
+                    .await;
+                    dep.open_case(&local, "F1342").await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let generated = started.elapsed().as_secs_f64();
+    let after = db_facts(&hub).await;
+    let changes = (after.changes - before.changes).max(1);
+    rows.push(Row {
+        what: format!(
+            "{name} territory: {} persons, {} partners generated through the API",
+            s.persons,
+            communes + 5
+        ),
+        hub: format!(
+            "{generated:.0} s; {:.0} bytes per person, {:.0} per change",
+            (after.bytes - before.bytes) as f64 / s.persons as f64,
+            (after.bytes - before.bytes) as f64 / changes as f64
+        ),
+        peer: "—".into(),
+        ratio: "—".into(),
+    });
+
+    // The département reads the summaries of the persons it follows.
+    let followed: Vec<usize> = (0..s.persons).filter(|i| i % 10 < 3).collect();
+    let followed = Arc::new(followed);
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        readers.push(Partner::connect("departement-31", &hub.url(), dep.bundle.clone()).await);
+    }
+    let (rate, _) = drive(&readers, 16, s.seconds * 2.0, {
+        let followed = followed.clone();
+        move |p: Partner, n: usize| {
+            let followed = followed.clone();
+            async move {
+                let i = followed[(n * 7919) % followed.len()];
+                p.persons
+                    .clone()
+                    .get_person_summary(pb::GetPersonSummaryRequest {
+                        context: ctx(),
+                        person: Some(local(&format!("P{i}"))),
+                        include_history: false,
+                    })
+                    .await
+                    .expect("summary");
+            }
+        }
+    })
+    .await;
+    // Latency without queueing: one call at a time.
+    let mut one = Vec::new();
+    for n in 0..500 {
+        let i = followed[(n * 7919) % followed.len()];
+        let t = Instant::now();
+        dep.persons
+            .clone()
+            .get_person_summary(pb::GetPersonSummaryRequest {
+                context: ctx(),
+                person: Some(local(&format!("P{i}"))),
+                include_history: false,
+            })
+            .await
+            .expect("summary");
+        one.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    rows.push(Row {
+        what: format!(
+            "{name} territory: `GetPersonSummary` of the persons the département follows"
+        ),
+        hub: format!(
+            "one at a time p50 {:.2} ms, p99 {:.2} ms; 4 conn × 16: {rate:.0} req/s",
+            percentile(&mut one, 0.5),
+            percentile(&mut one, 0.99)
+        ),
+        peer: "—".into(),
+        ratio: "—".into(),
+    });
+
+    // Feed fan-out: each mairie's subscription reads its own persons' changes from 0.
+    for subscribers in [10usize, 100, 600] {
+        let n = subscribers.min(mairies.len());
+        let rows_before = hub.hub.store.feed_rows_read();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for m in mairies.iter().take(n) {
+            let stream = subscribe(m, 0).await;
+            tasks.push(tokio::spawn(read_backlog(stream)));
+        }
+        let mut delivered = 0;
+        for t in tasks {
+            delivered += t.await.unwrap().0;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let read = hub.hub.store.feed_rows_read() - rows_before;
+        rows.push(Row {
+            what: format!(
+                "{name} territory: feed backlog, {n} mairies each entitled to its commune's persons"
+            ),
+            hub: format!(
+                "{delivered} deliveries in {elapsed:.1} s ({:.0}/s); {read} change rows read of {} in the log",
+                delivered as f64 / elapsed,
+                after.changes
+            ),
+            peer: "—".into(),
+            ratio: "—".into(),
+        });
+    }
+    rows.push(Row {
+        what: format!(
+            "{name} territory: process RSS (hub, clients and {} connections)",
+            mairies.len() + 5
+        ),
+        hub: format!("{:.0} MB", rss_mb()),
+        peer: "—".into(),
+        ratio: "—".into(),
+    });
+    rows
 }
