@@ -524,6 +524,29 @@ async fn review_a_partner_cannot_take_the_name_the_hub_writes_under() {
     }
 }
 
+#[tokio::test]
+async fn review_a_consent_granted_between_two_connections_reaches_the_second_at_once() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    bus.link("B0", who(0)).await;
+    bus.raise("B0", "SANS_INTERNET").await;
+    // The first connection decides the stretch from 0: nothing for the mairie.
+    assert!(flags_in(&mairie.feed_until_caught_up(0).await).is_empty());
+    // The consent ties the mairie to the person; a second connection, at once, is not served
+    // the stretch decided before it.
+    bus.grant(
+        "B0",
+        partner("mairie-aspet"),
+        &["digital"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    assert_eq!(flags_in(&mairie.feed_until_caught_up(0).await).len(), 1);
+}
+
 /// Copies what replicas must share from one data directory to another.
 fn share_identity(from: &std::path::Path, to: &std::path::Path) {
     for entry in [

@@ -17,6 +17,7 @@ use crate::state::{Pending, State};
 use crate::write::Write;
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Lanes sent at once.
@@ -89,10 +90,20 @@ fn lanes(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     lanes
 }
 
-/// Sends one lane in order; stops at a write the hub cannot take now.
-async fn send_lane(hub: &Hub, state: &State, lane: Vec<Pending>) -> anyhow::Result<Drained> {
+/// Sends one lane in order; stops at a write the hub cannot take now, and tells the other
+/// lanes (`stop`) not to start another write.
+async fn send_lane(
+    hub: &Hub,
+    state: &State,
+    lane: Vec<Pending>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Drained> {
     let mut done = Drained::default();
     for p in lane {
+        if stop.load(Ordering::Acquire) {
+            done.blocked = true;
+            return Ok(done);
+        }
         match hub.send(&p, state).await {
             Ok(()) => {
                 state.sent(p.seq).await?;
@@ -101,6 +112,7 @@ async fn send_lane(hub: &Hub, state: &State, lane: Vec<Pending>) -> anyhow::Resu
             Err(r) if r.retryable() => {
                 tracing::info!(seq = p.seq, code = ?r.code, error = %r.message, "hub not reachable; the outbox waits");
                 state.attempt_failed(p.seq, &r.message).await?;
+                stop.store(true, Ordering::Release);
                 if r.code == tonic::Code::Unavailable {
                     hub.reset().await;
                 }
@@ -127,10 +139,11 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
         if batch.is_empty() {
             return Ok(done);
         }
+        let stop = AtomicBool::new(false);
         let passes: Vec<anyhow::Result<Drained>> = futures::stream::iter(
             lanes(batch)
                 .into_iter()
-                .map(|lane| send_lane(hub, state, lane)),
+                .map(|lane| send_lane(hub, state, lane, &stop)),
         )
         .buffer_unordered(PIPELINE)
         .collect()

@@ -88,6 +88,9 @@ struct Decided {
     /// Change rows read (0: nothing new up to `next`).
     read: usize,
     epoch: u64,
+    /// Read in the alert plan's mode (every change).
+    everything: bool,
+    /// When its facts were read.
     at: Instant,
     items: Vec<FeedItem>,
 }
@@ -246,11 +249,17 @@ impl Subscription<'_> {
         let mut recent = self.group.recent.lock().await;
         // Read before deciding: a narrowing write during the decision makes it unshareable.
         let epoch = self.store.decisions_epoch();
-        if let Some(d) = recent
-            .iter()
-            .rev()
-            .find(|d| d.from == from && d.epoch == epoch && d.at.elapsed() < FRESH)
-        {
+        let at = Instant::now();
+        // Whether the plan is on, read after the epoch: a change of plan moves the epoch.
+        let everything = everything
+            && self.purpose == Purpose::PlanAlerte
+            && self.store.alert_plan().await?.active;
+        recent.retain(|d| d.epoch == epoch && d.at.elapsed() < FRESH);
+        // A stretch that read nothing is shared only if it reaches as far as this reader
+        // must (or it would say "caught up" before the backlog).
+        if let Some(d) = recent.iter().rev().find(|d| {
+            d.from == from && d.everything == everything && (d.read > 0 || d.next >= upto)
+        }) {
             return Ok(d.clone());
         }
         let changes = if everything {
@@ -277,7 +286,8 @@ impl Subscription<'_> {
             next,
             read,
             epoch,
-            at: Instant::now(),
+            everything,
+            at,
             items,
         });
         if recent.len() >= SHARED {

@@ -51,6 +51,13 @@ macro_rules! sql_store {
         struct Job {
             op: Op,
             reply: oneshot::Sender<Result<Value>>,
+            /// It may narrow what partners may receive (see `SqlStore::narrowing`).
+            narrows: bool,
+        }
+
+        tokio::task_local! {
+            /// Set around a write that may narrow access (`SqlStore::narrowing`).
+            static NARROWS: bool;
         }
 
         /// How the committer batches.
@@ -83,8 +90,9 @@ macro_rules! sql_store {
                 // Who the changes before this start concern is not known here.
                 audience.everyone(head.borrow().to_owned());
                 let (jobs, rx) = mpsc::channel(1024);
-                tokio::spawn(committer(write, rx, batching, head.clone(), audience.clone()));
-                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default(), epoch: Default::default() }
+                let epoch: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
+                tokio::spawn(committer(write, rx, batching, head.clone(), audience.clone(), epoch.clone()));
+                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default(), epoch }
             }
 
             /// The head position moved (a commit here, or a notification from another replica).
@@ -116,6 +124,7 @@ macro_rules! sql_store {
                         })
                     }),
                     reply,
+                    narrows: NARROWS.try_with(|n| *n).unwrap_or(false),
                 };
                 self.jobs
                     .send(job)
@@ -172,7 +181,8 @@ macro_rules! sql_store {
 
             /// After a write that may narrow what partners may receive (a withdrawal, an end,
             /// an unlink, a merge, new rules, a transition): decisions made before it are not
-            /// shared any more (`decisions_epoch`).
+            /// shared any more (`decisions_epoch`; the committer also moves it around the
+            /// commit, so a call abandoned by its caller still counts).
             fn narrowed<T>(&self, done: Result<T>) -> Result<T> {
                 self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 done
@@ -209,6 +219,7 @@ macro_rules! sql_store {
             batching: Batching,
             head: watch::Sender<u64>,
             audience: std::sync::Arc<Audience>,
+            epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
         ) {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -218,7 +229,7 @@ macro_rules! sql_store {
                         Err(_) => break,
                     }
                 }
-                run_batch(&pool, jobs, batching, &head, &audience).await;
+                run_batch(&pool, jobs, batching, &head, &audience, &epoch).await;
             }
         }
 
@@ -238,7 +249,9 @@ macro_rules! sql_store {
             batching: Batching,
             head: &watch::Sender<u64>,
             audience: &Audience,
+            epoch: &std::sync::atomic::AtomicU64,
         ) {
+            let narrows = jobs.iter().any(|j| j.narrows);
             let mut tx = match pool.begin().await {
                 Ok(tx) => tx,
                 Err(e) => return fail(jobs.into_iter().map(|j| j.reply), &Error::from(e)),
@@ -312,16 +325,29 @@ macro_rules! sql_store {
                     concerned.dedup();
                 }
                 let at = position.map_or(since as i64, |p| p.max(since as i64));
-                if position.is_some() || !concerned.is_empty() {
+                // A narrowing write without a change still tells the other replicas (their
+                // shared decisions end with any notification).
+                if position.is_some() || !concerned.is_empty() || narrows {
                     after_writes(&mut tx, at, &concerned).await?;
                 }
-                Ok::<_, Error>(at)
+                Ok::<_, Error>((at, !concerned.is_empty()))
             };
-            let at = match told.await {
-                Ok(at) => at as u64,
+            let (at, widened) = match told.await {
+                Ok((at, widened)) => (at as u64, widened),
                 Err(e) => return fail(done.into_iter().map(|(r, _)| r), &e),
             };
-            match tx.commit().await {
+            // Decisions shared between subscriptions end with a write that may narrow or
+            // widen access: one bump before the commit (decisions made from now on may read
+            // the old state), one after (they could not be shared past it).
+            let shifts = narrows || widened;
+            if shifts {
+                epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            let committed = tx.commit().await;
+            if shifts {
+                epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            match committed {
                 Ok(()) => {
                     if position.is_some() || !concerned.is_empty() {
                         audience.touch(concerned.iter().map(String::as_str), at);
@@ -912,13 +938,14 @@ macro_rules! sql_store {
         impl Store for SqlStore {
             async fn register_admin_certificate(&self, cert: &CertificateRecord) -> Result<()> {
                 let cert = cert.clone();
-                let done = self.write(move |conn| {
+                let done = NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         insert_certificate(conn, None, &cert).await?;
                         Ok(((), None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
@@ -939,7 +966,7 @@ macro_rules! sql_store {
 
             async fn add_administrator(&self, name: &str, cert: CertificateRecord, meta: &WriteMeta) -> Result<()> {
                 let name = name.to_string();
-                let done = self.idempotent(meta, move |conn, _meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let taken: Option<(String,)> = sqlx::query_as(
@@ -962,13 +989,14 @@ macro_rules! sql_store {
                         Ok(((), None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
 
             async fn revoke_administrator(&self, name: &str, meta: &WriteMeta) -> Result<u32> {
                 let name = name.to_string();
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let revoked = sqlx::query(
@@ -986,6 +1014,7 @@ macro_rules! sql_store {
                         Ok((revoked, None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
@@ -1018,7 +1047,7 @@ macro_rules! sql_store {
 
             async fn revoke_certificate(&self, fingerprint: &str, reason: String, meta: &WriteMeta) -> Result<Option<PartnerId>> {
                 let fingerprint = fingerprint.to_string();
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let row: Option<(Option<String>, Option<i64>)> =
@@ -1047,12 +1076,13 @@ macro_rules! sql_store {
                         Ok((Some(doc.id), None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
 
             async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
-                let done = self.idempotent(meta, move |conn, _meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM partners WHERE id = $1")
@@ -1069,13 +1099,14 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
 
             async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord, retire_others_at: Option<Timestamp>) -> Result<Partner> {
                 let id = id.clone();
-                let done = self.write(move |conn| {
+                let done = NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
@@ -1104,6 +1135,7 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
@@ -1116,7 +1148,7 @@ macro_rules! sql_store {
                 meta: &WriteMeta,
             ) -> Result<Partner> {
                 let id = id.clone();
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
                         let mut partner: Partner = load_doc(conn, "partners", "partner", id.to_string()).await?;
@@ -1130,6 +1162,7 @@ macro_rules! sql_store {
                         Ok((partner, None))
                     })
                 })
+                )
                 .await;
                 self.cleared(done)
             }
@@ -1249,7 +1282,7 @@ macro_rules! sql_store {
 
             async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
                 let (partner, local_id) = (partner.clone(), local_id.clone());
-                let done = self.idempotent(meta, move |conn, _meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         let row: Option<(String,)> = sqlx::query_as(
                             "DELETE FROM person_links WHERE partner_id = $1 AND local_id = $2 RETURNING person_id",
@@ -1265,6 +1298,7 @@ macro_rules! sql_store {
                         Ok((person, None))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1374,7 +1408,7 @@ macro_rules! sql_store {
             }
 
             async fn merge_persons(&self, kept: PersonId, merged: PersonId, meta: &WriteMeta) -> Result<u32> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         for id in [kept, merged] {
                             let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
@@ -1477,6 +1511,7 @@ macro_rules! sql_store {
                         Ok((moved, position))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1521,7 +1556,7 @@ macro_rules! sql_store {
             }
 
             async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
                         let flag = update(current)?;
@@ -1538,6 +1573,7 @@ macro_rules! sql_store {
                         Ok((flag, Some(position)))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1582,7 +1618,7 @@ macro_rules! sql_store {
                 update: Update<Case, (Case, Option<Case>)>,
                 meta: &WriteMeta,
             ) -> Result<(Case, Option<Case>)> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
                         let owner = current.owner.clone();
@@ -1608,6 +1644,7 @@ macro_rules! sql_store {
                         Ok((result, Some(position)))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1676,7 +1713,7 @@ macro_rules! sql_store {
                 update: Update<Referral>,
                 meta: &WriteMeta,
             ) -> Result<Referral> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Referral =
                             load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
@@ -1693,6 +1730,7 @@ macro_rules! sql_store {
                         Ok((referral, Some(position)))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1775,7 +1813,7 @@ macro_rules! sql_store {
             }
 
             async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
@@ -1784,6 +1822,7 @@ macro_rules! sql_store {
                         Ok((result, position))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1816,7 +1855,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
@@ -1825,6 +1864,7 @@ macro_rules! sql_store {
                         Ok((result, position))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -1846,7 +1886,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
-                let done = self.write(move |conn| {
+                let done = NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
                         let mut done = Expiries::default();
                         let mut position = None;
@@ -1944,6 +1984,7 @@ macro_rules! sql_store {
                         Ok((done, position))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -2110,7 +2151,7 @@ macro_rules! sql_store {
 
             async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
                 let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
-                let done = self.idempotent(meta, move |conn, meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let (version,): (i64,) = sqlx::query_as(
                             "INSERT INTO rules (version, text, author, comment, created_at, restores)
@@ -2133,6 +2174,7 @@ macro_rules! sql_store {
                         Ok((result, None))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
@@ -2145,7 +2187,7 @@ macro_rules! sql_store {
             }
 
             async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
-                let done = self.idempotent(meta, move |conn, _meta| {
+                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(
                             "INSERT INTO settings (key, doc) VALUES ('alert_plan', $1)
@@ -2157,6 +2199,7 @@ macro_rules! sql_store {
                         Ok((plan, None))
                     })
                 })
+                )
                 .await;
                 self.narrowed(done)
             }
