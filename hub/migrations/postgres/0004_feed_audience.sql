@@ -62,3 +62,9 @@ CREATE TABLE principal_epoch (
     value  BIGINT NOT NULL
 );
 INSERT INTO principal_epoch (id, value) VALUES (1, 0);
+
+-- A partner's local ids for a person, in order, without scanning the partner's links: the
+-- planner preferred the primary key (partner_id, local_id) to sort, reading every link of the
+-- partner (13 ms per summary for the département at 77,000 persons).
+DROP INDEX person_links_person;
+CREATE INDEX person_links_person ON person_links (person_id, partner_id, local_id);

@@ -58,3 +58,9 @@ SELECT json_extract(doc, '$.value.partner'), position FROM changes WHERE kind = 
 INSERT OR IGNORE INTO change_audience (partner_id, position)
 SELECT p.value, c.position FROM changes c, json_each(c.doc, '$.value.partners') p
 WHERE c.kind = 'consent_recorded';
+
+-- A partner's local ids for a person, in order, without scanning the partner's links: the
+-- planner preferred the primary key (partner_id, local_id) to sort, reading every link of the
+-- partner (13 ms per summary for the département at 77,000 persons).
+DROP INDEX person_links_person;
+CREATE INDEX person_links_person ON person_links (person_id, partner_id, local_id);

@@ -862,6 +862,13 @@ fn main() {
             .ok()
             .filter(|u| !u.is_empty()),
     };
+    // `RUST_LOG=sqlx::query=debug` shows every statement with its time (to find a slow one).
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo bench` passes `--bench`; a `cargo test` run of benches (`--test`) only checks it
     // builds.
     if std::env::args().any(|a| a == "--test") {
