@@ -14,6 +14,23 @@ use tonic::transport::Channel;
 pub use relais_hub;
 pub use relais_proto::v1 as proto;
 
+/// Copies what replicas must share — the CA, the server certificate, the administrator
+/// identity and the matching key — from one data directory to another.
+pub fn share_identity(from: &std::path::Path, to: &std::path::Path) {
+    for entry in [
+        "tls/ca.pem",
+        "tls/ca.key",
+        "tls/server.pem",
+        "tls/server.key",
+        "admin/admin.bundle.pem",
+        "matching.key",
+    ] {
+        let target = to.join(entry);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(entry), target).unwrap();
+    }
+}
+
 /// A hub running in this process, and the directory holding its data.
 pub struct TestHub {
     pub hub: relais_hub::RunningHub,

@@ -21,6 +21,20 @@ async fn audit(hub: &TestHub) -> Vec<relais_hub::audit::AuditEntry> {
         .collect()
 }
 
+/// The person's access report, as JSON.
+async fn access_report(hub: &TestHub, person: &str) -> serde_json::Value {
+    let report = hub
+        .admin
+        .clone()
+        .get_access_report(pb::GetAccessReportRequest {
+            person_id: person.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    serde_json::from_str(&report.json).unwrap()
+}
+
 async fn verify(hub: &TestHub) -> pb::VerifyAuditResponse {
     hub.admin
         .clone()
@@ -125,16 +139,7 @@ async fn a_delivered_batch_adds_one_entry_per_person_and_the_report_lists_only_w
 
     // The third person's report lists what was written and read at the counter, no refused
     // delivery that nobody asked for.
-    let report = hub
-        .admin
-        .clone()
-        .get_access_report(pb::GetAccessReportRequest {
-            person_id: persons[2].clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let json: serde_json::Value = serde_json::from_str(&report.json).unwrap();
+    let json = access_report(&hub, &persons[2]).await;
     let deliveries: Vec<_> = json["exchanges"]
         .as_array()
         .unwrap()
@@ -143,16 +148,7 @@ async fn a_delivered_batch_adds_one_entry_per_person_and_the_report_lists_only_w
         .collect();
     assert!(deliveries.is_empty(), "{deliveries:?}");
     // The first person's report lists the one delivery.
-    let report = hub
-        .admin
-        .clone()
-        .get_access_report(pb::GetAccessReportRequest {
-            person_id: persons[0].clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let json: serde_json::Value = serde_json::from_str(&report.json).unwrap();
+    let json = access_report(&hub, &persons[0]).await;
     let deliveries = json["exchanges"]
         .as_array()
         .unwrap()
@@ -545,22 +541,6 @@ async fn review_a_consent_granted_between_two_connections_reaches_the_second_at_
     )
     .await;
     assert_eq!(flags_in(&mairie.feed_until_caught_up(0).await).len(), 1);
-}
-
-/// Copies what replicas must share from one data directory to another.
-fn share_identity(from: &std::path::Path, to: &std::path::Path) {
-    for entry in [
-        "tls/ca.pem",
-        "tls/ca.key",
-        "tls/server.pem",
-        "tls/server.key",
-        "admin/admin.bundle.pem",
-        "matching.key",
-    ] {
-        let target = to.join(entry);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(entry), target).unwrap();
-    }
 }
 
 async fn summary(p: &Partner) -> Result<pb::GetPersonSummaryResponse, tonic::Status> {

@@ -9,23 +9,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 
-/// Copies what replicas must share — the CA, the server certificate, the administrator
-/// identity and the matching key — from one data directory to another.
-fn share_identity(from: &std::path::Path, to: &std::path::Path) {
-    for entry in [
-        "tls/ca.pem",
-        "tls/ca.key",
-        "tls/server.pem",
-        "tls/server.key",
-        "admin/admin.bundle.pem",
-        "matching.key",
-    ] {
-        let target = to.join(entry);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(entry), target).unwrap();
-    }
-}
-
 async fn read_until_caught_up(p: &Partner, after: u64) -> Vec<u64> {
     p.feed_until_caught_up(after)
         .await
