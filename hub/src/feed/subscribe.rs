@@ -198,16 +198,16 @@ impl Subscription<'_> {
             // Read up to the head as it is now; only the changes that may concern this
             // partner are read at all, and none when the newest that does is behind us.
             let upto = *head.borrow_and_update();
-            // Under the préfet's alert plan, the plan's purpose reaches persons the partner
-            // has no tie with (the rules decide): every change is read.
-            let everything =
-                self.purpose == Purpose::PlanAlerte && self.store.alert_plan().await?.active;
-            let decided =
-                if upto > cursor && (everything || self.store.latest_for(self.partner) > cursor) {
-                    Some(self.stretch(&partner, cursor, upto, everything).await?)
-                } else {
-                    None
-                };
+            // The alert plan's purpose may read changes outside the partner's audience
+            // (`stretch` decides whether the plan is on).
+            let decided = if upto > cursor
+                && (self.purpose == Purpose::PlanAlerte
+                    || self.store.latest_for(self.partner) > cursor)
+            {
+                Some(self.stretch(&partner, cursor, upto).await?)
+            } else {
+                None
+            };
             let next = decided.as_ref().map_or(upto.max(cursor), |d| d.next);
             let Some(decided) = decided.filter(|d| d.read > 0) else {
                 cursor = next;
@@ -239,21 +239,16 @@ impl Subscription<'_> {
 
     /// The stretch of the feed after `from`: as decided by another subscription of the group
     /// moments ago, or read, decided and recorded now.
-    async fn stretch(
-        &self,
-        partner: &Partner,
-        from: u64,
-        upto: u64,
-        everything: bool,
-    ) -> Result<Arc<Decided>> {
+    async fn stretch(&self, partner: &Partner, from: u64, upto: u64) -> Result<Arc<Decided>> {
         let mut recent = self.group.recent.lock().await;
         // Read before deciding: a narrowing write during the decision makes it unshareable.
         let epoch = self.store.decisions_epoch();
         let at = Instant::now();
-        // Whether the plan is on, read after the epoch: a change of plan moves the epoch.
-        let everything = everything
-            && self.purpose == Purpose::PlanAlerte
-            && self.store.alert_plan().await?.active;
+        // Under the préfet's alert plan, the plan's purpose reaches persons the partner has no
+        // tie with (the rules decide): every change is read. Read after the epoch: a change of
+        // plan moves it.
+        let everything =
+            self.purpose == Purpose::PlanAlerte && self.store.alert_plan().await?.active;
         recent.retain(|d| d.epoch == epoch && d.at.elapsed() < FRESH);
         // A stretch that read nothing is shared only if it reaches as far as this reader
         // must (or it would say "caught up" before the backlog).

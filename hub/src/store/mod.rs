@@ -239,7 +239,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<PersonId>>;
     async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>>;
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>>;
-    async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation>;
     /// Everything an access decision about `person` for `partner` rests on, in one query:
     /// the relation, the person's consents and mandates, the referrals about the person the
     /// partner sent or received, the alert plan and the rules version in force.
@@ -379,8 +378,6 @@ pub trait Store: Send + Sync + 'static {
     async fn rules_text(&self, version: i64) -> Result<Option<String>>;
     /// The rules in force: the newest version.
     async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>>;
-    /// The number of the newest version (0 when none): a cheap check before decisions.
-    async fn rules_version_in_force(&self) -> Result<i64>;
     /// Stores a new version, which is then in force.
     async fn add_rules(
         &self,

@@ -51,12 +51,14 @@ macro_rules! sql_store {
         struct Job {
             op: Op,
             reply: oneshot::Sender<Result<Value>>,
-            /// It may narrow what partners may receive (see `SqlStore::narrowing`).
+            /// It may narrow what partners may receive: the committer moves the decisions epoch
+            /// around its commit (`run_batch`).
             narrows: bool,
         }
 
         tokio::task_local! {
-            /// Set around a write that may narrow access (`SqlStore::narrowing`).
+            /// Set around a write that may narrow access (withdrawals, ends, unlinks, merges, rules,
+            /// transitions, partner status).
             static NARROWS: bool;
         }
 
@@ -77,7 +79,7 @@ macro_rules! sql_store {
             audience: std::sync::Arc<Audience>,
             principals: std::sync::Arc<PrincipalCache>,
             rows_read: std::sync::atomic::AtomicU64,
-            /// Counts the writes that may narrow access (see `narrowed`), and on PostgreSQL
+            /// Moved around the commit of writes that may narrow or widen access, and on PostgreSQL
             /// every commit of another replica.
             epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
         }
@@ -176,15 +178,6 @@ macro_rules! sql_store {
             /// principal cache here (the write told the other replicas, `principals_changed`).
             fn cleared<T>(&self, done: Result<T>) -> Result<T> {
                 self.principals.clear();
-                self.narrowed(done)
-            }
-
-            /// After a write that may narrow what partners may receive (a withdrawal, an end,
-            /// an unlink, a merge, new rules, a transition): decisions made before it are not
-            /// shared any more (`decisions_epoch`; the committer also moves it around the
-            /// commit, so a call abandoned by its caller still counts).
-            fn narrowed<T>(&self, done: Result<T>) -> Result<T> {
-                self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 done
             }
 
@@ -1282,7 +1275,7 @@ macro_rules! sql_store {
 
             async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
                 let (partner, local_id) = (partner.clone(), local_id.clone());
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         let row: Option<(String,)> = sqlx::query_as(
                             "DELETE FROM person_links WHERE partner_id = $1 AND local_id = $2 RETURNING person_id",
@@ -1299,8 +1292,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn person_by_local_id(&self, partner: &PartnerId, local_id: &LocalId) -> Result<Option<PersonId>> {
@@ -1333,27 +1325,6 @@ macro_rules! sql_store {
                 rows.into_iter()
                     .map(|(l,)| LocalId::parse(&l).map_err(|e| Error::Internal(e.to_string())))
                     .collect()
-            }
-
-            async fn relation(&self, partner: &PartnerId, person: PersonId) -> Result<Relation> {
-                let (linked, owns_case, sent_referral, received_referral): (bool, bool, bool, bool) = sqlx::query_as(
-                    "SELECT
-                        EXISTS (SELECT 1 FROM person_links WHERE person_id = $1 AND partner_id = $2),
-                        EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2),
-                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND from_partner = $2),
-                        EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND to_partner = $2)",
-                )
-                .bind(person.to_string())
-                .bind(partner.as_str())
-                .fetch_one(&self.read)
-                .await?;
-                Ok(Relation {
-                    linked,
-                    owns_case,
-                    referral_party: sent_referral || received_referral,
-                    sent_referral,
-                    received_referral,
-                })
             }
 
             async fn facts_of(&self, partner: &PartnerId, person: PersonId) -> Result<crate::store::FactRows> {
@@ -1408,7 +1379,7 @@ macro_rules! sql_store {
             }
 
             async fn merge_persons(&self, kept: PersonId, merged: PersonId, meta: &WriteMeta) -> Result<u32> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         for id in [kept, merged] {
                             let known: Option<(String,)> = sqlx::query_as("SELECT id FROM persons WHERE id = $1")
@@ -1512,8 +1483,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
@@ -1556,7 +1526,7 @@ macro_rules! sql_store {
             }
 
             async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
                         let flag = update(current)?;
@@ -1574,8 +1544,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn get_flag(&self, id: FlagId) -> Result<Option<Flag>> {
@@ -1618,7 +1587,7 @@ macro_rules! sql_store {
                 update: Update<Case, (Case, Option<Case>)>,
                 meta: &WriteMeta,
             ) -> Result<(Case, Option<Case>)> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
                         let owner = current.owner.clone();
@@ -1645,8 +1614,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn get_case(&self, id: CaseId) -> Result<Option<Case>> {
@@ -1713,7 +1681,7 @@ macro_rules! sql_store {
                 update: Update<Referral>,
                 meta: &WriteMeta,
             ) -> Result<Referral> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Referral =
                             load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
@@ -1731,8 +1699,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn get_referral(&self, id: ReferralId) -> Result<Option<Referral>> {
@@ -1813,7 +1780,7 @@ macro_rules! sql_store {
             }
 
             async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
                         let consent = update(current)?;
@@ -1823,8 +1790,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>> {
@@ -1855,7 +1821,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
                         let mandate = update(current)?;
@@ -1865,8 +1831,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>> {
@@ -1886,7 +1851,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
-                let done = NARROWS.scope(true, self.write(move |conn| {
+                NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
                         let mut done = Expiries::default();
                         let mut position = None;
@@ -1985,8 +1950,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<Vec<Item>> {
@@ -2142,16 +2106,9 @@ macro_rules! sql_store {
                 Ok(row.map(|(v, a, c, t, r, text)| (rules_version((v, a, c, t, r)), text)))
             }
 
-            async fn rules_version_in_force(&self) -> Result<i64> {
-                let (version,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM rules")
-                    .fetch_one(&self.read)
-                    .await?;
-                Ok(version)
-            }
-
             async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
                 let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let (version,): (i64,) = sqlx::query_as(
                             "INSERT INTO rules (version, text, author, comment, created_at, restores)
@@ -2175,8 +2132,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn alert_plan(&self) -> Result<AlertPlan> {
@@ -2187,7 +2143,7 @@ macro_rules! sql_store {
             }
 
             async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
-                let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
+                NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(
                             "INSERT INTO settings (key, doc) VALUES ('alert_plan', $1)
@@ -2200,8 +2156,7 @@ macro_rules! sql_store {
                     })
                 })
                 )
-                .await;
-                self.narrowed(done)
+                .await
             }
 
             async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
