@@ -288,3 +288,73 @@ async fn rules_are_validated_dry_run_versioned_and_rolled_back(backend: Backend)
 }
 
 on_both_backends!(rules_are_validated_dry_run_versioned_and_rolled_back,);
+
+/// Writes that fail inside a group commit (a stale version: only the first of thirty moves of
+/// one case can win) are undone alone: the writes committed beside them in the same batches —
+/// new cases, reads that record their audit entry — keep one unbroken chain.
+#[tokio::test]
+async fn writes_failing_inside_a_group_commit_leave_the_chain_whole() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    bus.link("G1", pivot("Abadie", "Jean", "1950-05-01", "31483"))
+        .await;
+    bus.raise("G1", "SANS_INTERNET").await;
+    let case = bus.open_case("G1", "F1342").await;
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let bus = bus.clone();
+        let case = case.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => {
+                    bus.open_case("G1", "F1342").await;
+                    None
+                }
+                1 => {
+                    bus.persons
+                        .clone()
+                        .get_person_summary(pb::GetPersonSummaryRequest {
+                            context: ctx(),
+                            person: Some(local("G1")),
+                            include_history: false,
+                        })
+                        .await
+                        .expect("summary");
+                    None
+                }
+                _ => Some(bus.try_move(&case, pb::CaseStatus::Sent).await),
+            }
+        }));
+    }
+    let mut moved = 0;
+    for t in tasks {
+        if let Some(result) = t.await.unwrap() {
+            match result {
+                Ok(_) => moved += 1,
+                Err(status) => assert!(
+                    matches!(status.code(), Code::Aborted | Code::FailedPrecondition),
+                    "{status:?}"
+                ),
+            }
+        }
+    }
+    assert_eq!(moved, 1, "one move of version {} wins", case.version);
+    let report = verify(&hub).await;
+    assert!(report.intact, "{report:?}");
+    let cases = bus
+        .cases
+        .clone()
+        .list_cases(pb::ListCasesRequest {
+            context: ctx(),
+            person: Some(local("G1")),
+            statuses: vec![],
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cases.cases.len(), 11, "the ten new cases and the first");
+}

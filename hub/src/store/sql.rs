@@ -60,6 +60,9 @@ macro_rules! sql_store {
             /// Set around a write that may narrow access (withdrawals, ends, unlinks, merges, rules,
             /// transitions, partner status).
             static NARROWS: bool;
+            /// The audit chain's last `(seq, hash)` as this batch has written it: read once per
+            /// batch, then carried from one entry to the next (`append_audit`).
+            static AUDIT_HEAD: std::cell::RefCell<Option<(u64, String)>>;
         }
 
         /// How the committer batches.
@@ -222,7 +225,9 @@ macro_rules! sql_store {
                         Err(_) => break,
                     }
                 }
-                run_batch(&pool, jobs, batching, &head, &audience, &epoch).await;
+                AUDIT_HEAD
+                    .scope(Default::default(), run_batch(&pool, jobs, batching, &head, &audience, &epoch))
+                    .await;
             }
         }
 
@@ -254,23 +259,25 @@ macro_rules! sql_store {
             }
             let mut done: Vec<(oneshot::Sender<Result<Value>>, Value)> = Vec::new();
             let mut position: Option<i64> = None;
+            // Each write runs inside the savepoint `relais_write`, so a failed write alone is
+            // undone. A savepoint survives `ROLLBACK TO`; after a write that succeeded it is
+            // released and set again in the same round trip. The last one is committed with
+            // the transaction.
+            let mut savepoint = "SAVEPOINT relais_write";
             let mut jobs = jobs.into_iter();
             while let Some(job) = jobs.next() {
-                if let Err(e) = sqlx::query("SAVEPOINT relais_write").execute(&mut *tx).await {
-                    let e = Error::from(e);
-                    let rest = jobs.map(|j| j.reply);
-                    return fail(done.into_iter().map(|(r, _)| r).chain([job.reply]).chain(rest), &e);
+                if !savepoint.is_empty() {
+                    let set = sqlx::Executor::execute(&mut *tx, savepoint).await;
+                    if let Err(e) = set {
+                        let e = Error::from(e);
+                        let rest = jobs.map(|j| j.reply);
+                        return fail(done.into_iter().map(|(r, _)| r).chain([job.reply]).chain(rest), &e);
+                    }
                 }
+                let audit_head = AUDIT_HEAD.with(|h| h.borrow().clone());
                 match (job.op)(&mut tx).await {
                     Ok((value, p)) => {
-                        if let Err(e) = sqlx::query("RELEASE SAVEPOINT relais_write")
-                            .execute(&mut *tx)
-                            .await
-                        {
-                            let e = Error::from(e);
-                            let rest = jobs.map(|j| j.reply);
-                            return fail(done.into_iter().map(|(r, _)| r).chain([job.reply]).chain(rest), &e);
-                        }
+                        savepoint = "RELEASE SAVEPOINT relais_write; SAVEPOINT relais_write";
                         position = position.max(p);
                         done.push((job.reply, value));
                     }
@@ -279,6 +286,8 @@ macro_rules! sql_store {
                         let undone = sqlx::query("ROLLBACK TO SAVEPOINT relais_write")
                             .execute(&mut *tx)
                             .await;
+                        AUDIT_HEAD.with(|h| *h.borrow_mut() = audit_head);
+                        savepoint = "";
                         let _ = job.reply.send(Err(e));
                         if let Err(e) = undone {
                             let e = Error::from(e);
@@ -396,42 +405,55 @@ macro_rules! sql_store {
         }
 
         /// Appends audit entries to the hash chain. Write transactions are serialised (one
-        /// committer, and `begin_batch`), so each entry follows the one before it.
+        /// committer, and `begin_batch`), so each entry follows the one before it; the chain's
+        /// head is read once per batch (`AUDIT_HEAD`) and the entries go in one statement.
         async fn append_audit(conn: &mut Conn, entries: &[AuditEntry]) -> Result<()> {
             if entries.is_empty() {
                 return Ok(());
             }
-            let last: Option<(i64, String)> =
-                sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let (mut seq, mut prev) = match last {
-                Some((seq, hash)) => (seq as u64, hash),
+            let known = AUDIT_HEAD.try_with(|h| h.borrow().clone()).ok().flatten();
+            let (mut seq, mut prev) = match known {
+                Some(head) => head,
                 None => {
-                    let anchor: Option<(i64, String)> =
-                        sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                    let last: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                             .fetch_optional(&mut *conn)
                             .await?;
-                    anchor.map_or((0, crate::audit::GENESIS.to_string()), |(s, h)| (s as u64, h))
+                    match last {
+                        Some((seq, hash)) => (seq as u64, hash),
+                        None => {
+                            let anchor: Option<(i64, String)> =
+                                sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                            anchor.map_or((0, crate::audit::GENESIS.to_string()), |(s, h)| (s as u64, h))
+                        }
+                    }
                 }
             };
+            let mut rows = Vec::with_capacity(entries.len());
             for entry in entries {
                 seq += 1;
                 let doc = serde_json::to_string(entry)?;
                 let hash = crate::audit::chain_hash(seq, &prev, &doc);
-                sqlx::query(
-                    "INSERT INTO audit (seq, at, person_id, doc, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(seq as i64)
-                .bind(entry.at.micros())
-                .bind(entry.person.map(|p| p.to_string()))
-                .bind(&doc)
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *conn)
-                .await?;
-                prev = hash;
+                rows.push((seq, entry, doc, std::mem::replace(&mut prev, hash.clone()), hash));
             }
+            // Six parameters a row, well under either backend's limit per statement.
+            for chunk in rows.chunks(1_000) {
+                QueryBuilder::<$db>::new("INSERT INTO audit (seq, at, person_id, doc, prev_hash, hash) ")
+                    .push_values(chunk, |mut b, (seq, entry, doc, prev, hash)| {
+                        b.push_bind(*seq as i64)
+                            .push_bind(entry.at.micros())
+                            .push_bind(entry.person.map(|p| p.to_string()))
+                            .push_bind(doc.clone())
+                            .push_bind(prev.clone())
+                            .push_bind(hash.clone());
+                    })
+                    .build()
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let _ = AUDIT_HEAD.try_with(|h| *h.borrow_mut() = Some((seq, prev)));
             Ok(())
         }
 
@@ -780,7 +802,22 @@ macro_rules! sql_store {
             .bind(serde_json::to_string(case)?)
             .execute(&mut *conn)
             .await?;
-            widen_audience(conn, &case.owner, case.person).await
+            // An owner with another case for the person has been in the audience of all the
+            // person's changes since that case (cases are never deleted): nothing to widen,
+            // and no scan of the person's history at each new case.
+            let added = sqlx::query(
+                "INSERT INTO change_audience (partner_id, position)
+                 SELECT $1, position FROM changes WHERE person_id = $2 AND kind NOT IN ('redacted', 'consent_recorded')
+                 AND NOT EXISTS (SELECT 1 FROM cases WHERE person_id = $2 AND owner = $1 AND id <> $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(case.owner.as_str())
+            .bind(case.person.to_string())
+            .bind(case.id.to_string())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            widened(conn, &case.owner, added).await
         }
 
         /// A partner newly tied to a person joins the audience of the person's earlier changes
@@ -797,6 +834,11 @@ macro_rules! sql_store {
             .execute(&mut *conn)
             .await?
             .rows_affected();
+            widened(conn, partner, added).await
+        }
+
+        /// `added` earlier changes joined `partner`'s audience.
+        async fn widened(conn: &mut Conn, partner: &PartnerId, added: u64) -> Result<()> {
             if added > 0 {
                 // The committer tells this partner's subscriptions (here and on the other
                 // replicas) that they have something to read behind their cursor.
@@ -1963,22 +2005,36 @@ macro_rules! sql_store {
                         let mut withheld = Vec::new();
                         // Checked as of now, the moment of commit, not of the decision.
                         let now = <crate::domain::SystemClock as crate::domain::Clock>::now(&crate::domain::SystemClock);
+                        // A flag retracted (or past its valid_until) since the decision does not
+                        // leave either: the flags are read again, in one statement.
+                        let flags: Vec<String> = disclosures
+                            .iter()
+                            .filter_map(|d| match (d.item, d.current_flag) {
+                                (Item::Flag(id), true) => Some(id.to_string()),
+                                _ => None,
+                            })
+                            .collect();
+                        let mut current: HashMap<String, bool> = HashMap::new();
+                        if !flags.is_empty() {
+                            let mut q = QueryBuilder::<$db>::new("SELECT id, doc FROM flags WHERE id IN (");
+                            let mut ids = q.separated(", ");
+                            for id in &flags {
+                                ids.push_bind(id.clone());
+                            }
+                            q.push(")");
+                            let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+                            for (id, doc) in rows {
+                                current.insert(id, serde_json::from_str::<Flag>(&doc)?.current(now.day()));
+                            }
+                        }
+                        let mut given: Vec<&Disclosure> = Vec::new();
+                        let mut at: HashMap<(&str, String), usize> = HashMap::new();
                         for d in &disclosures {
-                            // A flag retracted (or past its valid_until) since the decision
-                            // does not leave either.
-                            if let (Item::Flag(id), true) = (d.item, d.current_flag) {
-                                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM flags WHERE id = $1")
-                                    .bind(id.to_string())
-                                    .fetch_optional(&mut *conn)
-                                    .await?;
-                                let current = match row {
-                                    Some((doc,)) => serde_json::from_str::<Flag>(&doc)?.current(now.day()),
-                                    None => false,
-                                };
-                                if !current {
-                                    withheld.push(d.item);
-                                    continue;
-                                }
+                            if let (Item::Flag(id), true) = (d.item, d.current_flag)
+                                && !current.get(&id.to_string()).copied().unwrap_or(false)
+                            {
+                                withheld.push(d.item);
+                                continue;
                             }
                             if let Some(record) = &d.record {
                                 let over = match ended.get(record) {
@@ -1994,17 +2050,39 @@ macro_rules! sql_store {
                                     continue;
                                 }
                             }
-                            sqlx::query(
-                                "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc)
-                                 VALUES ($1, $2, $3, $4, $5, $5, $6)
-                                 ON CONFLICT (partner_id, item) DO UPDATE SET last_at = excluded.last_at",
+                            // One row per partner and item (the latest), so one statement
+                            // never updates a row twice.
+                            match at.entry((d.partner.as_str(), d.item.key())) {
+                                std::collections::hash_map::Entry::Occupied(i) => {
+                                    if given[*i.get()].at < d.at {
+                                        given[*i.get()] = d;
+                                    }
+                                }
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(given.len());
+                                    given.push(d);
+                                }
+                            }
+                        }
+                        for chunk in given.chunks(1_000) {
+                            let mut rows = Vec::with_capacity(chunk.len());
+                            for d in chunk {
+                                rows.push((*d, serde_json::to_string(d)?));
+                            }
+                            QueryBuilder::<$db>::new(
+                                "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc) ",
                             )
-                            .bind(d.partner.as_str())
-                            .bind(d.item.key())
-                            .bind(d.person.to_string())
-                            .bind(d.category.as_str())
-                            .bind(d.at.micros())
-                            .bind(serde_json::to_string(d)?)
+                            .push_values(rows, |mut b, (d, doc)| {
+                                b.push_bind(d.partner.as_str().to_string())
+                                    .push_bind(d.item.key())
+                                    .push_bind(d.person.to_string())
+                                    .push_bind(d.category.as_str().to_string())
+                                    .push_bind(d.at.micros())
+                                    .push_bind(d.at.micros())
+                                    .push_bind(doc);
+                            })
+                            .push(" ON CONFLICT (partner_id, item) DO UPDATE SET last_at = excluded.last_at")
+                            .build()
                             .execute(&mut *conn)
                             .await?;
                         }

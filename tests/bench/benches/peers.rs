@@ -20,7 +20,8 @@
 //! `RELAIS_BENCH_MANY` (attached subscribers, 1000), `RELAIS_BENCH_NATS_URL`.
 //! The synthetic territory runs when `RELAIS_BENCH_PERSONS` is set (77000 for the Comminges;
 //! `RELAIS_BENCH_PARTNERS`, default 600; also on PostgreSQL with `RELAIS_BENCH_POSTGRES_URL`;
-//! `RELAIS_BENCH_ONLY_TERRITORY=1` skips the rest).
+//! `RELAIS_BENCH_ONLY_TERRITORY=1` skips the rest; `RELAIS_BENCH_ONLY_CALLS=1` stops after the
+//! request/response rows, e.g. under `perf record`).
 //!
 //! It prints one Markdown table; the README keeps the latest with its date and machine.
 
@@ -589,6 +590,11 @@ async fn run(s: &Settings) -> Vec<Row> {
                 ratio: format!("{:.2}", hub_rate / echo),
             });
         }
+    }
+
+    // `RELAIS_BENCH_ONLY_CALLS=1`: the request/response rows alone (to profile them).
+    if std::env::var("RELAIS_BENCH_ONLY_CALLS").is_ok() {
+        return rows;
     }
 
     // The feed: persons both partners know, a consent letting the mairie follow their cases.
