@@ -28,6 +28,42 @@ pub struct Config {
     pub audit: AuditConfig,
     pub store: crate::store::StoreConfig,
     pub expiry: ExpiryConfig,
+    pub flags: FlagsConfig,
+}
+
+/// Qualified difficulties: when a flag is to be checked again with the person, by how it is
+/// known (a request may give its own review day).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// Days after its qualification a declared difficulty shows as "à revoir". 1 to 3660.
+    pub review_days_declared: u32,
+    /// Days for a difficulty an agent observed.
+    pub review_days_observed: u32,
+    /// Days for an attested difficulty (a document, another service's decision).
+    pub review_days_attested: u32,
+}
+
+impl Default for FlagsConfig {
+    fn default() -> Self {
+        Self {
+            review_days_declared: 365,
+            review_days_observed: 365,
+            review_days_attested: 730,
+        }
+    }
+}
+
+impl FlagsConfig {
+    /// Days until review for a qualification.
+    pub fn review_days(&self, how: crate::domain::flag::Qualification) -> u32 {
+        use crate::domain::flag::Qualification;
+        match how {
+            Qualification::Declared => self.review_days_declared,
+            Qualification::Observed => self.review_days_observed,
+            Qualification::Attested => self.review_days_attested,
+        }
+    }
 }
 
 /// The expiry scheduler: consents, mandates and flags that run out are ended (redactions
@@ -103,6 +139,7 @@ impl Default for Config {
             feed: FeedConfig::default(),
             audit: AuditConfig::default(),
             store: crate::store::StoreConfig::default(),
+            flags: FlagsConfig::default(),
         }
     }
 }
@@ -187,6 +224,16 @@ impl Config {
             (1..=60).contains(&self.expiry.check_seconds),
             "expiry.check_seconds must be between 1 and 60"
         );
+        for (key, days) in [
+            ("declared", self.flags.review_days_declared),
+            ("observed", self.flags.review_days_observed),
+            ("attested", self.flags.review_days_attested),
+        ] {
+            anyhow::ensure!(
+                (1..=3660).contains(&days),
+                "flags.review_days_{key} must be between 1 and 3660"
+            );
+        }
         anyhow::ensure!(
             !self.server_names.is_empty(),
             "server_names cannot be empty"

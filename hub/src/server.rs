@@ -230,6 +230,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
             certificate_validity_days: config.certificate_validity_days,
             cog_vintage: config.cog_vintage,
             feed: config.feed.clone(),
+            flags: config.flags.clone(),
         }),
         feed: Default::default(),
     };

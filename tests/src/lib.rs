@@ -262,12 +262,36 @@ impl Partner {
                 note: String::new(),
                 valid_until: String::new(),
                 request_id: new_request_id(),
+                ..Default::default()
             })
             .await
             .expect("raise flag")
             .into_inner()
             .flag
             .expect("flag")
+    }
+
+    /// Raises a flag qualified `how` (with `evidence` when attested); the raw answer.
+    pub async fn qualify(
+        &self,
+        local_id: &str,
+        code: &str,
+        how: pb::Qualification,
+        evidence: &str,
+    ) -> Result<pb::RaiseFlagResponse, tonic::Status> {
+        self.flags
+            .clone()
+            .raise_flag(pb::RaiseFlagRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                code: code.into(),
+                qualification: how as i32,
+                evidence: evidence.into(),
+                request_id: new_request_id(),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn open_case(&self, local_id: &str, procedure: &str) -> pb::Case {

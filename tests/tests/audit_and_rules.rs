@@ -287,14 +287,16 @@ async fn rules_are_validated_dry_run_versioned_and_rolled_back(backend: Backend)
     );
 }
 
-on_both_backends!(rules_are_validated_dry_run_versioned_and_rolled_back,);
+on_both_backends!(
+    rules_are_validated_dry_run_versioned_and_rolled_back,
+    writes_failing_inside_a_group_commit_leave_the_chain_whole,
+);
 
 /// Writes that fail inside a group commit (a stale version: only the first of thirty moves of
 /// one case can win) are undone alone: the writes committed beside them in the same batches —
 /// new cases, reads that record their audit entry — keep one unbroken chain.
-#[tokio::test]
-async fn writes_failing_inside_a_group_commit_leave_the_chain_whole() {
-    let hub = TestHub::start().await;
+async fn writes_failing_inside_a_group_commit_leave_the_chain_whole(backend: Backend) {
+    let hub = TestHub::start_on(backend).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;

@@ -31,6 +31,7 @@ async fn each_kind_of_bad_input_names_its_fields() {
             note: String::new(),
             valid_until: String::new(),
             request_id: request_id.into(),
+            ..Default::default()
         };
     assert_eq!(
         fields(flags.raise_flag(raise("SANS_WIFI", ctx(), "k1")).await),

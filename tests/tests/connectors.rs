@@ -287,11 +287,17 @@ async fn what_the_hub_refuses_is_dead_lettered_with_its_reason_and_can_be_replay
             local_id: "CCAS-1".into(),
             code: "SANS_WIFI".into(),
             note: String::new(),
+            qualification: String::new(),
+            evidence: String::new(),
+            review_on: String::new(),
         },
         Write::RaiseFlag {
             local_id: "CCAS-1".into(),
             code: "ISOLEMENT".into(),
             note: String::new(),
+            qualification: String::new(),
+            evidence: String::new(),
+            review_on: String::new(),
         },
     ];
     c.state.enqueue(&writes, "saisie", false).await.unwrap();
@@ -455,6 +461,26 @@ async fn the_sous_prefecture_application_pushes_writes_and_receives_signed_webho
         case.missing_documents,
         ["photo d'identité", "justificatif de domicile"]
     );
+    // The flag came qualified as the application said: observed by its agent.
+    let flags = sp
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("SP-2026-0456")),
+            include_retracted: false,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flags;
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    let q = flags[0].qualification.clone().expect("qualified");
+    assert_eq!(q.qualification, pb::Qualification::Observed as i32);
+    assert_eq!(q.partner, "sp-saint-gaudens");
+    assert!(!flags[0].review_on.is_empty(), "a review day by default");
 
     // The bus sends a fiche navette to the sous-préfecture; its application receives it,
     // signed, under its own local id.

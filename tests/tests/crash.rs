@@ -119,6 +119,7 @@ async fn every_acknowledged_write_survives_a_sigkill(backend: Backend) {
                         note: String::new(),
                         valid_until: String::new(),
                         request_id: new_request_id(),
+                        ..Default::default()
                     })
                     .await;
                 match raised {

@@ -135,6 +135,7 @@ async fn a_hidden_person_answers_exactly_like_one_that_does_not_exist() {
             note: String::new(),
             valid_until: String::new(),
             request_id: new_request_id(),
+            ..Default::default()
         })
         .await);
     by_person!("OpenCase", |p| mairie

@@ -15,6 +15,7 @@ fn raise_request(local_id: &str, code: &str, request_id: &str) -> pb::RaiseFlagR
         note: String::new(),
         valid_until: String::new(),
         request_id: request_id.into(),
+        ..Default::default()
     }
 }
 

@@ -169,6 +169,7 @@ async fn a_raised_code_is_not_raised_twice_and_retraction_keeps_history(backend:
                     note: String::new(),
                     valid_until: String::new(),
                     request_id: new_request_id(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

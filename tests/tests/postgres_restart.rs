@@ -34,6 +34,7 @@ async fn raise(p: &Partner, local_id: &str, code: &str) -> Result<pb::Flag, toni
             note: String::new(),
             valid_until: String::new(),
             request_id: new_request_id(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().flag.expect("flag"))

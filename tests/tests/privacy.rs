@@ -77,6 +77,7 @@ async fn raise(
             note: note.into(),
             valid_until: String::new(),
             request_id: new_request_id(),
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)
@@ -608,6 +609,7 @@ async fn finding_10_an_expired_consent_mandate_or_flag_redacts_what_it_opened() 
             note: String::new(),
             valid_until: SystemClock.now().day().to_string(),
             request_id: new_request_id(),
+            ..Default::default()
         })
         .await
         .unwrap()

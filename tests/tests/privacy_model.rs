@@ -491,6 +491,7 @@ impl Bench {
                         note: format!("note de {}", PARTNERS[p].0),
                         valid_until: String::new(),
                         request_id: new_request_id(),
+                        ..Default::default()
                     })
                     .await;
                 if !m.linked.contains(&(p, x)) {

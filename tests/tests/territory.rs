@@ -232,7 +232,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
             .connect(&apa_url)
             .await
             .unwrap();
-        sqlx::query("CREATE TABLE relais_dossiers (seq INTEGER PRIMARY KEY, numero_usager TEXT, nom_naissance TEXT, prenom TEXT, date_naissance TEXT, insee_naissance TEXT, numero_dossier TEXT, demarche TEXT, theme TEXT, etat TEXT, pieces_manquantes TEXT)")
+        sqlx::query("CREATE TABLE relais_dossiers (seq INTEGER PRIMARY KEY, numero_usager TEXT, nom_naissance TEXT, prenom TEXT, date_naissance TEXT, insee_naissance TEXT, numero_dossier TEXT, demarche TEXT, theme TEXT, etat TEXT, pieces_manquantes TEXT, apa_notifiee TEXT, apa_fin_droits TEXT)")
             .execute(&db)
             .await
             .unwrap();
@@ -240,7 +240,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
             (1, "in_progress", ""),
             (2, "waiting_documents", "avis d'imposition 2025"),
         ] {
-            sqlx::query("INSERT INTO relais_dossiers VALUES (?, 'U-7781', 'CASTET', 'Rose', '1943-02-17', '31021', 'APA-2026-7781', 'local:apa-renouvellement', 'social', ?, ?)")
+            sqlx::query("INSERT INTO relais_dossiers VALUES (?, 'U-7781', 'CASTET', 'Rose', '1943-02-17', '31021', 'APA-2026-7781', 'local:apa-renouvellement', 'social', ?, ?, 'oui', '2027-03-31')")
                 .bind(seq)
                 .bind(etat)
                 .bind(pieces)
@@ -270,6 +270,30 @@ async fn five_partners_one_person_each_fact_entered_once() {
         0
     );
     assert_eq!(resolve(&cd31, "U-7781").await, rose);
+    // Its notification of her APA attests her loss of autonomy, to be reviewed when her
+    // rights end.
+    let attested = cd31
+        .flags
+        .clone()
+        .list_flags(pb::ListFlagsRequest {
+            context: ctx(),
+            person: Some(local("U-7781")),
+            include_retracted: false,
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .flags;
+    let apa_flag = attested
+        .iter()
+        .find(|f| f.code == "PERTE_AUTONOMIE")
+        .unwrap_or_else(|| panic!("{attested:?}"));
+    let q = apa_flag.qualification.clone().unwrap();
+    assert_eq!(q.qualification, pb::Qualification::Attested as i32);
+    assert_eq!(q.evidence, "notification APA du département");
+    assert_eq!(apa_flag.review_on, "2027-03-31");
 
     // …and the médiateur sees it, to bring the tax notice on his next visit.
     catch_up(&asso_c).await;
@@ -283,7 +307,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
         "{apa}"
     );
     assert!(
-        !asso_status.contains("ELOIGNEMENT"),
+        !asso_status.contains("ELOIGNEMENT") && !asso_status.contains("PERTE_AUTONOMIE"),
         "no consent for the association's flags: {asso_status}"
     );
 

@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
 pub const STATUS_FILE: &str = "relais-statuts.csv";
-const STATUS_HEADER: &str = "élément;vos identifiants;type;code ou démarche;état;détail";
+const STATUS_HEADER: &str =
+    "élément;vos identifiants;type;code ou démarche;état;détail;comment on le sait;à revoir le";
 
 pub struct CsvAdapter {
     config: CsvConfig,
@@ -26,6 +27,9 @@ pub struct CsvAdapter {
 
 impl CsvAdapter {
     pub fn new(config: CsvConfig) -> anyhow::Result<Self> {
+        for f in &config.flags {
+            f.check().map_err(|e| anyhow::anyhow!("[[flags]]: {e}"))?;
+        }
         // New folders are the connector's own (0700): exports and statuses name persons. A
         // folder that exists is left as the partner set it up.
         for dir in [&config.drop_dir, &config.processed_dir, &config.status_dir] {
@@ -192,6 +196,31 @@ fn line(cells: &[String]) -> String {
     cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(";")
 }
 
+/// How a flag is known, in the words of the status file: "attestée (notification APA)".
+fn how_known(f: &pb::Flag) -> String {
+    let Some(q) = &f.qualification else {
+        return String::new();
+    };
+    let how = match pb::Qualification::try_from(q.qualification) {
+        Ok(pb::Qualification::Observed) => "constatée",
+        Ok(pb::Qualification::Attested) => "attestée",
+        _ => "déclarée",
+    };
+    if q.evidence.is_empty() {
+        how.to_string()
+    } else {
+        format!("{how} ({})", q.evidence)
+    }
+}
+
+/// `aaaa-mm-jj` as a spreadsheet user writes it: `jj/mm/aaaa`.
+fn french_day(day: &str) -> String {
+    match day.split('-').collect::<Vec<_>>().as_slice() {
+        [y, m, d] => format!("{d}/{m}/{y}"),
+        _ => day.to_string(),
+    }
+}
+
 #[async_trait::async_trait]
 impl Adapter for CsvAdapter {
     fn name(&self) -> &'static str {
@@ -215,6 +244,8 @@ impl Adapter for CsvAdapter {
                 let key = format!("flag:{}", f.id);
                 let state = if f.status == pb::FlagStatus::Retracted as i32 {
                     "retirée"
+                } else if f.to_review {
+                    "active, à revoir"
                 } else {
                     "active"
                 };
@@ -225,6 +256,8 @@ impl Adapter for CsvAdapter {
                     f.code.clone(),
                     state.to_string(),
                     f.label.clone(),
+                    how_known(f),
+                    french_day(&f.review_on),
                 ];
                 (key, row)
             }
@@ -352,6 +385,13 @@ mod tests {
                 id: "f1".into(),
                 code: "ISOLEMENT".into(),
                 label: "@SUM(A1:A9)".into(),
+                qualification: Some(pb::FlagQualification {
+                    qualification: pb::Qualification::Attested as i32,
+                    evidence: "décision du CCAS".into(),
+                    ..Default::default()
+                }),
+                review_on: "2027-03-01".into(),
+                to_review: true,
                 ..Default::default()
             }),
             &["R-17".to_string()],
@@ -374,6 +414,9 @@ mod tests {
         assert_eq!(flag[5], "'@SUM(A1:A9)");
         assert_eq!(flag[1], "R-17");
         assert_eq!(flag[3], "ISOLEMENT");
+        assert_eq!(flag[4], "active, à revoir");
+        assert_eq!(flag[6], "attestée (décision du CCAS)");
+        assert_eq!(flag[7], "01/03/2027");
         for cell in rows.iter().flatten() {
             assert!(
                 !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),

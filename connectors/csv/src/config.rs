@@ -1,5 +1,6 @@
 //! The `[csv]` section of a connector profile.
 
+pub use relais_connector_sdk::write::FlagColumn;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -53,16 +54,6 @@ pub struct Columns {
 
 fn date_format() -> String {
     "jj/mm/aaaa".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlagColumn {
-    pub column: String,
-    /// A code of the taxonomy (the hub checks it; a wrong one is dead-lettered with the reason).
-    pub code: String,
-    /// A column whose text becomes the flag's note.
-    pub note_column: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -48,13 +48,6 @@ pub fn delimiter(text: &str, configured: &str) -> u8 {
     }
 }
 
-fn yes(cell: &str) -> bool {
-    matches!(
-        cell.trim().to_lowercase().as_str(),
-        "oui" | "o" | "x" | "1" | "vrai" | "yes" | "y" | "true"
-    )
-}
-
 /// `jj/mm/aaaa` or `aaaa-mm-jj` to `aaaa-mm-jj`.
 fn date(cell: &str, format: &str) -> Result<String, String> {
     let cell = cell.trim();
@@ -174,19 +167,26 @@ pub fn parse_with(bytes: &[u8], config: &CsvConfig, mut progress: impl FnMut(u64
             local_id: local_id.clone(),
             pivot,
         }];
+        let mut refused = None;
         for f in &config.flags {
-            let Some(i) = index(&f.column) else { continue };
-            if yes(&cell(Some(i))) {
-                writes.push(Write::RaiseFlag {
-                    local_id: local_id.clone(),
-                    code: f.code.clone(),
-                    note: f
-                        .note_column
-                        .as_ref()
-                        .map(|n| cell(index(n)))
-                        .unwrap_or_default(),
-                });
+            if index(&f.column).is_none() {
+                continue;
             }
+            let read = |name: &str| cell(index(name));
+            match f.write(&local_id, read, |d| {
+                date(d, &config.columns.birth_date_format)
+            }) {
+                Ok(Some(write)) => writes.push(write),
+                Ok(None) => {}
+                Err(reason) => {
+                    refused = Some(reason);
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = refused {
+            parsed.bad.push(BadRow { line, reason });
+            continue;
         }
         if let Some(case) = &config.case {
             let case_ref = cell(index(&case.case_ref));
@@ -289,6 +289,9 @@ mod tests {
                 local_id: "R-17".into(),
                 code: "ISOLEMENT".into(),
                 note: "vit seule au hameau".into(),
+                qualification: String::new(),
+                evidence: String::new(),
+                review_on: String::new(),
             }
         );
         assert_eq!(p.writes.len(), 5, "two rows: link + 2 flags, link + 1 flag");
@@ -307,5 +310,80 @@ mod tests {
             } => assert_eq!(pv.family_name, "Dupont-Lefèvre"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn qualification_evidence_and_review_day_come_from_their_columns() {
+        let config: CsvConfig = toml::from_str(
+            r#"
+            drop_dir = "d"
+            processed_dir = "p"
+            status_dir = "s"
+            [columns]
+            local_id = "N°"
+            [[flags]]
+            column = "Sans véhicule"
+            code = "SANS_TRANSPORT"
+            qualification = "constatée"
+            [[flags]]
+            column = "Handicap"
+            code = "HANDICAP"
+            qualification_column = "Comment le sait-on"
+            evidence_column = "Justificatif"
+            review_column = "À revoir le"
+            "#,
+        )
+        .unwrap();
+        let export = "N°;Sans véhicule;Handicap;Comment le sait-on;Justificatif;À revoir le\n\
+            A1;oui;oui;attestée;notification RQTH;01/03/2027\n\
+            A2;oui;oui;;;\n\
+            A3;;oui;peut-être;;\n\
+            A4;;oui;déclarée;;31/02/20x7\n";
+        let p = parse(export.as_bytes(), &config);
+        let flags: Vec<&Write> = p
+            .writes
+            .iter()
+            .filter(|w| matches!(w, Write::RaiseFlag { .. }))
+            .collect();
+        assert_eq!(
+            flags[1],
+            &Write::RaiseFlag {
+                local_id: "A1".into(),
+                code: "HANDICAP".into(),
+                note: String::new(),
+                qualification: "attestée".into(),
+                evidence: "notification RQTH".into(),
+                review_on: "2027-03-01".into(),
+            }
+        );
+        match flags[0] {
+            Write::RaiseFlag { qualification, .. } => assert_eq!(qualification, "constatée"),
+            other => panic!("{other:?}"),
+        }
+        match flags[3] {
+            Write::RaiseFlag {
+                qualification,
+                review_on,
+                ..
+            } => {
+                assert_eq!(
+                    qualification, "",
+                    "an empty cell: the column's default (declared)"
+                );
+                assert_eq!(review_on, "");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            flags.len(),
+            4,
+            "A1 and A2 raise two each; A3 and A4 are refused"
+        );
+        let bad: Vec<(u64, &str)> = p.bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 4);
+        assert!(bad[0].1.contains("peut-être"), "{bad:?}");
+        assert_eq!(bad[1].0, 5);
+        assert!(bad[1].1.contains("review day"), "{bad:?}");
     }
 }

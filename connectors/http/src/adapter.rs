@@ -106,11 +106,21 @@ impl HttpAdapter {
 
 fn item(event: &Received) -> Value {
     match event {
-        Received::Flag(f) => json!({
-            "type": "flag", "id": f.id, "person_id": f.person_id, "code": f.code, "label": f.label,
-            "category": f.category, "active": f.status == pb::FlagStatus::Active as i32,
-            "source_partner": f.source_partner, "version": f.version,
-        }),
+        Received::Flag(f) => {
+            let q = f.qualification.clone().unwrap_or_default();
+            let how = match pb::Qualification::try_from(q.qualification) {
+                Ok(pb::Qualification::Observed) => "observed",
+                Ok(pb::Qualification::Attested) => "attested",
+                _ => "declared",
+            };
+            json!({
+                "type": "flag", "id": f.id, "person_id": f.person_id, "code": f.code, "label": f.label,
+                "category": f.category, "active": f.status == pb::FlagStatus::Active as i32,
+                "source_partner": f.source_partner, "version": f.version,
+                "qualification": how, "evidence": q.evidence, "qualified_by": q.partner,
+                "review_on": f.review_on, "to_review": f.to_review,
+            })
+        }
         Received::Case(c) => json!({
             "type": "case", "id": c.id, "person_id": c.person_id, "procedure": c.procedure,
             "owner_partner": c.owner_partner,
@@ -284,7 +294,11 @@ mod tests {
             "/../profiles/sous-prefecture/exemple-requete.json"
         );
         let w: Writes = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert_eq!(w.writes.len(), 3);
+        assert_eq!(w.writes.len(), 4);
+        assert!(matches!(
+            &w.writes[1],
+            Write::RaiseFlag { qualification, .. } if qualification == "observed"
+        ));
     }
 
     #[test]

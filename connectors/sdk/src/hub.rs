@@ -143,7 +143,15 @@ impl Hub {
                 local_id,
                 code,
                 note,
+                qualification,
+                evidence,
+                review_on,
             } => {
+                let qualification =
+                    crate::write::qualification(qualification).map_err(|message| Refusal {
+                        code: tonic::Code::InvalidArgument,
+                        message,
+                    })?;
                 FlagServiceClient::new(c)
                     .raise_flag(pb::RaiseFlagRequest {
                         context: self.context(),
@@ -152,6 +160,9 @@ impl Hub {
                         note: note.clone(),
                         valid_until: String::new(),
                         request_id: p.request_id.clone(),
+                        qualification: qualification as i32,
+                        evidence: evidence.clone(),
+                        review_on: review_on.clone(),
                     })
                     .await
                     .map_err(Refusal::from_status)?;

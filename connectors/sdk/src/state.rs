@@ -470,6 +470,9 @@ mod tests {
             local_id: format!("L{n}"),
             code: "ISOLEMENT".into(),
             note: String::new(),
+            qualification: String::new(),
+            evidence: String::new(),
+            review_on: String::new(),
         }
     }
 

@@ -24,7 +24,19 @@ pub enum Write {
     RaiseFlag {
         local_id: String,
         code: String,
+        #[serde(default)]
         note: String,
+        /// How the difficulty is known: `declared` (the person says so, the default),
+        /// `observed` (an agent saw it) or `attested` (a document or another service's
+        /// decision; say which in `evidence`). The French words are read too.
+        #[serde(default)]
+        qualification: String,
+        /// What attests it, for an attested difficulty.
+        #[serde(default)]
+        evidence: String,
+        /// When to check it again with the person (`YYYY-MM-DD`); empty: the territory's delay.
+        #[serde(default)]
+        review_on: String,
     },
     /// Opens a case known to the partner as `case_ref`.
     OpenCase {
@@ -61,5 +73,150 @@ impl Write {
             Write::MoveCase { case_ref, to, .. } => format!("move case {case_ref} to {to}"),
             Write::AnswerReferral { referral_id, .. } => format!("answer referral {referral_id}"),
         }
+    }
+}
+
+/// A qualification as partners write it (English or French; empty: declared).
+pub fn qualification(text: &str) -> Result<relais_proto::v1::Qualification, String> {
+    use relais_proto::v1::Qualification;
+    match text.trim().to_lowercase().as_str() {
+        "" | "declared" | "déclarée" | "declaree" | "déclaré" | "declare" => {
+            Ok(Qualification::Declared)
+        }
+        "observed" | "constatée" | "constatee" | "constaté" | "constate" => {
+            Ok(Qualification::Observed)
+        }
+        "attested" | "attestée" | "attestee" | "attesté" | "atteste" => {
+            Ok(Qualification::Attested)
+        }
+        other => Err(format!(
+            "`{other}` is not a qualification: déclarée, constatée or attestée (declared, observed, attested)"
+        )),
+    }
+}
+
+/// A column that raises a flag when its cell says yes (`oui`, `x`, `1`, `vrai`, `yes`): the
+/// `[[flags]]` of a csv profile, the `[[sql.flags]]` of an sql one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagColumn {
+    pub column: String,
+    /// A code of the taxonomy (the hub checks it; a wrong one is dead-lettered with the reason).
+    pub code: String,
+    /// A column whose text becomes the flag's note.
+    pub note_column: Option<String>,
+    /// How the difficulties of this column are known: `déclarée` (the person says so, the
+    /// default), `constatée` (an agent saw it) or `attestée` (a document or another service's
+    /// decision). English words (`declared`, `observed`, `attested`) are read too.
+    pub qualification: Option<String>,
+    /// A column saying it row by row (an empty cell: `qualification`).
+    pub qualification_column: Option<String>,
+    /// What attests the difficulties of this column when they are attested ("notification APA
+    /// du département").
+    pub evidence: Option<String>,
+    /// A column saying it row by row (an empty cell: `evidence`).
+    pub evidence_column: Option<String>,
+    /// A column with the day to check it again with the person; empty: the territory's delay.
+    pub review_column: Option<String>,
+}
+
+impl FlagColumn {
+    /// Checked when the connector starts: a fixed qualification it cannot read.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.qualification {
+            Some(q) => qualification(q)
+                .map(|_| ())
+                .map_err(|e| format!("flag column `{}`: {e}", self.column)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every column this one reads.
+    pub fn columns(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.column).chain(
+            [
+                &self.note_column,
+                &self.qualification_column,
+                &self.evidence_column,
+                &self.review_column,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
+
+    /// The flag a row raises through this column: `None` when its cell does not say yes, an
+    /// error (the row's reason for refusal) when its qualification or review day cannot be
+    /// read. `cell` reads a column of the row by name; `day` turns a review cell into
+    /// `YYYY-MM-DD`.
+    pub fn write(
+        &self,
+        local_id: &str,
+        cell: impl Fn(&str) -> String,
+        day: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Option<Write>, String> {
+        if !yes(&cell(&self.column)) {
+            return Ok(None);
+        }
+        let optional = |name: &Option<String>| name.as_deref().map(&cell).unwrap_or_default();
+        let mut how = optional(&self.qualification_column);
+        if how.is_empty() {
+            how = self.qualification.clone().unwrap_or_default();
+        }
+        qualification(&how).map_err(|e| format!("`{}`: {e}", self.column))?;
+        let review = optional(&self.review_column);
+        let review_on = if review.is_empty() {
+            String::new()
+        } else {
+            day(&review).map_err(|e| format!("`{}` (review day): {e}", self.column))?
+        };
+        Ok(Some(Write::RaiseFlag {
+            local_id: local_id.to_string(),
+            code: self.code.clone(),
+            note: optional(&self.note_column),
+            qualification: how,
+            evidence: match optional(&self.evidence_column) {
+                e if e.is_empty() => self.evidence.clone().unwrap_or_default(),
+                e => e,
+            },
+            review_on,
+        }))
+    }
+}
+
+/// A cell that says yes.
+pub fn yes(cell: &str) -> bool {
+    matches!(
+        cell.trim().to_lowercase().as_str(),
+        "oui" | "o" | "x" | "1" | "vrai" | "yes" | "y" | "true"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_written_before_qualifications_reads_as_declared() {
+        let old = r#"{"write":"raise_flag","local_id":"R-1","code":"ISOLEMENT","note":""}"#;
+        let Write::RaiseFlag {
+            qualification: q,
+            evidence,
+            review_on,
+            ..
+        } = serde_json::from_str(old).unwrap()
+        else {
+            panic!("a flag")
+        };
+        assert_eq!(
+            qualification(&q),
+            Ok(relais_proto::v1::Qualification::Declared)
+        );
+        assert!(evidence.is_empty() && review_on.is_empty());
+        assert_eq!(
+            qualification(" Attestée "),
+            Ok(relais_proto::v1::Qualification::Attested)
+        );
+        assert!(qualification("peut-être").is_err());
     }
 }

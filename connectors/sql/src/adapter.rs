@@ -74,6 +74,8 @@ pub struct SqlAdapter {
     pool: OnceCell<AnyPool>,
     /// The mapped columns, in the order of the SELECT.
     columns: Vec<(&'static str, String)>,
+    /// The columns the flags read, after them in the SELECT.
+    flag_columns: Vec<String>,
 }
 
 impl SqlAdapter {
@@ -104,11 +106,23 @@ impl SqlAdapter {
                 columns.push((key, identifier(col)?.to_string()));
             }
         }
+        let mut flag_columns: Vec<String> = Vec::new();
+        for f in &config.flags {
+            f.check()
+                .map_err(|e| anyhow::anyhow!("[[sql.flags]]: {e}"))?;
+            for col in f.columns() {
+                identifier(col)?;
+                if !flag_columns.contains(col) {
+                    flag_columns.push(col.clone());
+                }
+            }
+        }
         Ok(Self {
             config,
             dialect,
             pool: OnceCell::new(),
             columns,
+            flag_columns,
         })
     }
 
@@ -127,6 +141,19 @@ impl SqlAdapter {
                 ))
                 .execute(&pool)
                 .await?;
+                // Columns a table made by an earlier version lacks: added once, an error
+                // meaning the column is there already.
+                for column in ["qualification", "review_on"] {
+                    let added = sqlx::query(&format!(
+                        "ALTER TABLE {} ADD COLUMN {column} TEXT",
+                        self.config.status_table
+                    ))
+                    .execute(&pool)
+                    .await;
+                    if let Err(e) = added {
+                        tracing::debug!(%column, error = %e, "status column already there");
+                    }
+                }
                 anyhow::Ok(pool)
             })
             .await
@@ -140,6 +167,7 @@ impl SqlAdapter {
     async fn row_writes(
         &self,
         row: &std::collections::HashMap<&'static str, String>,
+        flag_cells: &std::collections::HashMap<&str, String>,
         state: &State,
         planned: &std::collections::HashMap<String, String>,
     ) -> Result<(Vec<Write>, Option<(String, String)>), String> {
@@ -164,6 +192,25 @@ impl SqlAdapter {
             local_id: local_id.clone(),
             pivot,
         }];
+        for f in &self.config.flags {
+            let cell = |col: &str| flag_cells.get(col).cloned().unwrap_or_default();
+            let day = |d: &str| {
+                let d: String = d.chars().take(10).collect();
+                let ok = d.len() == 10
+                    && d.bytes().enumerate().all(|(i, b)| match i {
+                        4 | 7 => b == b'-',
+                        _ => b.is_ascii_digit(),
+                    });
+                if ok {
+                    Ok(d)
+                } else {
+                    Err(format!("`{d}` is not a date YYYY-MM-DD"))
+                }
+            };
+            if let Some(write) = f.write(&local_id, cell, day)? {
+                writes.push(write);
+            }
+        }
         let case_ref = get("case_ref");
         if case_ref.is_empty() {
             return Ok((writes, None));
@@ -221,7 +268,9 @@ impl SqlAdapter {
         Ok((writes, Some((case_ref, to.as_str().to_string()))))
     }
 
-    async fn upsert_status(&self, item: &str, values: [&str; 5]) -> anyhow::Result<()> {
+    /// Rewrites an item's row of the status table: local ids, kind, reference, state,
+    /// detail, how a flag is known and its review day.
+    async fn upsert_status(&self, item: &str, values: [&str; 7]) -> anyhow::Result<()> {
         let pool = self.pool().await?;
         let d = self.dialect;
         let mut tx = pool.begin().await?;
@@ -233,9 +282,9 @@ impl SqlAdapter {
         .bind(item)
         .execute(&mut *tx)
         .await?;
-        let params: Vec<String> = (1..=6).map(|n| d.param(n)).collect();
+        let params: Vec<String> = (1..=8).map(|n| d.param(n)).collect();
         let sql = format!(
-            "INSERT INTO {} (item, local_ids, kind, reference, state, detail) VALUES ({})",
+            "INSERT INTO {} (item, local_ids, kind, reference, state, detail, qualification, review_on) VALUES ({})",
             self.config.status_table,
             params.join(", ")
         );
@@ -270,7 +319,14 @@ impl Adapter for SqlAdapter {
         let source = self.source();
         let integer = self.config.watermark_type == "integer";
         let mark = state.watermark(&source).await?;
-        let select: Vec<String> = self.columns.iter().map(|(_, c)| d.text(c)).collect();
+        let select: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(_, c)| c)
+            .chain(&self.flag_columns)
+            .map(|c| d.text(c))
+            .collect();
+        let mark_at = select.len();
         let watermark = if integer {
             d.integer(&self.config.watermark_column)
         } else {
@@ -296,7 +352,7 @@ impl Adapter for SqlAdapter {
         let Some(last) = rows.last() else {
             return Ok(0);
         };
-        let new_mark = text(last, self.columns.len());
+        let new_mark = text(last, mark_at);
         let mut writes = Vec::new();
         let mut statuses: std::collections::HashMap<String, String> =
             std::collections::HashMap::new();
@@ -307,8 +363,17 @@ impl Adapter for SqlAdapter {
                 .enumerate()
                 .map(|(i, (key, _))| (*key, text(row, i)))
                 .collect();
+            let flag_cells: std::collections::HashMap<&str, String> = self
+                .flag_columns
+                .iter()
+                .enumerate()
+                .map(|(i, col)| (col.as_str(), text(row, self.columns.len() + i)))
+                .collect();
             let local_id = values.get("local_id").cloned().unwrap_or_default();
-            match self.row_writes(&values, state, &statuses).await {
+            match self
+                .row_writes(&values, &flag_cells, state, &statuses)
+                .await
+            {
                 Ok((w, status)) => {
                     writes.extend(w);
                     if let Some((case_ref, s)) = status {
@@ -316,7 +381,7 @@ impl Adapter for SqlAdapter {
                     }
                 }
                 Err(reason) => {
-                    tracing::warn!(table = %self.config.table, row = %local_id, watermark = %text(row, self.columns.len()), %reason, "row skipped")
+                    tracing::warn!(table = %self.config.table, row = %local_id, watermark = %text(row, mark_at), %reason, "row skipped")
                 }
             }
         }
@@ -334,12 +399,28 @@ impl Adapter for SqlAdapter {
             Received::Flag(f) => {
                 let state = if f.status == pb::FlagStatus::Retracted as i32 {
                     "retracted"
+                } else if f.to_review {
+                    "to_review"
                 } else {
                     "active"
                 };
+                let q = f.qualification.clone().unwrap_or_default();
+                let how = pb::Qualification::try_from(q.qualification)
+                    .ok()
+                    .filter(|h| *h != pb::Qualification::Unspecified)
+                    .map_or("declared".to_string(), |h| {
+                        h.as_str_name()
+                            .trim_start_matches("QUALIFICATION_")
+                            .to_lowercase()
+                    });
+                let how = if q.evidence.is_empty() {
+                    how
+                } else {
+                    format!("{how}: {}", q.evidence)
+                };
                 self.upsert_status(
                     &format!("flag:{}", f.id),
-                    [&ids, "flag", &f.code, state, &f.label],
+                    [&ids, "flag", &f.code, state, &f.label, &how, &f.review_on],
                 )
                 .await
             }
@@ -359,6 +440,8 @@ impl Adapter for SqlAdapter {
                         &c.procedure,
                         &status,
                         &c.missing_documents.join("|"),
+                        "",
+                        "",
                     ],
                 )
                 .await
@@ -373,7 +456,7 @@ impl Adapter for SqlAdapter {
                     .unwrap_or_default();
                 self.upsert_status(
                     &format!("referral:{}", r.id),
-                    [&ids, "referral", &r.case_id, &state, &r.answer],
+                    [&ids, "referral", &r.case_id, &state, &r.answer, "", ""],
                 )
                 .await
             }

@@ -23,6 +23,10 @@ pub struct SqlConfig {
     /// shares, keyed by `item`.
     pub status_table: String,
     pub columns: Columns,
+    /// Columns that raise a flag when the row says yes (`oui`, `x`, `1`, `vrai`, `yes`,
+    /// `true`), each with its qualification (`[[sql.flags]]`; review days as `YYYY-MM-DD`).
+    #[serde(default)]
+    pub flags: Vec<relais_connector_sdk::write::FlagColumn>,
 }
 
 fn integer() -> String {

@@ -873,7 +873,7 @@ impl AdminService for Api {
                 )
                 .await?;
             Ok(pb::AdminServiceRetractFlagResponse {
-                flag: Some(convert::flag(&flag)),
+                flag: Some(convert::flag(&flag, self.clock.now().day())),
             })
         })
         .await

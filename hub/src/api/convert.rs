@@ -3,11 +3,11 @@
 
 use crate::domain::case::{Case, CaseTransition};
 use crate::domain::change::{ChangeKind, ChangeRecord, ChangeResource};
-use crate::domain::flag::Flag;
+use crate::domain::flag::{Flag, Qualification, Qualified};
 use crate::domain::ids::LocalId;
 use crate::domain::partner::{CertificateRecord, Partner, PartnerKind, PartnerStatus};
 use crate::domain::referral::{Referral, ReferralState, ReferralTransition};
-use crate::domain::{AgentId, CaseStatus, FlagStatus, Purpose, RequestContext, Timestamp};
+use crate::domain::{AgentId, CaseStatus, Day, FlagStatus, Purpose, RequestContext, Timestamp};
 use crate::error::{Error, Invalid, Violations};
 use base64::Engine;
 use relais_proto::v1 as pb;
@@ -171,7 +171,38 @@ pub fn partner(p: &Partner) -> pb::Partner {
     }
 }
 
-pub fn flag(f: &Flag) -> pb::Flag {
+fn qualification(q: &Qualified) -> pb::FlagQualification {
+    pb::FlagQualification {
+        qualification: qualification_to_pb(q.how) as i32,
+        partner: q.partner.to_string(),
+        agent: q.agent.to_string(),
+        at: timestamp(q.at),
+        evidence: q.evidence.clone(),
+    }
+}
+
+/// Unset reads as declared (clients older than qualified flags).
+pub fn qualification_from_pb(q: i32) -> Result<Qualification, Invalid> {
+    match pb::Qualification::try_from(q) {
+        Ok(pb::Qualification::Unspecified | pb::Qualification::Declared) => {
+            Ok(Qualification::Declared)
+        }
+        Ok(pb::Qualification::Observed) => Ok(Qualification::Observed),
+        Ok(pb::Qualification::Attested) => Ok(Qualification::Attested),
+        Err(_) => Err(Invalid::new(format!("unknown qualification {q}"))),
+    }
+}
+
+pub fn qualification_to_pb(how: Qualification) -> pb::Qualification {
+    match how {
+        Qualification::Declared => pb::Qualification::Declared,
+        Qualification::Observed => pb::Qualification::Observed,
+        Qualification::Attested => pb::Qualification::Attested,
+    }
+}
+
+/// A flag as of `today` (whether it is due for review).
+pub fn flag(f: &Flag, today: Day) -> pb::Flag {
     let retraction = f.retraction.as_ref();
     pb::Flag {
         id: f.id.to_string(),
@@ -196,6 +227,10 @@ pub fn flag(f: &Flag) -> pb::Flag {
         retracted_by_agent: retraction.map(|r| r.agent.to_string()).unwrap_or_default(),
         retraction_reason: retraction.map(|r| r.reason.clone()).unwrap_or_default(),
         version: f.version,
+        qualification: Some(qualification(&f.qualified())),
+        review_on: f.review_on.map(|d| d.to_string()).unwrap_or_default(),
+        to_review: f.retraction.is_none() && f.to_review(today),
+        qualification_history: f.qualification_history.iter().map(qualification).collect(),
     }
 }
 
@@ -259,7 +294,7 @@ pub fn referral(r: &Referral) -> pb::Referral {
     }
 }
 
-pub fn change(c: &ChangeRecord, local_ids: &[LocalId]) -> pb::ChangeEvent {
+pub fn change(c: &ChangeRecord, local_ids: &[LocalId], today: Day) -> pb::ChangeEvent {
     let kind = match c.kind {
         ChangeKind::FlagRaised => pb::ChangeKind::FlagRaised,
         ChangeKind::FlagRetracted => pb::ChangeKind::FlagRetracted,
@@ -271,7 +306,7 @@ pub fn change(c: &ChangeRecord, local_ids: &[LocalId]) -> pb::ChangeEvent {
         ChangeKind::ConsentRecorded => pb::ChangeKind::ConsentRecorded,
     };
     let resource = match &c.resource {
-        ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f)),
+        ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f, today)),
         ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
         ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r)),
         ChangeResource::Redaction(r) => pb::change_event::Resource::Redaction(redaction(r)),

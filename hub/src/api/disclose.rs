@@ -61,7 +61,8 @@ fn names(g: &Grantee, partner: &Partner) -> bool {
 }
 
 /// Tell us once: the same difficulty raised by several partners is shown once to a reader who
-/// may see more than one of them — its own flag if it raised one, else the first raised.
+/// may see more than one of them — its own flag if it raised one, else the most surely known
+/// (attested, then observed, then declared), the first raised among those.
 /// Retracted flags (history) are shown as they are.
 pub(crate) fn fold_flags<'a>(
     flags: impl IntoIterator<Item = &'a Flag>,
@@ -77,7 +78,14 @@ pub(crate) fn fold_flags<'a>(
         let first_of_code = flags
             .iter()
             .filter(|o| o.retraction.is_none() && o.code == f.code)
-            .min_by_key(|o| (&o.source_partner != me, o.raised_at, o.id))
+            .min_by_key(|o| {
+                (
+                    &o.source_partner != me,
+                    std::cmp::Reverse(o.qualified().how),
+                    o.raised_at,
+                    o.id,
+                )
+            })
             .is_some_and(|o| o.id == f.id);
         if first_of_code {
             shown.push(f);

@@ -1,11 +1,12 @@
 //! FlagService: raise, retract, list difficulty flags.
 
 use super::{Api, convert, disclose, request_id};
-use crate::domain::flag::{Flag, Retraction};
+use crate::domain::flag::{Flag, Qualification, Qualified, Retraction};
 use crate::domain::ids::{FlagId, free_text};
 use crate::domain::{Day, FlagCode};
 use crate::error::{Error, Violations};
 use crate::policy::{Action, Subject};
+use crate::store::Raised;
 use relais_proto::v1::{self as pb, flag_service_server::FlagService};
 use tonic::{Request, Response, Status};
 
@@ -20,18 +21,36 @@ impl FlagService for Api {
             let code = v.field("code", FlagCode::parse(&req.code));
             let note = v.field("note", free_text(&req.note, 280));
             let valid_until = v.field("valid_until", Day::parse_optional(&req.valid_until));
+            let how = v.field("qualification", convert::qualification_from_pb(req.qualification));
+            let evidence = v.field("evidence", free_text(&req.evidence, 140));
+            let review_on = v.field("review_on", Day::parse_optional(&req.review_on));
             let request_id = request_id(&req.request_id, &mut v);
+            let today = call.at.day();
             if let Some(Some(until)) = valid_until
-                && until < call.at.day()
+                && until < today
             {
                 v.push("valid_until", "is in the past");
             }
+            if let Some(Some(review)) = review_on
+                && review <= today
+            {
+                v.push("review_on", "must be after today");
+            }
+            if how == Some(Qualification::Attested) && evidence.as_ref().is_some_and(String::is_empty) {
+                v.push(
+                    "evidence",
+                    "required for an attested difficulty: what attests it (\"notification APA du département\")",
+                );
+            }
             v.finish()?;
-            let (Some(code), Some(note), Some(valid_until), Some(request_id)) =
-                (code, note, valid_until, request_id)
+            let (Some(code), Some(note), Some(valid_until), Some(how), Some(evidence), Some(review_on), Some(request_id)) =
+                (code, note, valid_until, how, evidence, review_on, request_id)
             else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
+            let review_on = review_on.unwrap_or_else(|| {
+                today.plus_days(i64::from(self.settings.flags.review_days(how)))
+            });
             let facts = self
                 .person_ref(&call, "person", req.person.as_ref())
                 .await?;
@@ -41,10 +60,11 @@ impl FlagService for Api {
             // read is the answer (read and audited as such). One it may not read is none of its
             // business: the caller raises its own, and learns nothing of the other.
             let others = self.store.list_flags(person, false, None, 500).await?;
-            let today = call.at.day();
             let readable = others.iter().find(|f| {
                 f.code == code
                     && &f.source_partner != call.id()
+                    // The caller knows it more surely: it raises its own, qualified as it is.
+                    && f.qualified().how >= how
                     && f.current(today)
                     && self
                         .gate
@@ -70,8 +90,9 @@ impl FlagService for Api {
                         .await?;
                     if withheld.keeps(known) {
                         return Ok(pb::RaiseFlagResponse {
-                            flag: Some(convert::flag(known)),
+                            flag: Some(convert::flag(known, today)),
                             created: false,
+                            requalified: false,
                         });
                     }
                 }
@@ -87,16 +108,26 @@ impl FlagService for Api {
                 valid_until,
                 retraction: None,
                 version: 1,
+                qualification: Some(Qualified {
+                    how,
+                    partner: call.id().clone(),
+                    agent: call.ctx.agent.clone(),
+                    at: call.at,
+                    evidence,
+                }),
+                qualification_history: vec![],
+                review_on: Some(review_on),
             };
             let meta = call.meta(request_id).audited(call.write_entry(
                 Some(person),
                 &[code.category().into()],
                 Some(&decision),
             ));
-            let (flag, created) = self.store.raise_flag(flag, &meta).await?;
+            let (flag, raised) = self.store.raise_flag(flag, &meta).await?;
             Ok(pb::RaiseFlagResponse {
-                flag: Some(convert::flag(&flag)),
-                created,
+                flag: Some(convert::flag(&flag, today)),
+                created: raised == Raised::Created,
+                requalified: raised == Raised::Requalified,
             })
         })
         .await
@@ -166,7 +197,7 @@ impl FlagService for Api {
                 )
                 .await?;
             Ok(pb::RetractFlagResponse {
-                flag: Some(convert::flag(&flag)),
+                flag: Some(convert::flag(&flag, call.at.day())),
             })
         })
         .await
@@ -206,7 +237,7 @@ impl FlagService for Api {
             let flags =
                 disclose::fold_flags(shown.iter().filter(|f| withheld.keeps(*f)), call.id())
                     .into_iter()
-                    .map(convert::flag)
+                    .map(|f| convert::flag(f, call.at.day()))
                     .collect();
             Ok(pb::ListFlagsResponse {
                 flags,

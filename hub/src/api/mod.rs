@@ -50,6 +50,7 @@ pub struct Settings {
     pub certificate_validity_days: i64,
     pub cog_vintage: i32,
     pub feed: FeedConfig,
+    pub flags: crate::config::FlagsConfig,
 }
 
 /// An authenticated partner call: who, why, and a digest of the request for idempotency.

@@ -228,7 +228,8 @@ impl PersonService for Api {
                 .await?;
             let flags =
                 disclose::fold_flags(flags.into_iter().filter(|f| withheld.keeps(*f)), call.id());
-            let flags = flags.into_iter().map(convert::flag).collect();
+            let today = call.at.day();
+            let flags = flags.into_iter().map(|f| convert::flag(f, today)).collect();
             let cases = cases
                 .into_iter()
                 .filter(|c| withheld.keeps(*c))

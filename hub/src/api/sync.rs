@@ -33,10 +33,13 @@ impl SyncService for Api {
                 req.after_position,
                 &self.settings.feed,
             );
-            let stream = ReceiverStream::new(rx).map(|item| match item {
+            let clock = self.clock.clone();
+            let stream = ReceiverStream::new(rx).map(move |item| match item {
                 Ok(FeedItem::Event { change, local_ids }) => Ok(pb::SubscribeResponse {
                     payload: Some(pb::subscribe_response::Payload::Event(convert::change(
-                        &change, &local_ids,
+                        &change,
+                        &local_ids,
+                        clock.now().day(),
                     ))),
                 }),
                 Ok(FeedItem::CaughtUp(position)) => Ok(pb::SubscribeResponse {

@@ -158,6 +158,17 @@ enum ClientCommand {
     },
 }
 
+/// How a difficulty is known.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QualificationArg {
+    /// The person says so (déclarée).
+    Declared,
+    /// An agent saw it (constatée).
+    Observed,
+    /// A document or another service's decision (attestée).
+    Attested,
+}
+
 #[derive(Subcommand)]
 enum FlagCommand {
     Raise {
@@ -169,6 +180,17 @@ enum FlagCommand {
         note: String,
         #[arg(long, default_value = "")]
         valid_until: String,
+        /// How the difficulty is known: declared (the person says so), observed (an agent saw
+        /// it), attested (a document or another service's decision; give --evidence).
+        #[arg(long, value_enum, default_value_t = QualificationArg::Declared)]
+        qualification: QualificationArg,
+        /// What attests it, for an attested difficulty ("notification APA du département").
+        #[arg(long, default_value = "")]
+        evidence: String,
+        /// When to check it again with the person (`YYYY-MM-DD`); by default the territory's
+        /// delay for the qualification.
+        #[arg(long, default_value = "")]
+        review_on: String,
     },
     Retract {
         #[arg(long)]
@@ -630,6 +652,24 @@ fn print_flag(f: &pb::Flag) {
         "flag {} v{} {:<20} {} — from {}/{}{status}",
         f.id, f.version, f.code, f.label, f.source_partner, f.source_agent
     );
+    if let Some(q) = &f.qualification {
+        let how = match pb::Qualification::try_from(q.qualification) {
+            Ok(pb::Qualification::Observed) => "constatée",
+            Ok(pb::Qualification::Attested) => "attestée",
+            _ => "déclarée",
+        };
+        let evidence = if q.evidence.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", q.evidence)
+        };
+        let review = match (f.to_review, f.review_on.is_empty()) {
+            (true, _) => format!(" — à revoir depuis le {}", f.review_on),
+            (false, false) => format!(" — à revoir le {}", f.review_on),
+            (false, true) => String::new(),
+        };
+        println!("    {how}{evidence} par {}/{}{review}", q.partner, q.agent);
+    }
 }
 
 fn print_case(c: &pb::Case) {
@@ -878,7 +918,15 @@ async fn flag(
             code,
             note,
             valid_until,
+            qualification,
+            evidence,
+            review_on,
         } => {
+            let how = match qualification {
+                QualificationArg::Declared => pb::Qualification::Declared,
+                QualificationArg::Observed => pb::Qualification::Observed,
+                QualificationArg::Attested => pb::Qualification::Attested,
+            };
             let r = client
                 .raise_flag(pb::RaiseFlagRequest {
                     context: ctx.context(),
@@ -887,10 +935,15 @@ async fn flag(
                     note,
                     valid_until,
                     request_id: ctx.request_id(),
+                    qualification: how as i32,
+                    evidence,
+                    review_on,
                 })
                 .await?
                 .into_inner();
-            if !r.created {
+            if r.requalified {
+                println!("already active, qualification updated:");
+            } else if !r.created {
                 println!("already active:");
             }
             r.flag.iter().for_each(print_flag);

@@ -124,6 +124,24 @@ impl Day {
         Ok(day)
     }
 
+    /// `days` later (or earlier, when negative), kept within the years a day may have.
+    pub fn plus_days(self, days: i64) -> Day {
+        let moved = self
+            .0
+            .checked_add(time::Duration::days(days))
+            .unwrap_or(self.0);
+        if (MIN_YEAR..=MAX_YEAR).contains(&moved.year()) {
+            Day(moved)
+        } else {
+            self
+        }
+    }
+
+    /// Days from `self` to `later` (negative when `later` is before).
+    pub fn days_until(self, later: Day) -> i64 {
+        (later.0 - self.0).whole_days()
+    }
+
     /// `None` for an empty string (the field is optional).
     pub fn parse_optional(s: &str) -> Result<Option<Self>, Invalid> {
         if s.is_empty() {

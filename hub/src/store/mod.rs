@@ -113,6 +113,42 @@ pub struct LinkResult {
     pub outcome: LinkOutcome,
 }
 
+/// What raising a flag did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Raised {
+    Created,
+    /// The source's flag of that code was upgraded or confirmed.
+    Requalified,
+    /// The source already held the code, as strongly qualified and not due for review.
+    Unchanged,
+}
+
+/// Read back from an idempotency record, including those written as `created: bool` before
+/// flags were qualified.
+impl<'de> serde::Deserialize<'de> for Raised {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Named {
+            Created,
+            Requalified,
+            Unchanged,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Created(bool),
+            Named(Named),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Created(true) | Stored::Named(Named::Created) => Raised::Created,
+            Stored::Created(false) | Stored::Named(Named::Unchanged) => Raised::Unchanged,
+            Stored::Named(Named::Requalified) => Raised::Requalified,
+        })
+    }
+}
+
 /// What ties a partner to a person: the facts the access decision rests on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Relation {
@@ -254,8 +290,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u32>;
 
     // Flags.
-    /// Raises a flag, or returns the active flag of the same code (`false`: not created).
-    async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)>;
+    /// Raises a flag; when its source already holds the code active for the person, the
+    /// qualification of `flag` upgrades or confirms that flag (`Flag::requalify`), or changes
+    /// nothing.
+    async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, Raised)>;
     async fn update_flag(
         &self,
         id: FlagId,

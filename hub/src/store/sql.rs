@@ -450,6 +450,9 @@ macro_rules! sql_store {
                             .push_bind(hash.clone());
                     })
                     .build()
+                    // One shape per row count: only the common one is kept prepared (the
+                    // statement caches would fill with the others).
+                    .persistent(chunk.len() == 1)
                     .execute(&mut *conn)
                     .await?;
             }
@@ -1528,7 +1531,8 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, bool)> {
+            async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, crate::store::Raised)> {
+                use crate::store::Raised;
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let active: Option<(String,)> = sqlx::query_as(
@@ -1540,28 +1544,37 @@ macro_rules! sql_store {
                         .bind(true)
                         .fetch_optional(&mut *conn)
                         .await?;
-                        let (result, position) = match active {
-                            Some((doc,)) => ((serde_json::from_str(&doc)?, false), None),
-                            None => {
-                                sqlx::query(
-                                    "INSERT INTO flags (id, person_id, code, active, version, doc, source, valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                                )
-                                .bind(flag.id.to_string())
-                                .bind(flag.person.to_string())
-                                .bind(flag.code.code())
-                                .bind(true)
-                                .bind(flag.version)
-                                .bind(serde_json::to_string(&flag)?)
-                                .bind(flag.source_partner.as_str())
-                                .bind(flag.valid_until.map(|d| d.to_string()))
+                        if let Some((doc,)) = active {
+                            let held: Flag = serde_json::from_str(&doc)?;
+                            let Some(requalified) = held.requalify(flag.qualified(), flag.review_on, meta.at.day()) else {
+                                return Ok(((held, Raised::Unchanged), None));
+                            };
+                            sqlx::query("UPDATE flags SET version = $1, doc = $2 WHERE id = $3 AND version = $4")
+                                .bind(requalified.version)
+                                .bind(serde_json::to_string(&requalified)?)
+                                .bind(requalified.id.to_string())
+                                .bind(held.version)
                                 .execute(&mut *conn)
                                 .await?;
-                                let position =
-                                    append_change(conn, ChangeKind::FlagRaised, meta, ChangeResource::Flag(flag.clone())).await?;
-                                ((flag, true), Some(position))
-                            }
-                        };
-                        Ok((result, position))
+                            let position = append_change(conn, ChangeKind::FlagRaised, meta, ChangeResource::Flag(requalified.clone())).await?;
+                            return Ok(((requalified, Raised::Requalified), Some(position)));
+                        }
+                        sqlx::query(
+                            "INSERT INTO flags (id, person_id, code, active, version, doc, source, valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(flag.id.to_string())
+                        .bind(flag.person.to_string())
+                        .bind(flag.code.code())
+                        .bind(true)
+                        .bind(flag.version)
+                        .bind(serde_json::to_string(&flag)?)
+                        .bind(flag.source_partner.as_str())
+                        .bind(flag.valid_until.map(|d| d.to_string()))
+                        .execute(&mut *conn)
+                        .await?;
+                        let position =
+                            append_change(conn, ChangeKind::FlagRaised, meta, ChangeResource::Flag(flag.clone())).await?;
+                        Ok(((flag, Raised::Created), Some(position)))
                     })
                 })
                 .await
@@ -2007,27 +2020,29 @@ macro_rules! sql_store {
                         let now = <crate::domain::SystemClock as crate::domain::Clock>::now(&crate::domain::SystemClock);
                         // A flag retracted (or past its valid_until) since the decision does not
                         // leave either: the flags are read again, in one statement.
-                        let flags: Vec<String> = disclosures
+                        let flags: std::collections::BTreeSet<String> = disclosures
                             .iter()
                             .filter_map(|d| match (d.item, d.current_flag) {
                                 (Item::Flag(id), true) => Some(id.to_string()),
                                 _ => None,
                             })
                             .collect();
+                        let flags: Vec<String> = flags.into_iter().collect();
                         let mut current: HashMap<String, bool> = HashMap::new();
-                        if !flags.is_empty() {
+                        for chunk in flags.chunks(1_000) {
                             let mut q = QueryBuilder::<$db>::new("SELECT id, doc FROM flags WHERE id IN (");
                             let mut ids = q.separated(", ");
-                            for id in &flags {
+                            for id in chunk {
                                 ids.push_bind(id.clone());
                             }
                             q.push(")");
-                            let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+                            let rows: Vec<(String, String)> =
+                                q.build_query_as().persistent(chunk.len() == 1).fetch_all(&mut *conn).await?;
                             for (id, doc) in rows {
                                 current.insert(id, serde_json::from_str::<Flag>(&doc)?.current(now.day()));
                             }
                         }
-                        let mut given: Vec<&Disclosure> = Vec::new();
+                        let mut given: Vec<(&Disclosure, Timestamp)> = Vec::new();
                         let mut at: HashMap<(&str, String), usize> = HashMap::new();
                         for d in &disclosures {
                             if let (Item::Flag(id), true) = (d.item, d.current_flag)
@@ -2050,39 +2065,42 @@ macro_rules! sql_store {
                                     continue;
                                 }
                             }
-                            // One row per partner and item (the latest), so one statement
-                            // never updates a row twice.
+                            // One row per partner and item, so one statement never updates a
+                            // row twice: the first disclosure, with the time of the last.
                             match at.entry((d.partner.as_str(), d.item.key())) {
                                 std::collections::hash_map::Entry::Occupied(i) => {
-                                    if given[*i.get()].at < d.at {
-                                        given[*i.get()] = d;
+                                    let (first, last) = &mut given[*i.get()];
+                                    if d.at < first.at {
+                                        *first = d;
                                     }
+                                    *last = (*last).max(d.at);
                                 }
                                 std::collections::hash_map::Entry::Vacant(v) => {
                                     v.insert(given.len());
-                                    given.push(d);
+                                    given.push((d, d.at));
                                 }
                             }
                         }
                         for chunk in given.chunks(1_000) {
                             let mut rows = Vec::with_capacity(chunk.len());
-                            for d in chunk {
-                                rows.push((*d, serde_json::to_string(d)?));
+                            for (d, last) in chunk {
+                                rows.push((*d, *last, serde_json::to_string(d)?));
                             }
                             QueryBuilder::<$db>::new(
                                 "INSERT INTO disclosures (partner_id, item, person_id, category, first_at, last_at, doc) ",
                             )
-                            .push_values(rows, |mut b, (d, doc)| {
+                            .push_values(rows, |mut b, (d, last, doc)| {
                                 b.push_bind(d.partner.as_str().to_string())
                                     .push_bind(d.item.key())
                                     .push_bind(d.person.to_string())
                                     .push_bind(d.category.as_str().to_string())
                                     .push_bind(d.at.micros())
-                                    .push_bind(d.at.micros())
+                                    .push_bind(last.micros())
                                     .push_bind(doc);
                             })
                             .push(" ON CONFLICT (partner_id, item) DO UPDATE SET last_at = excluded.last_at")
                             .build()
+                            .persistent(chunk.len() == 1)
                             .execute(&mut *conn)
                             .await?;
                         }

@@ -817,6 +817,9 @@ async fn run(s: &Settings) -> Vec<Row> {
             local_id: local_id.clone(),
             code: "SANS_INTERNET".into(),
             note: String::new(),
+            qualification: "observed".into(),
+            evidence: String::new(),
+            review_on: String::new(),
         });
         writes.push(relais_connector_sdk::Write::OpenCase {
             case_ref: format!("D{i}"),
