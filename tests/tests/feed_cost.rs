@@ -282,6 +282,40 @@ async fn subscriptions_of_one_partner_share_decisions_but_not_across_a_withdrawa
     assert!(verify(&hub).await.intact);
 }
 
+/// Connections that do not move in step share too: one starting inside a stretch another
+/// decided gets the events after its own cursor, from that stretch, without a new entry.
+#[tokio::test]
+async fn a_connection_starting_inside_a_decided_stretch_shares_it() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let mairie = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    bus.link("B1", who(1)).await;
+    mairie.link("M1", who(1)).await;
+    bus.grant(
+        "B1",
+        partner("mairie-aspet"),
+        &["digital", "mobility"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    for code in ["SANS_INTERNET", "SANS_TRANSPORT", "ELOIGNEMENT"] {
+        bus.raise("B1", code).await;
+    }
+    let first = mairie.feed_until_caught_up(0).await;
+    assert!(first.len() >= 3, "{first:?}");
+    let entries = audit(&hub).await.len();
+    let cursor = first[0].position;
+    let second = mairie.feed_until_caught_up(cursor).await;
+    assert_eq!(
+        second.iter().map(|e| e.position).collect::<Vec<_>>(),
+        first[1..].iter().map(|e| e.position).collect::<Vec<_>>(),
+        "the events after its cursor, none twice"
+    );
+    assert_eq!(audit(&hub).await.len(), entries, "decided and recorded once");
+}
+
 fn flags_in(events: &[pb::ChangeEvent]) -> Vec<pb::Flag> {
     events
         .iter()

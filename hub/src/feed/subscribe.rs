@@ -99,6 +99,16 @@ struct Decided {
 const SHARED: usize = 32;
 const FRESH: Duration = Duration::from_secs(1);
 
+impl FeedItem {
+    /// The feed position it stands for.
+    fn position(&self) -> u64 {
+        match self {
+            FeedItem::Event { change, .. } => change.position,
+            FeedItem::CaughtUp(position) => *position,
+        }
+    }
+}
+
 /// Starts a subscription task for `subscriber` from `after`.
 pub fn spawn_subscription(
     store: DynStore,
@@ -228,8 +238,11 @@ impl Subscription<'_> {
                 }
                 continue;
             };
+            // A stretch another subscription decided may begin before this cursor: what this
+            // one delivered already is not sent again.
+            let from = cursor;
             cursor = next;
-            for item in &decided.items {
+            for item in decided.items.iter().filter(|i| i.position() > from) {
                 if self.tx.send(Ok(item.clone())).await.is_err() {
                     return Ok(());
                 }
@@ -250,10 +263,15 @@ impl Subscription<'_> {
         let everything =
             self.purpose == Purpose::PlanAlerte && self.store.alert_plan().await?.active;
         recent.retain(|d| d.epoch == epoch && d.at.elapsed() < FRESH);
-        // A stretch that read nothing is shared only if it reaches as far as this reader
-        // must (or it would say "caught up" before the backlog).
+        // A stretch that covers this cursor is shared: its audit entries record what the
+        // group (this partner, agent and purpose) was given, this subscription's part
+        // included, so subscriptions that do not move in step still decide and record a
+        // stretch once. One that read nothing is shared only if it reaches as far as this
+        // reader must (or it would say "caught up" before the backlog).
         if let Some(d) = recent.iter().rev().find(|d| {
-            d.from == from && d.everything == everything && (d.read > 0 || d.next >= upto)
+            d.everything == everything
+                && d.from <= from
+                && if d.read > 0 { from < d.next } else { d.next >= upto }
         }) {
             return Ok(d.clone());
         }
