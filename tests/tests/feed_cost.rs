@@ -313,7 +313,11 @@ async fn a_connection_starting_inside_a_decided_stretch_shares_it() {
         first[1..].iter().map(|e| e.position).collect::<Vec<_>>(),
         "the events after its cursor, none twice"
     );
-    assert_eq!(audit(&hub).await.len(), entries, "decided and recorded once");
+    assert_eq!(
+        audit(&hub).await.len(),
+        entries,
+        "decided and recorded once"
+    );
 }
 
 fn flags_in(events: &[pb::ChangeEvent]) -> Vec<pb::Flag> {

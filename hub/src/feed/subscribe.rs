@@ -271,7 +271,11 @@ impl Subscription<'_> {
         if let Some(d) = recent.iter().rev().find(|d| {
             d.everything == everything
                 && d.from <= from
-                && if d.read > 0 { from < d.next } else { d.next >= upto }
+                && if d.read > 0 {
+                    from < d.next
+                } else {
+                    d.next >= upto
+                }
         }) {
             return Ok(d.clone());
         }
