@@ -29,6 +29,27 @@ pub struct Config {
     pub store: crate::store::StoreConfig,
     pub expiry: ExpiryConfig,
     pub flags: FlagsConfig,
+    pub referrals: ReferralsConfig,
+}
+
+/// Fiches navettes: how long a recipient has to answer, and how long after that an unanswered
+/// referral is kept open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferralsConfig {
+    /// Days from sending to the reply deadline (a sender may shorten it). 1 to 365.
+    pub reply_days: u32,
+    /// Days after the deadline an unanswered referral expires. 1 to 365.
+    pub expire_after_days: u32,
+}
+
+impl Default for ReferralsConfig {
+    fn default() -> Self {
+        Self {
+            reply_days: 10,
+            expire_after_days: 30,
+        }
+    }
 }
 
 /// Qualified difficulties: when a flag is to be checked again with the person, by how it is
@@ -140,6 +161,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             store: crate::store::StoreConfig::default(),
             flags: FlagsConfig::default(),
+            referrals: ReferralsConfig::default(),
         }
     }
 }
@@ -234,6 +256,14 @@ impl Config {
                 "flags.review_days_{key} must be between 1 and 3660"
             );
         }
+        anyhow::ensure!(
+            (1..=365).contains(&self.referrals.reply_days),
+            "referrals.reply_days must be between 1 and 365"
+        );
+        anyhow::ensure!(
+            (1..=365).contains(&self.referrals.expire_after_days),
+            "referrals.expire_after_days must be between 1 and 365"
+        );
         anyhow::ensure!(
             !self.server_names.is_empty(),
             "server_names cannot be empty"

@@ -16,4 +16,4 @@ pub mod server;
 pub mod store;
 
 pub use config::Config;
-pub use server::{RunningHub, start};
+pub use server::{RunningHub, start, start_with_clock};

@@ -151,7 +151,8 @@ fn spawn_expiry(store: DynStore, clock: Arc<dyn crate::domain::Clock>, every: Du
                             mandates = done.mandates,
                             flags = done.flags,
                             redactions = done.redactions,
-                            "expired records ended"
+                            referral_reminders = done.referral_reminders,
+                            "expired records ended, referral reminders sent"
                         );
                         if done.total() < 500 {
                             break;
@@ -170,6 +171,14 @@ fn spawn_expiry(store: DynStore, clock: Arc<dyn crate::domain::Clock>, every: Du
 
 /// Starts the hub and returns once it accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// A hub whose "now" comes from `clock` (tests move days forward with a `ShiftedClock`).
+pub async fn start_with_clock(
+    config: Config,
+    clock: Arc<dyn crate::domain::Clock>,
+) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let paths = config.tls_paths();
@@ -211,7 +220,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
         ))
         .client_ca_root(Certificate::from_pem(tls.authority.cert_pem()));
 
-    let clock: Arc<dyn crate::domain::Clock> = Arc::new(SystemClock);
     let engine = Arc::new(load_rules(&store, clock.as_ref()).await?);
     let gate = Arc::new(Gate::new(engine, store.clone(), clock.clone()));
     spawn_audit_retention(store.clone(), clock.clone(), config.audit.retention_days);
@@ -231,6 +239,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
             cog_vintage: config.cog_vintage,
             feed: config.feed.clone(),
             flags: config.flags.clone(),
+            referrals: config.referrals.clone(),
         }),
         feed: Default::default(),
     };

@@ -36,6 +36,9 @@ pub struct TestHub {
     pub hub: relais_hub::RunningHub,
     pub dir: tempfile::TempDir,
     pub admin: AdminServiceClient<Channel>,
+    /// Its "now": the system's, until the test moves days forward (`advance_days`).
+    pub clock: std::sync::Arc<relais_hub::domain::ShiftedClock>,
+    pub config: relais_hub::Config,
     /// Dropped after the hub (fields drop in order).
     pub database: Option<TestDatabase>,
 }
@@ -157,7 +160,19 @@ impl TestHub {
         dir: tempfile::TempDir,
         database: Option<TestDatabase>,
     ) -> TestHub {
-        let hub = relais_hub::start(config).await.expect("hub starts");
+        Self::start_with_clock(config, dir, database, Default::default()).await
+    }
+
+    /// A hub whose days pass when the test says (`clock.advance_days`).
+    pub async fn start_with_clock(
+        config: relais_hub::Config,
+        dir: tempfile::TempDir,
+        database: Option<TestDatabase>,
+        clock: std::sync::Arc<relais_hub::domain::ShiftedClock>,
+    ) -> TestHub {
+        let hub = relais_hub::start_with_clock(config.clone(), clock.clone())
+            .await
+            .expect("hub starts");
         let admin_bundle = Bundle::read(&hub.tls.admin_bundle).expect("admin bundle");
         let admin = AdminServiceClient::new(
             relais_hub::cli::connect::channel(&hub.url(), &admin_bundle)
@@ -168,8 +183,24 @@ impl TestHub {
             hub,
             dir,
             admin,
+            clock,
+            config,
             database,
         }
+    }
+
+    /// Stops the hub and starts it again on the same data and database, at the same time.
+    pub async fn restart(self) -> TestHub {
+        let TestHub {
+            hub,
+            dir,
+            clock,
+            config,
+            database,
+            ..
+        } = self;
+        hub.shutdown().await.expect("hub stops");
+        Self::start_with_clock(config, dir, database, clock).await
     }
 
     pub fn url(&self) -> String {
@@ -360,6 +391,17 @@ impl Partner {
 
     /// Every event of the feed after `after`, until the hub says it caught up.
     pub async fn feed_until_caught_up(&self, after: u64) -> Vec<pb::ChangeEvent> {
+        self.feed_open_until_caught_up(after).await.0
+    }
+
+    /// The events up to the head, and the subscription, still open.
+    pub async fn feed_open_until_caught_up(
+        &self,
+        after: u64,
+    ) -> (
+        Vec<pb::ChangeEvent>,
+        tonic::Streaming<pb::SubscribeResponse>,
+    ) {
         let mut stream = self
             .sync
             .clone()
@@ -378,7 +420,7 @@ impl Partner {
                 None => {}
             }
         }
-        events
+        (events, stream)
     }
 }
 

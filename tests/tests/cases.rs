@@ -291,7 +291,7 @@ async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered(backend:
         to_partner: to.into(),
         reason: "renouvellement CNI, pas de moyen de transport".into(),
         requested_action: "rendez-vous au bus mardi à Aspet".into(),
-        due_date: "2026-12-15".into(),
+        due_date: String::new(),
         request_id: new_request_id(),
     };
     let refused = bus
@@ -330,6 +330,7 @@ async fn a_referral_goes_to_the_sous_prefecture_and_comes_back_answered(backend:
             states: vec![],
             page_size: 0,
             page_token: String::new(),
+            overdue_only: false,
         })
         .await
         .unwrap()

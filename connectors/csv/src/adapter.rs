@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 pub const STATUS_FILE: &str = "relais-statuts.csv";
 const STATUS_HEADER: &str =
-    "élément;vos identifiants;type;code ou démarche;état;détail;comment on le sait;à revoir le";
+    "élément;vos identifiants;type;code ou démarche;état;détail;comment on le sait;échéance";
 
 pub struct CsvAdapter {
     config: CsvConfig,
@@ -270,6 +270,8 @@ impl Adapter for CsvAdapter {
                     c.procedure.clone(),
                     status_name(c.status),
                     c.missing_documents.join(", "),
+                    String::new(),
+                    french_day(&c.due_date),
                 ];
                 (key, row)
             }
@@ -282,13 +284,25 @@ impl Adapter for CsvAdapter {
                             .to_lowercase()
                     })
                     .unwrap_or_default();
+                let state = if r.overdue {
+                    format!("{state}, en retard")
+                } else {
+                    state
+                };
+                let detail = if r.expiry_reason.is_empty() {
+                    r.answer.clone()
+                } else {
+                    r.expiry_reason.clone()
+                };
                 let row = vec![
                     key.clone(),
                     ids,
                     "fiche navette".to_string(),
                     format!("{} → {}", r.from_partner, r.to_partner),
                     state,
-                    r.answer.clone(),
+                    detail,
+                    String::new(),
+                    french_day(&r.due_date),
                 ];
                 (key, row)
             }

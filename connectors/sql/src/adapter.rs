@@ -143,7 +143,7 @@ impl SqlAdapter {
                 .await?;
                 // Columns a table made by an earlier version lacks: added once, an error
                 // meaning the column is there already.
-                for column in ["qualification", "review_on"] {
+                for column in ["qualification", "due_on"] {
                     let added = sqlx::query(&format!(
                         "ALTER TABLE {} ADD COLUMN {column} TEXT",
                         self.config.status_table
@@ -269,7 +269,8 @@ impl SqlAdapter {
     }
 
     /// Rewrites an item's row of the status table: local ids, kind, reference, state,
-    /// detail, how a flag is known and its review day.
+    /// detail, how a flag is known, and its day (a flag's review day, a case's due date, a
+    /// referral's reply deadline).
     async fn upsert_status(&self, item: &str, values: [&str; 7]) -> anyhow::Result<()> {
         let pool = self.pool().await?;
         let d = self.dialect;
@@ -284,7 +285,7 @@ impl SqlAdapter {
         .await?;
         let params: Vec<String> = (1..=8).map(|n| d.param(n)).collect();
         let sql = format!(
-            "INSERT INTO {} (item, local_ids, kind, reference, state, detail, qualification, review_on) VALUES ({})",
+            "INSERT INTO {} (item, local_ids, kind, reference, state, detail, qualification, due_on) VALUES ({})",
             self.config.status_table,
             params.join(", ")
         );
@@ -441,7 +442,7 @@ impl Adapter for SqlAdapter {
                         &status,
                         &c.missing_documents.join("|"),
                         "",
-                        "",
+                        &c.due_date,
                     ],
                 )
                 .await
@@ -454,9 +455,27 @@ impl Adapter for SqlAdapter {
                             .to_lowercase()
                     })
                     .unwrap_or_default();
+                let state = if r.overdue {
+                    format!("{state}_overdue")
+                } else {
+                    state
+                };
+                let detail = if r.expiry_reason.is_empty() {
+                    &r.answer
+                } else {
+                    &r.expiry_reason
+                };
                 self.upsert_status(
                     &format!("referral:{}", r.id),
-                    [&ids, "referral", &r.case_id, &state, &r.answer, "", ""],
+                    [
+                        &ids,
+                        "referral",
+                        &r.case_id,
+                        &state,
+                        detail,
+                        "",
+                        &r.due_date,
+                    ],
                 )
                 .await
             }

@@ -42,6 +42,33 @@ impl Api {
         }
     }
 
+    /// The latest reply deadline a referral sent now may have: the territory's delay.
+    fn latest_reply_day(&self, call: &Call) -> Day {
+        call.at
+            .day()
+            .plus_days(i64::from(self.settings.referrals.reply_days))
+    }
+
+    /// A deadline the sender gives: after today, and no later than the territory's delay.
+    fn check_reply_day(&self, call: &Call, due: Day, latest: Day, v: &mut Violations) {
+        if due <= call.at.day() {
+            v.push("due_date", "must be after today");
+        } else if due > latest {
+            v.push(
+                "due_date",
+                format!(
+                    "at most {} days ahead ({latest}): a sender may shorten the territory's delay, not lengthen it",
+                    self.settings.referrals.reply_days
+                ),
+            );
+        }
+    }
+
+    /// The day an unanswered referral with this deadline expires.
+    fn expiry_day(&self, due: Day) -> Day {
+        due.plus_days(i64::from(self.settings.referrals.expire_after_days))
+    }
+
     /// A referral the caller sent, or received while referrals may still reach it (the
     /// person's consent, or a rule, decides again at every read); otherwise `NOT_FOUND`.
     async fn own_referral(&self, call: &Call, id: ReferralId) -> Result<Referral> {
@@ -475,6 +502,10 @@ impl CaseService for Api {
             if req.to_partner == call.id().as_str() {
                 v.push("to_partner", "a referral goes to another partner");
             }
+            let latest = self.latest_reply_day(&call);
+            if let Some(Some(due)) = due_date {
+                self.check_reply_day(&call, due, latest, &mut v);
+            }
             v.finish()?;
             let (
                 Some(case_id),
@@ -518,17 +549,22 @@ impl CaseService for Api {
                 to,
                 reason,
                 requested_action,
-                due_date,
+                due_date: Some(due_date.unwrap_or(latest)),
                 state: ReferralState::Sent,
                 answer: String::new(),
                 sent_at: call.at,
                 updated_at: call.at,
                 history: vec![],
                 version: 1,
+                expires_on: Some(self.expiry_day(due_date.unwrap_or(latest))),
+                due_reminded_at: None,
+                overdue_notified_at: None,
+                expiry_reason: String::new(),
+                escalations: 0,
             };
             let referral = self.store.send_referral(referral, &meta).await?;
             Ok(pb::SendReferralResponse {
-                referral: Some(convert::referral(&referral)),
+                referral: Some(convert::referral(&referral, call.at.day())),
             })
         })
         .await
@@ -539,6 +575,7 @@ impl CaseService for Api {
         request: Request<pb::AcknowledgeReferralRequest>,
     ) -> Result<Response<pb::AcknowledgeReferralResponse>, Status> {
         self.partner_call("AcknowledgeReferral", request, |call, req| async move {
+            let today = call.at.day();
             let referral = self
                 .referral_action(
                     call,
@@ -549,7 +586,7 @@ impl CaseService for Api {
                 )
                 .await?;
             Ok(pb::AcknowledgeReferralResponse {
-                referral: Some(convert::referral(&referral)),
+                referral: Some(convert::referral(&referral, today)),
             })
         })
         .await
@@ -565,6 +602,7 @@ impl CaseService for Api {
                 Ok(a) => Ok(ReferralAction::Answer(a)),
                 Err(e) => Err(convert::invalid("answer", e)),
             };
+            let today = call.at.day();
             let referral = self
                 .referral_action(
                     call,
@@ -575,7 +613,7 @@ impl CaseService for Api {
                 )
                 .await?;
             Ok(pb::AnswerReferralResponse {
-                referral: Some(convert::referral(&referral)),
+                referral: Some(convert::referral(&referral, today)),
             })
         })
         .await
@@ -586,6 +624,7 @@ impl CaseService for Api {
         request: Request<pb::CloseReferralRequest>,
     ) -> Result<Response<pb::CloseReferralResponse>, Status> {
         self.partner_call("CloseReferral", request, |call, req| async move {
+            let today = call.at.day();
             let referral = self
                 .referral_action(
                     call,
@@ -596,7 +635,45 @@ impl CaseService for Api {
                 )
                 .await?;
             Ok(pb::CloseReferralResponse {
-                referral: Some(convert::referral(&referral)),
+                referral: Some(convert::referral(&referral, today)),
+            })
+        })
+        .await
+    }
+
+    async fn escalate_referral(
+        &self,
+        request: Request<pb::EscalateReferralRequest>,
+    ) -> Result<Response<pb::EscalateReferralResponse>, Status> {
+        self.partner_call("EscalateReferral", request, |call, req| async move {
+            let latest = self.latest_reply_day(&call);
+            let due = match Day::parse_optional(&req.due_date) {
+                Ok(due) => {
+                    let mut v = Violations::new();
+                    if let Some(due) = due {
+                        self.check_reply_day(&call, due, latest, &mut v);
+                    }
+                    v.finish()?;
+                    Ok(due.unwrap_or(latest))
+                }
+                Err(e) => Err(convert::invalid("due_date", e)),
+            };
+            let action = due.map(|due| ReferralAction::Escalate {
+                due,
+                expires: self.expiry_day(due),
+            });
+            let today = call.at.day();
+            let referral = self
+                .referral_action(
+                    call,
+                    &req.referral_id,
+                    req.expected_version,
+                    &req.request_id,
+                    action,
+                )
+                .await?;
+            Ok(pb::EscalateReferralResponse {
+                referral: Some(convert::referral(&referral, today)),
             })
         })
         .await
@@ -611,7 +688,7 @@ impl CaseService for Api {
                 .map_err(|e| convert::invalid("referral_id", e))?;
             let referral = self.own_referral(&call, id).await?;
             Ok(pb::GetReferralResponse {
-                referral: Some(convert::referral(&referral)),
+                referral: Some(convert::referral(&referral, call.at.day())),
             })
         })
         .await
@@ -647,6 +724,7 @@ impl CaseService for Api {
                 direction,
                 person: None,
                 states,
+                overdue_on: req.overdue_only.then(|| call.at.day()),
             };
             // The referrals it sent are its own; those it received are shown while referrals
             // may still reach it, decided per person and audited like any read. The page is cut
@@ -714,7 +792,7 @@ impl CaseService for Api {
                 referrals: shown
                     .iter()
                     .filter(|r| withheld.keeps(*r))
-                    .map(convert::referral)
+                    .map(|r| convert::referral(r, call.at.day()))
                     .collect(),
                 next_page_token,
             })

@@ -100,6 +100,7 @@ pub fn referral_state_from_pb(s: i32) -> Result<ReferralState, Invalid> {
         Ok(S::Acknowledged) => Ok(ReferralState::Acknowledged),
         Ok(S::Answered) => Ok(ReferralState::Answered),
         Ok(S::Closed) => Ok(ReferralState::Closed),
+        Ok(S::Expired) => Ok(ReferralState::Expired),
         Ok(S::Unspecified) => Err(Invalid::new("required: a referral state")),
         Err(_) => Err(Invalid::new(format!("unknown referral state {s}"))),
     }
@@ -111,6 +112,7 @@ pub fn referral_state_to_pb(s: ReferralState) -> pb::ReferralState {
         ReferralState::Acknowledged => pb::ReferralState::Acknowledged,
         ReferralState::Answered => pb::ReferralState::Answered,
         ReferralState::Closed => pb::ReferralState::Closed,
+        ReferralState::Expired => pb::ReferralState::Expired,
     }
 }
 
@@ -275,7 +277,8 @@ fn referral_transition(t: &ReferralTransition) -> pb::ReferralTransition {
     }
 }
 
-pub fn referral(r: &Referral) -> pb::Referral {
+/// A referral as of `today` (whether it is overdue).
+pub fn referral(r: &Referral, today: Day) -> pb::Referral {
     pb::Referral {
         id: r.id.to_string(),
         case_id: r.case.to_string(),
@@ -291,6 +294,12 @@ pub fn referral(r: &Referral) -> pb::Referral {
         updated_at: timestamp(r.updated_at),
         history: r.history.iter().map(referral_transition).collect(),
         version: r.version,
+        expires_on: r.expires_on.map(|d| d.to_string()).unwrap_or_default(),
+        overdue: r.overdue(today),
+        due_reminded_at: r.due_reminded_at.and_then(timestamp),
+        overdue_notified_at: r.overdue_notified_at.and_then(timestamp),
+        expiry_reason: r.expiry_reason.clone(),
+        escalations: i32::try_from(r.escalations).unwrap_or(i32::MAX),
     }
 }
 
@@ -304,11 +313,13 @@ pub fn change(c: &ChangeRecord, local_ids: &[LocalId], today: Day) -> pb::Change
         ChangeKind::ReferralUpdated => pb::ChangeKind::ReferralUpdated,
         ChangeKind::Redacted => pb::ChangeKind::Redacted,
         ChangeKind::ConsentRecorded => pb::ChangeKind::ConsentRecorded,
+        ChangeKind::ReferralDue => pb::ChangeKind::ReferralDue,
+        ChangeKind::ReferralOverdue => pb::ChangeKind::ReferralOverdue,
     };
     let resource = match &c.resource {
         ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f, today)),
         ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
-        ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r)),
+        ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r, today)),
         ChangeResource::Redaction(r) => pb::change_event::Resource::Redaction(redaction(r)),
         ChangeResource::ConsentNotice(n) => {
             pb::change_event::Resource::ConsentNotice(pb::ConsentNotice {

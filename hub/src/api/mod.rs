@@ -51,6 +51,7 @@ pub struct Settings {
     pub cog_vintage: i32,
     pub feed: FeedConfig,
     pub flags: crate::config::FlagsConfig,
+    pub referrals: crate::config::ReferralsConfig,
 }
 
 /// An authenticated partner call: who, why, and a digest of the request for idempotency.
@@ -144,6 +145,7 @@ with_context!(
     pb::AcknowledgeReferralRequest,
     pb::AnswerReferralRequest,
     pb::CloseReferralRequest,
+    pb::EscalateReferralRequest,
     pb::GetReferralRequest,
     pb::ListReferralsRequest,
     pb::SubscribeRequest,

@@ -238,7 +238,7 @@ impl PersonService for Api {
             let referrals = referrals
                 .into_iter()
                 .filter(|r| withheld.keeps(*r))
-                .map(convert::referral)
+                .map(|r| convert::referral(r, today))
                 .collect();
             Ok(pb::GetPersonSummaryResponse {
                 person_id: person.to_string(),

@@ -292,7 +292,21 @@ enum ReferralCommand {
         #[arg(long)]
         version: i64,
     },
-    List,
+    /// Ask again, with a new reply deadline (the territory's delay by default).
+    Escalate {
+        #[arg(long)]
+        referral_id: String,
+        #[arg(long)]
+        version: i64,
+        /// The new deadline, `YYYY-MM-DD`.
+        #[arg(long, default_value = "")]
+        due: String,
+    },
+    List {
+        /// Only those past their deadline, still awaiting their answer.
+        #[arg(long)]
+        overdue: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -689,8 +703,13 @@ fn print_case(c: &pb::Case) {
 }
 
 fn print_referral(r: &pb::Referral) {
+    let deadline = match (r.overdue, r.due_date.is_empty()) {
+        (true, _) => format!(" — en retard, échéance {}", r.due_date),
+        (false, false) => format!(" — réponse attendue le {}", r.due_date),
+        (false, true) => String::new(),
+    };
     println!(
-        "referral {} v{} {} → {} {:<12} case {}: {}{}",
+        "referral {} v{} {} → {} {:<12} case {}: {}{}{deadline}",
         r.id,
         r.version,
         r.from_partner,
@@ -704,6 +723,9 @@ fn print_referral(r: &pb::Referral) {
             format!(" — answer: {}", r.answer)
         }
     );
+    if !r.expiry_reason.is_empty() {
+        println!("    expirée : {}", r.expiry_reason);
+    }
 }
 
 struct Ctx {
@@ -1191,7 +1213,24 @@ async fn referral(
                 .into_inner()
                 .referral
         }
-        ReferralCommand::List => {
+        ReferralCommand::Escalate {
+            referral_id,
+            version,
+            due,
+        } => {
+            client
+                .escalate_referral(pb::EscalateReferralRequest {
+                    context: ctx.context(),
+                    referral_id,
+                    expected_version: version,
+                    due_date: due,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner()
+                .referral
+        }
+        ReferralCommand::List { overdue } => {
             let mut token = String::new();
             loop {
                 let r = client
@@ -1201,6 +1240,7 @@ async fn referral(
                         states: vec![],
                         page_size: 100,
                         page_token: token,
+                        overdue_only: overdue,
                     })
                     .await?
                     .into_inner();

@@ -22,6 +22,10 @@ pub enum ChangeKind {
     Redacted,
     /// A consent recorded by another partner opens to that partner data this one wrote.
     ConsentRecorded,
+    /// A referral's reply deadline is today: for its recipient only.
+    ReferralDue,
+    /// A referral's reply deadline has passed without an answer: for its sender only.
+    ReferralOverdue,
 }
 
 impl ChangeKind {
@@ -35,6 +39,8 @@ impl ChangeKind {
             ChangeKind::ReferralUpdated => "referral_updated",
             ChangeKind::Redacted => "redacted",
             ChangeKind::ConsentRecorded => "consent_recorded",
+            ChangeKind::ReferralDue => "referral_due",
+            ChangeKind::ReferralOverdue => "referral_overdue",
         }
     }
 }
@@ -168,7 +174,7 @@ pub struct ChangeRecord {
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 8] = [
+    pub const ALL: [ChangeKind; 10] = [
         ChangeKind::FlagRaised,
         ChangeKind::FlagRetracted,
         ChangeKind::CaseOpened,
@@ -177,7 +183,18 @@ impl ChangeKind {
         ChangeKind::ReferralUpdated,
         ChangeKind::Redacted,
         ChangeKind::ConsentRecorded,
+        ChangeKind::ReferralDue,
+        ChangeKind::ReferralOverdue,
     ];
+
+    /// The one partner a reminder is for, when the change is one.
+    pub fn reminds(self, resource: &ChangeResource) -> Option<&PartnerId> {
+        match (self, resource) {
+            (ChangeKind::ReferralDue, ChangeResource::Referral(r)) => Some(&r.to),
+            (ChangeKind::ReferralOverdue, ChangeResource::Referral(r)) => Some(&r.from),
+            _ => None,
+        }
+    }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)

@@ -17,7 +17,7 @@ pub mod taxonomy;
 
 pub use case::{Case, CaseStatus, CaseTransition};
 pub use category::{DataCategory, Theme};
-pub use clock::{Clock, Day, SystemClock, Timestamp, paris};
+pub use clock::{Clock, Day, ShiftedClock, SystemClock, Timestamp, paris};
 pub use context::{Purpose, RequestContext};
 pub use flag::{Flag, FlagStatus};
 pub use ids::{AgentId, CaseId, FlagId, LocalId, PartnerId, PersonId, ReferralId, RequestId};

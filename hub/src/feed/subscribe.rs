@@ -337,6 +337,14 @@ impl Subscription<'_> {
             if let Some(false) = change.resource.is_for(self.partner) {
                 continue;
             }
+            // A referral's reminder is for its recipient (due) or its sender (overdue) alone.
+            if change
+                .kind
+                .reminds(&change.resource)
+                .is_some_and(|p| p != self.partner)
+            {
+                continue;
+            }
             if let Entry::Vacant(slot) = people.entry(person) {
                 let facts = self.gate.facts(partner, person).await?;
                 slot.insert(Person {

@@ -53,11 +53,14 @@ pub struct Expiries {
     pub mandates: u32,
     pub flags: u32,
     pub redactions: u32,
+    /// Referral reminders sent (due, overdue) and referrals expired.
+    #[serde(default)]
+    pub referral_reminders: u32,
 }
 
 impl Expiries {
     pub fn total(&self) -> u32 {
-        self.consents + self.mandates + self.flags
+        self.consents + self.mandates + self.flags + self.referral_reminders
     }
 }
 
@@ -200,6 +203,8 @@ pub struct ReferralFilter {
     pub direction: Option<Direction>,
     pub person: Option<PersonId>,
     pub states: Vec<ReferralState>,
+    /// Only those past their deadline on this day, still awaiting their answer.
+    pub overdue_on: Option<crate::domain::Day>,
 }
 
 /// A change to an existing aggregate, decided by the domain once the current value is read

@@ -94,6 +94,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed audience",
         include_str!("../../migrations/postgres/0004_feed_audience.sql"),
     ),
+    (
+        5,
+        "referral deadlines",
+        include_str!("../../migrations/postgres/0005_referral_deadlines.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

@@ -481,7 +481,7 @@ macro_rules! sql_store {
             let named: Option<Vec<&PartnerId>> = match &resource {
                 ChangeResource::Redaction(r) => Some(vec![&r.partner]),
                 ChangeResource::ConsentNotice(n) => Some(n.partners.iter().collect()),
-                _ => None,
+                resource => kind.reminds(resource).map(|p| vec![p]),
             };
             match named {
                 Some(partners) => {
@@ -609,6 +609,20 @@ macro_rules! sql_store {
                 moved.push(record);
             }
             Ok(moved)
+        }
+
+        /// Writes a referral back with its state, deadline and next reminder.
+        async fn save_referral(conn: &mut Conn, referral: &Referral) -> Result<()> {
+            sqlx::query("UPDATE referrals SET state = $1, version = $2, doc = $3, due_date = $4, next_reminder = $5 WHERE id = $6")
+                .bind(referral.state.as_str())
+                .bind(referral.version)
+                .bind(serde_json::to_string(referral)?)
+                .bind(referral.due_date.map(|d| d.to_string()))
+                .bind(referral.next_reminder().map(|(day, _)| day.to_string()))
+                .bind(referral.id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
         }
 
         /// Consent records or mandates whose expiry has come and whose end is not applied yet.
@@ -1706,8 +1720,8 @@ macro_rules! sql_store {
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         sqlx::query(
-                            "INSERT INTO referrals (id, case_id, person_id, from_partner, to_partner, state, version, doc)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                            "INSERT INTO referrals (id, case_id, person_id, from_partner, to_partner, state, version, doc, due_date, next_reminder)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                         )
                         .bind(referral.id.to_string())
                         .bind(referral.case.to_string())
@@ -1717,6 +1731,8 @@ macro_rules! sql_store {
                         .bind(referral.state.as_str())
                         .bind(referral.version)
                         .bind(serde_json::to_string(&referral)?)
+                        .bind(referral.due_date.map(|d| d.to_string()))
+                        .bind(referral.next_reminder().map(|(day, _)| day.to_string()))
                         .execute(&mut *conn)
                         .await?;
                         widen_audience(conn, &referral.from, referral.person).await?;
@@ -1741,13 +1757,7 @@ macro_rules! sql_store {
                         let current: Referral =
                             load_for_update(conn, "referrals", "referral", id.to_string(), expected_version).await?;
                         let referral = update(current)?;
-                        sqlx::query("UPDATE referrals SET state = $1, version = $2, doc = $3 WHERE id = $4")
-                            .bind(referral.state.as_str())
-                            .bind(referral.version)
-                            .bind(serde_json::to_string(&referral)?)
-                            .bind(referral.id.to_string())
-                            .execute(&mut *conn)
-                            .await?;
+                        save_referral(conn, &referral).await?;
                         let position =
                             append_change(conn, ChangeKind::ReferralUpdated, meta, ChangeResource::Referral(referral.clone())).await?;
                         Ok((referral, Some(position)))
@@ -1795,6 +1805,10 @@ macro_rules! sql_store {
                 }
                 if let Some(person) = filter.person {
                     q.push(" AND person_id = ").push_bind(person.to_string());
+                }
+                if let Some(today) = filter.overdue_on {
+                    q.push(" AND state IN ('sent', 'acknowledged') AND due_date < ")
+                        .push_bind(today.to_string());
                 }
                 if !filter.states.is_empty() {
                     q.push(" AND state IN (");
@@ -1906,6 +1920,23 @@ macro_rules! sql_store {
             }
 
             async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
+                // Most runs find nothing: asked on the read pool first, so an idle run is no
+                // write (a narrowing write would end every shared feed decision).
+                let (anything,): (bool,) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM consents WHERE ended = $1 AND expires_at <= $2)
+                         OR EXISTS (SELECT 1 FROM mandates WHERE ended = $1 AND expires_at <= $2)
+                         OR EXISTS (SELECT 1 FROM flags WHERE active = $3 AND valid_until IS NOT NULL AND valid_until < $4)
+                         OR EXISTS (SELECT 1 FROM referrals WHERE next_reminder IS NOT NULL AND next_reminder <= $4)",
+                )
+                .bind(false)
+                .bind(now.micros())
+                .bind(true)
+                .bind(now.day().to_string())
+                .fetch_one(&self.read)
+                .await?;
+                if !anything {
+                    return Ok(Expiries::default());
+                }
                 NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
                         let mut done = Expiries::default();
@@ -1999,6 +2030,42 @@ macro_rules! sql_store {
                             done.flags += 1;
                             done.redactions += redactions.len() as u32;
                             note(flag.person, record, &redactions);
+                        }
+                        // Referrals whose reminder is due: each step once (the row's next
+                        // reminder moves with it, in this transaction; replicas take turns at
+                        // the write lock), in order when several fell while the hub was down.
+                        let today = now.day();
+                        let rows: Vec<(String,)> = sqlx::query_as(
+                            "SELECT doc FROM referrals WHERE next_reminder IS NOT NULL AND next_reminder <= $1 ORDER BY next_reminder LIMIT $2",
+                        )
+                        .bind(today.to_string())
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        for mut referral in docs::<Referral>(rows)? {
+                            while let Some((day, step)) = referral.next_reminder() {
+                                if day > today {
+                                    break;
+                                }
+                                referral = referral.remind(step, now);
+                                let kind = match step {
+                                    crate::domain::referral::Reminder::Due => ChangeKind::ReferralDue,
+                                    crate::domain::referral::Reminder::Overdue => ChangeKind::ReferralOverdue,
+                                    crate::domain::referral::Reminder::Expire => ChangeKind::ReferralUpdated,
+                                };
+                                save_referral(conn, &referral).await?;
+                                position = position.max(Some(
+                                    append_change(conn, kind, &meta, ChangeResource::Referral(referral.clone())).await?,
+                                ));
+                                done.referral_reminders += 1;
+                                if step == crate::domain::referral::Reminder::Expire {
+                                    let mut e = AuditEntry::new(now, "hub", "system", "end:expiry".to_string());
+                                    e.person = Some(referral.person);
+                                    e.records = vec![format!("referral:{}", referral.id)];
+                                    e.detail = referral.expiry_reason.clone();
+                                    audit.push(e);
+                                }
+                            }
                         }
                         append_audit(conn, &audit).await?;
                         Ok((done, position))
