@@ -12,6 +12,7 @@ pub mod flag;
 pub mod ids;
 pub mod partner;
 pub mod pivot;
+pub mod priority;
 pub mod referral;
 pub mod taxonomy;
 
