@@ -499,7 +499,8 @@ impl Bench {
                 }
                 let r = r.map_err(|s| format!("{s:?}"))?.into_inner();
                 let flag = r.flag.ok_or("no flag")?;
-                // Another partner's flag it may read, first by id; else its own; else new.
+                // Its own flag (it acts on its own); else another partner's flag it may read,
+                // first by id; else new.
                 let mut readable: Vec<&MFlag> = m
                     .flags
                     .iter()
@@ -516,7 +517,7 @@ impl Bench {
                     .flags
                     .iter()
                     .find(|f| f.x == x && f.code == code && f.active && f.source == p);
-                match (readable.first().copied(), own) {
+                match (own, readable.first().copied()) {
                     (Some(known), _) | (None, Some(known)) => {
                         if r.created || flag.id != known.id {
                             return Err(format!("expected {} not created, got {flag:?}", known.id));

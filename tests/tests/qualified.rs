@@ -271,3 +271,116 @@ async fn past_its_review_day_a_flag_is_to_review_still_shared_and_confirmed_agai
     assert_eq!(flag.qualification_history.len(), 1);
     assert!(!summary_flags(&aspet, "R1").await[0].to_review);
 }
+
+/// Review findings: a partner holding the code upgrades its own flag even when another's is
+/// readable; the new valid_until and note go with an upgrade; evidence is checked and shown
+/// only to its source; a review day is at most ten years ahead.
+#[tokio::test]
+async fn review_own_flag_upgrades_evidence_stays_with_its_source_and_days_are_bounded() {
+    let hub = TestHub::start().await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let aspet = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let who = pivot("Castet", "Rose", "1943-02-17", "31021");
+    bus.link("P", who.clone()).await;
+    aspet.link("P", who).await;
+    for (from, to) in [(&bus, "mairie-aspet"), (&aspet, "cc-comminges")] {
+        from.grant(
+            "P",
+            partner(to),
+            &["digital", "administrative"],
+            &[pb::Purpose::Accompagnement],
+        )
+        .await;
+    }
+    let own = bus
+        .qualify("P", "SANS_INTERNET", pb::Qualification::Observed, "")
+        .await
+        .unwrap()
+        .flag
+        .unwrap();
+    aspet
+        .qualify(
+            "P",
+            "SANS_INTERNET",
+            pb::Qualification::Attested,
+            "courrier de résiliation de l'opérateur",
+        )
+        .await
+        .unwrap();
+    let up = bus
+        .flags
+        .clone()
+        .raise_flag(pb::RaiseFlagRequest {
+            context: ctx(),
+            person: Some(local("P")),
+            code: "SANS_INTERNET".into(),
+            qualification: pb::Qualification::Attested as i32,
+            evidence: "courrier de résiliation de l'opérateur".into(),
+            note: "vu le courrier".into(),
+            valid_until: day(today() + time::Duration::days(400)),
+            request_id: new_request_id(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(up.requalified, "{up:?}");
+    let flag = up.flag.unwrap();
+    assert_eq!(flag.id, own.id, "its own flag");
+    assert_eq!(flag.note, "vu le courrier");
+    assert_eq!(flag.valid_until, "", "open-ended before: still open-ended");
+
+    // What attests it is its source's to read.
+    let seen = summary_flags(&aspet, "P").await;
+    let mine = seen.iter().find(|f| f.code == "SANS_INTERNET").unwrap();
+    assert_eq!(mine.source_partner, "mairie-aspet", "its own shown first");
+    let bus_seen = summary_flags(&bus, "P").await;
+    let bus_flag = bus_seen.iter().find(|f| f.code == "SANS_INTERNET").unwrap();
+    assert_eq!(
+        bus_flag.qualification.as_ref().unwrap().evidence,
+        "courrier de résiliation de l'opérateur"
+    );
+    let events = aspet.feed_until_caught_up(0).await;
+    for e in &events {
+        if let Some(pb::change_event::Resource::Flag(f)) = &e.resource
+            && f.source_partner == "cc-comminges"
+        {
+            assert_eq!(f.qualification.as_ref().unwrap().evidence, "", "{f:?}");
+        }
+    }
+
+    // Evidence: only attested, without numbers; review days within ten years.
+    for (how, evidence, review) in [
+        (pb::Qualification::Declared, "dit au bus", String::new()),
+        (
+            pb::Qualification::Attested,
+            "carte n° 1234567890",
+            String::new(),
+        ),
+        (pb::Qualification::Observed, "", "2200-01-01".to_string()),
+    ] {
+        let refused = bus
+            .flags
+            .clone()
+            .raise_flag(pb::RaiseFlagRequest {
+                context: ctx(),
+                person: Some(local("P")),
+                code: "DEMARCHE_DIFFICILE".into(),
+                qualification: how as i32,
+                evidence: evidence.into(),
+                review_on: review.clone(),
+                request_id: new_request_id(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        let expected = if review.is_empty() {
+            "evidence"
+        } else {
+            "review_on"
+        };
+        assert_eq!(violated_fields(&refused), [expected], "{evidence} {review}");
+    }
+}

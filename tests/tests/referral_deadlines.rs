@@ -266,3 +266,67 @@ async fn on_two_replicas_a_reminder_fires_once() {
     let events = aspet.feed_until_caught_up(0).await;
     assert_eq!(kinds(&events, pb::ChangeKind::ReferralDue), 5);
 }
+
+/// A row whose next reminder went stale (the referral was answered by a replica of an older
+/// version, which did not move it) leaves the schedule at the next run, and does not hold back
+/// the reminders that are due.
+#[tokio::test]
+async fn review_a_stale_reminder_leaves_the_schedule_without_starving_the_others() {
+    let hub = TestHub::start().await;
+    let (bus, aspet, case) = setup(&hub).await;
+    let answered = send(&bus, &case, "").await.unwrap();
+    let waiting = send(&bus, &case, "").await.unwrap();
+    aspet
+        .cases
+        .clone()
+        .answer_referral(pb::AnswerReferralRequest {
+            context: ctx(),
+            referral_id: answered.id.clone(),
+            expected_version: answered.version,
+            answer: "rappelée le jour même".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let db = sqlx::sqlite::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        hub.dir.path().join("relais.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE referrals SET next_reminder = due_date WHERE id = ?")
+        .bind(&answered.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    hub.clock.advance_days(10);
+    let mut sent = 0;
+    for _ in 0..3 {
+        sent += hub
+            .hub
+            .store
+            .apply_expiries(hub.clock.now(), 1)
+            .await
+            .unwrap()
+            .referral_reminders;
+    }
+    assert_eq!(sent, 1, "the waiting referral's reminder, once");
+    let due: Vec<String> = aspet
+        .feed_until_caught_up(0)
+        .await
+        .iter()
+        .filter(|e| e.kind == pb::ChangeKind::ReferralDue as i32)
+        .filter_map(|e| match &e.resource {
+            Some(pb::change_event::Resource::Referral(r)) => Some(r.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(due, std::slice::from_ref(&waiting.id));
+    let (stale,): (Option<String>,) =
+        sqlx::query_as("SELECT next_reminder FROM referrals WHERE id = ?")
+            .bind(&answered.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(stale, None, "an answered referral has no reminder left");
+}

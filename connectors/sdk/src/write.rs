@@ -170,15 +170,20 @@ impl FlagColumn {
         } else {
             day(&review).map_err(|e| format!("`{}` (review day): {e}", self.column))?
         };
+        // Evidence goes only with an attested difficulty (the hub refuses it otherwise).
+        let evidence = match optional(&self.evidence_column) {
+            _ if qualification(&how) != Ok(relais_proto::v1::Qualification::Attested) => {
+                String::new()
+            }
+            e if e.is_empty() => self.evidence.clone().unwrap_or_default(),
+            e => e,
+        };
         Ok(Some(Write::RaiseFlag {
             local_id: local_id.to_string(),
             code: self.code.clone(),
             note: optional(&self.note_column),
             qualification: how,
-            evidence: match optional(&self.evidence_column) {
-                e if e.is_empty() => self.evidence.clone().unwrap_or_default(),
-                e => e,
-            },
+            evidence,
             review_on,
         }))
     }

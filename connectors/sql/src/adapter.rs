@@ -141,18 +141,32 @@ impl SqlAdapter {
                 ))
                 .execute(&pool)
                 .await?;
-                // Columns a table made by an earlier version lacks: added once, an error
-                // meaning the column is there already.
+                // Columns a table made by an earlier version lacks: asked first, added only
+                // when missing; a connector that may not add them says so and stops (its
+                // writes of statuses would all fail).
                 for column in ["qualification", "due_on"] {
-                    let added = sqlx::query(&format!(
+                    let there = sqlx::query(&format!(
+                        "SELECT {column} FROM {} WHERE 1 = 0",
+                        self.config.status_table
+                    ))
+                    .fetch_all(&pool)
+                    .await
+                    .is_ok();
+                    if there {
+                        continue;
+                    }
+                    sqlx::query(&format!(
                         "ALTER TABLE {} ADD COLUMN {column} TEXT",
                         self.config.status_table
                     ))
                     .execute(&pool)
-                    .await;
-                    if let Err(e) = added {
-                        tracing::debug!(%column, error = %e, "status column already there");
-                    }
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the status table {table} lacks the column `{column}` and the connector may not add it ({e}): run `ALTER TABLE {table} ADD COLUMN {column} TEXT` as its owner",
+                            table = self.config.status_table
+                        )
+                    })?;
                 }
                 anyhow::Ok(pool)
             })

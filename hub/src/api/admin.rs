@@ -873,7 +873,7 @@ impl AdminService for Api {
                 )
                 .await?;
             Ok(pb::AdminServiceRetractFlagResponse {
-                flag: Some(convert::flag(&flag, self.clock.now().day())),
+                flag: Some(convert::flag(&flag, self.clock.now().day(), None)),
             })
         })
         .await

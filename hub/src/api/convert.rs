@@ -4,7 +4,7 @@
 use crate::domain::case::{Case, CaseTransition};
 use crate::domain::change::{ChangeKind, ChangeRecord, ChangeResource};
 use crate::domain::flag::{Flag, Qualification, Qualified};
-use crate::domain::ids::LocalId;
+use crate::domain::ids::{LocalId, PartnerId};
 use crate::domain::partner::{CertificateRecord, Partner, PartnerKind, PartnerStatus};
 use crate::domain::referral::{Referral, ReferralState, ReferralTransition};
 use crate::domain::{AgentId, CaseStatus, Day, FlagStatus, Purpose, RequestContext, Timestamp};
@@ -203,9 +203,19 @@ pub fn qualification_to_pb(how: Qualification) -> pb::Qualification {
     }
 }
 
-/// A flag as of `today` (whether it is due for review).
-pub fn flag(f: &Flag, today: Day) -> pb::Flag {
+/// A flag as of `today` (whether it is due for review), as `viewer` reads it: what attests it
+/// (`evidence`, free text that may say more than the flag's category) only for its source and
+/// the administrator (`None`).
+pub fn flag(f: &Flag, today: Day, viewer: Option<&PartnerId>) -> pb::Flag {
     let retraction = f.retraction.as_ref();
+    let own = viewer.is_none_or(|v| v == &f.source_partner);
+    let shown = |q: &Qualified| {
+        let mut q = qualification(q);
+        if !own {
+            q.evidence.clear();
+        }
+        q
+    };
     pb::Flag {
         id: f.id.to_string(),
         person_id: f.person.to_string(),
@@ -229,10 +239,10 @@ pub fn flag(f: &Flag, today: Day) -> pb::Flag {
         retracted_by_agent: retraction.map(|r| r.agent.to_string()).unwrap_or_default(),
         retraction_reason: retraction.map(|r| r.reason.clone()).unwrap_or_default(),
         version: f.version,
-        qualification: Some(qualification(&f.qualified())),
+        qualification: Some(shown(&f.qualified())),
         review_on: f.review_on.map(|d| d.to_string()).unwrap_or_default(),
         to_review: f.retraction.is_none() && f.to_review(today),
-        qualification_history: f.qualification_history.iter().map(qualification).collect(),
+        qualification_history: f.qualification_history.iter().map(shown).collect(),
     }
 }
 
@@ -303,7 +313,13 @@ pub fn referral(r: &Referral, today: Day) -> pb::Referral {
     }
 }
 
-pub fn change(c: &ChangeRecord, local_ids: &[LocalId], today: Day) -> pb::ChangeEvent {
+/// A change as `viewer` (the subscriber) receives it.
+pub fn change(
+    c: &ChangeRecord,
+    local_ids: &[LocalId],
+    today: Day,
+    viewer: &PartnerId,
+) -> pb::ChangeEvent {
     let kind = match c.kind {
         ChangeKind::FlagRaised => pb::ChangeKind::FlagRaised,
         ChangeKind::FlagRetracted => pb::ChangeKind::FlagRetracted,
@@ -317,7 +333,7 @@ pub fn change(c: &ChangeRecord, local_ids: &[LocalId], today: Day) -> pb::Change
         ChangeKind::ReferralOverdue => pb::ChangeKind::ReferralOverdue,
     };
     let resource = match &c.resource {
-        ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f, today)),
+        ChangeResource::Flag(f) => pb::change_event::Resource::Flag(flag(f, today, Some(viewer))),
         ChangeResource::Case(x) => pb::change_event::Resource::Case(case(x)),
         ChangeResource::Referral(r) => pb::change_event::Resource::Referral(referral(r, today)),
         ChangeResource::Redaction(r) => pb::change_event::Resource::Redaction(redaction(r)),

@@ -7,6 +7,15 @@ use crate::domain::{Day, FlagCode};
 use crate::error::{Error, Violations};
 use crate::policy::{Action, Subject};
 use crate::store::Raised;
+
+/// How far ahead a review day may be (ten years, as the territory's longest delay).
+const MAX_REVIEW_DAYS: i64 = 3660;
+
+/// A run of six digits or more: a file, card or social security number.
+fn has_a_number(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_digit())
+        .any(|run| run.len() >= 6)
+}
 use relais_proto::v1::{self as pb, flag_service_server::FlagService};
 use tonic::{Request, Response, Status};
 
@@ -36,7 +45,27 @@ impl FlagService for Api {
             {
                 v.push("review_on", "must be after today");
             }
-            if how == Some(Qualification::Attested) && evidence.as_ref().is_some_and(String::is_empty) {
+            if let Some(Some(review)) = review_on
+                && review > today.plus_days(MAX_REVIEW_DAYS)
+            {
+                v.push(
+                    "review_on",
+                    format!("at most {MAX_REVIEW_DAYS} days ahead: a difficulty is checked again with the person"),
+                );
+            }
+            match (how, evidence.as_deref()) {
+                (Some(Qualification::Attested), Some(e)) if e.trim().is_empty() => {}
+                (Some(Qualification::Attested), Some(e)) if has_a_number(e) => v.push(
+                    "evidence",
+                    "names the kind of document or decision, without its number (no file, card or social security number)",
+                ),
+                (Some(_), Some(e)) if !e.is_empty() && how != Some(Qualification::Attested) => v.push(
+                    "evidence",
+                    "only for an attested difficulty",
+                ),
+                _ => {}
+            }
+            if how == Some(Qualification::Attested) && evidence.as_ref().is_some_and(|e| e.trim().is_empty()) {
                 v.push(
                     "evidence",
                     "required for an attested difficulty: what attests it (\"notification APA du département\")",
@@ -59,8 +88,14 @@ impl FlagService for Api {
             // Tell us once: a flag of this code that another partner raised and the caller may
             // read is the answer (read and audited as such). One it may not read is none of its
             // business: the caller raises its own, and learns nothing of the other.
+            // A partner that holds the code itself upgrades or confirms its own flag (the store
+            // decides): another's answer would leave its own as it was.
             let others = self.store.list_flags(person, false, None, 500).await?;
+            let holds = others
+                .iter()
+                .any(|f| f.code == code && &f.source_partner == call.id());
             let readable = others.iter().find(|f| {
+                !holds &&
                 f.code == code
                     && &f.source_partner != call.id()
                     // The caller knows it more surely: it raises its own, qualified as it is.
@@ -90,7 +125,7 @@ impl FlagService for Api {
                         .await?;
                     if withheld.keeps(known) {
                         return Ok(pb::RaiseFlagResponse {
-                            flag: Some(convert::flag(known, today)),
+                            flag: Some(convert::flag(known, today, Some(call.id()))),
                             created: false,
                             requalified: false,
                         });
@@ -125,7 +160,7 @@ impl FlagService for Api {
             ));
             let (flag, raised) = self.store.raise_flag(flag, &meta).await?;
             Ok(pb::RaiseFlagResponse {
-                flag: Some(convert::flag(&flag, today)),
+                flag: Some(convert::flag(&flag, today, Some(call.id()))),
                 created: raised == Raised::Created,
                 requalified: raised == Raised::Requalified,
             })
@@ -197,7 +232,7 @@ impl FlagService for Api {
                 )
                 .await?;
             Ok(pb::RetractFlagResponse {
-                flag: Some(convert::flag(&flag, call.at.day())),
+                flag: Some(convert::flag(&flag, call.at.day(), Some(call.id()))),
             })
         })
         .await
@@ -237,7 +272,7 @@ impl FlagService for Api {
             let flags =
                 disclose::fold_flags(shown.iter().filter(|f| withheld.keeps(*f)), call.id())
                     .into_iter()
-                    .map(|f| convert::flag(f, call.at.day()))
+                    .map(|f| convert::flag(f, call.at.day(), Some(call.id())))
                     .collect();
             Ok(pb::ListFlagsResponse {
                 flags,

@@ -229,7 +229,10 @@ impl PersonService for Api {
             let flags =
                 disclose::fold_flags(flags.into_iter().filter(|f| withheld.keeps(*f)), call.id());
             let today = call.at.day();
-            let flags = flags.into_iter().map(|f| convert::flag(f, today)).collect();
+            let flags = flags
+                .into_iter()
+                .map(|f| convert::flag(f, today, Some(call.id())))
+                .collect();
             let cases = cases
                 .into_iter()
                 .filter(|c| withheld.keeps(*c))

@@ -34,12 +34,14 @@ impl SyncService for Api {
                 &self.settings.feed,
             );
             let clock = self.clock.clone();
+            let viewer = call.id().clone();
             let stream = ReceiverStream::new(rx).map(move |item| match item {
                 Ok(FeedItem::Event { change, local_ids }) => Ok(pb::SubscribeResponse {
                     payload: Some(pb::subscribe_response::Payload::Event(convert::change(
                         &change,
                         &local_ids,
                         clock.now().day(),
+                        &viewer,
                     ))),
                 }),
                 Ok(FeedItem::CaughtUp(position)) => Ok(pb::SubscribeResponse {

@@ -127,20 +127,30 @@ impl Flag {
         self.review_on.is_some_and(|day| day < today)
     }
 
-    /// The same code raised again by its source: a stronger qualification upgrades the flag,
-    /// and the same one confirms it when it is due for review (a new review day); the
-    /// qualification it replaces goes to the history. Anything else changes nothing (`None`).
-    pub fn requalify(&self, by: Qualified, review_on: Option<Day>, today: Day) -> Option<Flag> {
+    /// The same code raised again by its source (`raised`: the new flag as asked): a stronger
+    /// qualification upgrades the flag, and the same one confirms it when it is due for review
+    /// or past its `valid_until` (a new review day). The qualification it replaces goes to the
+    /// history; the flag takes the new note (when one is given) and the later `valid_until`
+    /// (none: open-ended). Anything else changes nothing (`None`).
+    pub fn requalify(&self, raised: &Flag, today: Day) -> Option<Flag> {
         let current = self.qualified();
+        let by = raised.qualified();
         let stronger = by.how > current.how;
-        let confirmed = by.how == current.how && self.to_review(today);
+        let confirmed = by.how == current.how && (self.to_review(today) || self.lapsed(today));
         if self.retraction.is_some() || !(stronger || confirmed) {
             return None;
         }
         let mut flag = self.clone();
         flag.qualification_history.push(current);
         flag.qualification = Some(by);
-        flag.review_on = review_on;
+        flag.review_on = raised.review_on;
+        if !raised.note.is_empty() {
+            flag.note = raised.note.clone();
+        }
+        flag.valid_until = match (self.valid_until, raised.valid_until) {
+            (Some(old), Some(new)) => Some(old.max(new)),
+            _ => None,
+        };
         flag.version += 1;
         Some(flag)
     }
@@ -208,22 +218,32 @@ mod tests {
     fn only_stronger_or_a_due_confirmation_requalifies() {
         let today = day("2027-06-01");
         let f = older();
+        let raise = |how, review: Option<Day>| Flag {
+            qualification: Some(by(how)),
+            review_on: review,
+            note: "vu au bus".into(),
+            ..older()
+        };
         assert!(
-            f.requalify(by(Qualification::Declared), None, today)
+            f.requalify(&raise(Qualification::Declared, None), today)
                 .is_none()
         );
         let up = f
-            .requalify(by(Qualification::Attested), Some(day("2029-06-01")), today)
+            .requalify(
+                &raise(Qualification::Attested, Some(day("2029-06-01"))),
+                today,
+            )
             .unwrap();
         assert_eq!(up.version, 2);
+        assert_eq!(up.note, "vu au bus");
         assert_eq!(up.qualification_history, [f.qualified()]);
         assert!(
-            up.requalify(by(Qualification::Observed), None, today)
+            up.requalify(&raise(Qualification::Observed, None), today)
                 .is_none()
         );
         // Not due: the same qualification changes nothing; due: it confirms.
         assert!(
-            up.requalify(by(Qualification::Attested), None, today)
+            up.requalify(&raise(Qualification::Attested, None), today)
                 .is_none()
         );
         let due = Flag {
@@ -232,10 +252,29 @@ mod tests {
         };
         assert!(due.to_review(today));
         let confirmed = due
-            .requalify(by(Qualification::Attested), Some(day("2029-06-01")), today)
+            .requalify(
+                &raise(Qualification::Attested, Some(day("2029-06-01"))),
+                today,
+            )
             .unwrap();
         assert_eq!(confirmed.qualification_history.len(), 2);
         assert!(!confirmed.to_review(today));
+        // Past its valid_until, the same qualification renews it, until the later day.
+        let lapsed = Flag {
+            valid_until: Some(day("2027-05-01")),
+            ..up.clone()
+        };
+        let renewed = lapsed
+            .requalify(
+                &Flag {
+                    valid_until: Some(day("2028-05-01")),
+                    ..raise(Qualification::Attested, None)
+                },
+                today,
+            )
+            .unwrap();
+        assert_eq!(renewed.valid_until, Some(day("2028-05-01")));
+        assert!(renewed.current(today));
         let retracted = Flag {
             retraction: Some(Retraction {
                 at: Timestamp::from_micros(0),
@@ -247,7 +286,7 @@ mod tests {
         };
         assert!(
             retracted
-                .requalify(by(Qualification::Attested), None, today)
+                .requalify(&raise(Qualification::Attested, None), today)
                 .is_none()
         );
     }

@@ -1560,12 +1560,13 @@ macro_rules! sql_store {
                         .await?;
                         if let Some((doc,)) = active {
                             let held: Flag = serde_json::from_str(&doc)?;
-                            let Some(requalified) = held.requalify(flag.qualified(), flag.review_on, meta.at.day()) else {
+                            let Some(requalified) = held.requalify(&flag, meta.at.day()) else {
                                 return Ok(((held, Raised::Unchanged), None));
                             };
-                            sqlx::query("UPDATE flags SET version = $1, doc = $2 WHERE id = $3 AND version = $4")
+                            sqlx::query("UPDATE flags SET version = $1, doc = $2, valid_until = $3 WHERE id = $4 AND version = $5")
                                 .bind(requalified.version)
                                 .bind(serde_json::to_string(&requalified)?)
+                                .bind(requalified.valid_until.map(|d| d.to_string()))
                                 .bind(requalified.id.to_string())
                                 .bind(held.version)
                                 .execute(&mut *conn)
@@ -2043,6 +2044,9 @@ macro_rules! sql_store {
                         .fetch_all(&mut *conn)
                         .await?;
                         for mut referral in docs::<Referral>(rows)? {
+                            // Written back whatever happens: a row whose next reminder is stale
+                            // (ended, or moved by an older replica) leaves the schedule.
+                            save_referral(conn, &referral).await?;
                             while let Some((day, step)) = referral.next_reminder() {
                                 if day > today {
                                     break;
