@@ -197,6 +197,12 @@ async fn reminders_fire_once_in_order_to_their_partner_and_survive_a_restart() {
         .unwrap();
     assert_eq!(ended.state, pb::ReferralState::Expired as i32);
     assert!(ended.expiry_reason.contains("sans réponse"), "{ended:?}");
+    let last_move = ended.history.last().unwrap();
+    assert_eq!(
+        (last_move.partner.as_str(), last_move.agent.as_str()),
+        ("hub", "relais"),
+        "the hub expired it, not the recipient"
+    );
     assert!(!ended.overdue, "an expired referral awaits nothing");
     let to_mairie = aspet.feed_until_caught_up(0).await;
     assert_eq!(kinds(&to_mairie, pb::ChangeKind::ReferralDue), 2);

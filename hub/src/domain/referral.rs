@@ -148,10 +148,13 @@ impl Referral {
                 let due = self.due_date.map(|d| d.to_string()).unwrap_or_default();
                 self.expiry_reason =
                     format!("sans réponse à l'échéance du {due} ni dans le délai qui a suivi");
+                // The hub's own act: its name, not the recipient's (the name is reserved, no
+                // partner can hold it).
+                let hub = PartnerId::parse("hub").unwrap_or_else(|_| self.from.clone());
                 self.history.push(ReferralTransition {
                     from: self.state,
                     to: ReferralState::Expired,
-                    partner: self.to.clone(),
+                    partner: hub,
                     agent: AgentId::system(),
                     at,
                 });
