@@ -189,6 +189,28 @@ impl TestHub {
         }
     }
 
+    /// Two replicas on one fresh PostgreSQL database, sharing the CA and the matching key;
+    /// `None` (the test says it is skipped) without PostgreSQL.
+    pub async fn two_replicas(test: &str) -> Option<(TestHub, TestHub)> {
+        let Some(Backend::Postgres(server)) = Backend::postgres(test) else {
+            return None;
+        };
+        let db = TestDatabase::create(&server).await;
+        let url = db.url.clone();
+        let configure = |dir: &tempfile::TempDir| {
+            let mut config = config_for(dir.path());
+            config.database_url = url.clone();
+            config.store.pool_size = 4;
+            config
+        };
+        let dir_a = tempfile::tempdir().expect("temporary directory");
+        let a = TestHub::start_with(configure(&dir_a), dir_a, Some(db)).await;
+        let dir_b = tempfile::tempdir().expect("temporary directory");
+        share_identity(a.dir.path(), dir_b.path());
+        let b = TestHub::start_with(configure(&dir_b), dir_b, None).await;
+        Some((a, b))
+    }
+
     /// Stops the hub and starts it again on the same data and database, at the same time.
     pub async fn restart(self) -> TestHub {
         let TestHub {
@@ -300,6 +322,23 @@ impl Partner {
             .into_inner()
             .flag
             .expect("flag")
+    }
+
+    /// The person's flags as this partner may list them (the first page).
+    pub async fn flags_of(&self, local_id: &str, include_retracted: bool) -> Vec<pb::Flag> {
+        self.flags
+            .clone()
+            .list_flags(pb::ListFlagsRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                include_retracted,
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("list flags")
+            .into_inner()
+            .flags
     }
 
     /// Raises a flag qualified `how` (with `evidence` when attested); the raw answer.

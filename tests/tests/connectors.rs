@@ -462,20 +462,7 @@ async fn the_sous_prefecture_application_pushes_writes_and_receives_signed_webho
         ["photo d'identité", "justificatif de domicile"]
     );
     // The flag came qualified as the application said: observed by its agent.
-    let flags = sp
-        .flags
-        .clone()
-        .list_flags(pb::ListFlagsRequest {
-            context: ctx(),
-            person: Some(local("SP-2026-0456")),
-            include_retracted: false,
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .flags;
+    let flags = sp.flags_of("SP-2026-0456", false).await;
     assert_eq!(flags.len(), 1, "{flags:?}");
     let q = flags[0].qualification.clone().expect("qualified");
     assert_eq!(q.qualification, pb::Qualification::Observed as i32);

@@ -604,24 +604,11 @@ async fn summary(p: &Partner) -> Result<pb::GetPersonSummaryResponse, tonic::Sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_takes_effect_on_the_next_call_on_every_replica_despite_the_cache() {
-    let Some(Backend::Postgres(server)) =
-        Backend::postgres("a_suspension_takes_effect_on_the_next_call_on_every_replica")
+    let Some((a, b)) =
+        TestHub::two_replicas("a_suspension_takes_effect_on_the_next_call_on_every_replica").await
     else {
         return;
     };
-    let db = TestDatabase::create(&server).await;
-    let url = db.url.clone();
-    let configure = |dir: &tempfile::TempDir| {
-        let mut config = config_for(dir.path());
-        config.database_url = url.clone();
-        config.store.pool_size = 4;
-        config
-    };
-    let dir_a = tempfile::tempdir().unwrap();
-    let a = TestHub::start_with(configure(&dir_a), dir_a, Some(db)).await;
-    let dir_b = tempfile::tempdir().unwrap();
-    share_identity(a.dir.path(), dir_b.path());
-    let b = TestHub::start_with(configure(&dir_b), dir_b, None).await;
 
     let on_a = a
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)

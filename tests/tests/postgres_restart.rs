@@ -80,20 +80,7 @@ async fn the_hub_rides_out_a_postgresql_restart() {
             Err(s) => panic!("the hub did not recover: {s:?}"),
         }
     };
-    let flags = bus
-        .flags
-        .clone()
-        .list_flags(pb::ListFlagsRequest {
-            context: ctx(),
-            person: Some(local("B1")),
-            include_retracted: true,
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .flags;
+    let flags = bus.flags_of("B1", true).await;
     let ids: Vec<_> = flags.iter().map(|f| f.id.as_str()).collect();
     assert!(
         ids.contains(&before.id.as_str()),

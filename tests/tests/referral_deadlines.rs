@@ -243,24 +243,9 @@ async fn reminders_fire_once_in_order_to_their_partner_and_survive_a_restart() {
 /// fires once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_two_replicas_a_reminder_fires_once() {
-    let Some(Backend::Postgres(server)) =
-        Backend::postgres("on_two_replicas_a_reminder_fires_once")
-    else {
+    let Some((a, b)) = TestHub::two_replicas("on_two_replicas_a_reminder_fires_once").await else {
         return;
     };
-    let db = TestDatabase::create(&server).await;
-    let url = db.url.clone();
-    let configure = |dir: &tempfile::TempDir| {
-        let mut config = config_for(dir.path());
-        config.database_url = url.clone();
-        config.store.pool_size = 4;
-        config
-    };
-    let dir_a = tempfile::tempdir().unwrap();
-    let a = TestHub::start_with(configure(&dir_a), dir_a, Some(db)).await;
-    let dir_b = tempfile::tempdir().unwrap();
-    share_identity(a.dir.path(), dir_b.path());
-    let b = TestHub::start_with(configure(&dir_b), dir_b, None).await;
     let (bus, aspet, case) = setup(&a).await;
     for _ in 0..5 {
         send(&bus, &case, "").await.unwrap();

@@ -272,20 +272,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
     assert_eq!(resolve(&cd31, "U-7781").await, rose);
     // Its notification of her APA attests her loss of autonomy, to be reviewed when her
     // rights end.
-    let attested = cd31
-        .flags
-        .clone()
-        .list_flags(pb::ListFlagsRequest {
-            context: ctx(),
-            person: Some(local("U-7781")),
-            include_retracted: false,
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .flags;
+    let attested = cd31.flags_of("U-7781", false).await;
     let apa_flag = attested
         .iter()
         .find(|f| f.code == "PERTE_AUTONOMIE")
