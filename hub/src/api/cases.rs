@@ -679,6 +679,16 @@ impl CaseService for Api {
         .await
     }
 
+    async fn list_work_queue(
+        &self,
+        request: Request<pb::ListWorkQueueRequest>,
+    ) -> Result<Response<pb::ListWorkQueueResponse>, Status> {
+        self.partner_call("ListWorkQueue", request, |call, req| async move {
+            self.work_queue(&call, req).await
+        })
+        .await
+    }
+
     async fn get_referral(
         &self,
         request: Request<pb::GetReferralRequest>,

@@ -11,6 +11,7 @@ mod documents;
 mod flags;
 pub mod fuzzing;
 mod persons;
+mod queue;
 pub mod status;
 mod sync;
 
@@ -148,6 +149,7 @@ with_context!(
     pb::EscalateReferralRequest,
     pb::GetReferralRequest,
     pb::ListReferralsRequest,
+    pb::ListWorkQueueRequest,
     pb::SubscribeRequest,
     pb::GrantConsentRequest,
     pb::WithdrawConsentRequest,

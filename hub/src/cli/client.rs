@@ -137,6 +137,21 @@ enum ClientCommand {
         #[arg(long)]
         history: bool,
     },
+    /// Your work in priority order, each item with why it comes there.
+    Queue {
+        /// Only this procedure.
+        #[arg(long, default_value = "")]
+        procedure: String,
+        /// Only this theme.
+        #[arg(long, default_value = "")]
+        theme: String,
+        /// Only items due before this day (`YYYY-MM-DD`).
+        #[arg(long, default_value = "")]
+        due_before: String,
+        /// How many items.
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+    },
     #[command(subcommand)]
     Flag(FlagCommand),
     #[command(subcommand)]
@@ -840,6 +855,44 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 r.person_id,
                 r.local_ids.join(", ")
             );
+        }
+        ClientCommand::Queue {
+            procedure,
+            theme,
+            due_before,
+            limit,
+        } => {
+            let r = CaseServiceClient::new(channel)
+                .list_work_queue(pb::ListWorkQueueRequest {
+                    context: ctx.context(),
+                    procedure,
+                    theme,
+                    statuses: vec![],
+                    due_before,
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            for item in &r.items {
+                let what = match &item.item {
+                    Some(pb::work_item::Item::Case(c)) => {
+                        format!("démarche {} ({})", c.procedure, status_name(c.status))
+                    }
+                    Some(pb::work_item::Item::Referral(x)) => {
+                        format!("fiche navette de {}", x.from_partner)
+                    }
+                    None => String::new(),
+                };
+                println!(
+                    "{:>3}. [{:>3}] {} — {} : {}",
+                    item.rank,
+                    item.score,
+                    item.local_ids.join(", "),
+                    what,
+                    item.explanation
+                );
+            }
         }
         ClientCommand::Summary { person, history } => {
             let r = PersonServiceClient::new(channel)

@@ -1,0 +1,271 @@
+//! The work queue: a partner's open cases and the referrals awaiting its answer, in priority
+//! order (`domain::priority`). Each person's difficulties are decided for the caller, item by
+//! item, like any read, and the read is audited (the reasons name them); a difficulty it may
+//! not read is never an input.
+
+use super::{Api, Call, convert};
+use crate::domain::case::Case;
+use crate::domain::priority::{Known, Priorities, Situation};
+use crate::domain::referral::{Referral, ReferralState};
+use crate::domain::{CaseStatus, Day, PersonId, Theme};
+use crate::error::{Result, Violations};
+use crate::store::{CaseFilter, Direction, ReferralFilter};
+use relais_proto::v1 as pb;
+use std::collections::HashMap;
+
+/// The most items a queue is built from (open cases and awaiting referrals).
+const MOST: usize = 5_000;
+
+enum Work {
+    Case(Case),
+    Referral(Referral),
+}
+
+impl Work {
+    fn person(&self) -> PersonId {
+        match self {
+            Work::Case(c) => c.person,
+            Work::Referral(r) => r.person,
+        }
+    }
+
+    fn id(&self) -> String {
+        match self {
+            Work::Case(c) => c.id.to_string(),
+            Work::Referral(r) => r.id.to_string(),
+        }
+    }
+
+    fn due(&self) -> Option<Day> {
+        match self {
+            Work::Case(c) => c.due_date,
+            Work::Referral(r) => r.due_date,
+        }
+    }
+}
+
+impl Api {
+    pub(crate) async fn work_queue(
+        &self,
+        call: &Call,
+        req: pb::ListWorkQueueRequest,
+    ) -> Result<pb::ListWorkQueueResponse> {
+        let mut v = Violations::new();
+        let page = convert::page(req.page_size, &req.page_token, &mut v);
+        let size = if req.page_size == 0 {
+            50
+        } else {
+            page.size.min(200)
+        };
+        let theme = if req.theme.is_empty() {
+            None
+        } else {
+            v.field("theme", Theme::parse(&req.theme))
+        };
+        let due_before = v.field("due_before", Day::parse_optional(&req.due_before));
+        let statuses: Vec<CaseStatus> = req
+            .statuses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                v.field(&format!("statuses[{i}]"), convert::case_status_from_pb(*s))
+            })
+            .collect();
+        let offset: usize = match &page.after {
+            None => 0,
+            Some(after) => after.parse().unwrap_or_else(|_| {
+                v.push("page_token", "not a token this hub returned");
+                0
+            }),
+        };
+        v.finish()?;
+        let due_before = due_before.flatten();
+        let today = call.at.day();
+
+        // Its open cases (not yet at an outcome).
+        let mut work = Vec::new();
+        let filter = CaseFilter {
+            owner: Some(call.id().clone()),
+            person: None,
+            statuses: statuses.clone(),
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let batch = self
+                .store
+                .list_cases(&filter, after.as_deref(), 256)
+                .await?;
+            let exhausted = batch.len() < 256;
+            for c in batch {
+                after = Some(c.id.to_string());
+                if !c.status.is_outcome() && !c.status.is_terminal() {
+                    work.push(Work::Case(c));
+                }
+            }
+            if exhausted || work.len() >= MOST {
+                break;
+            }
+        }
+        // The referrals awaiting its answer, when no case status is asked for.
+        if statuses.is_empty() {
+            let filter = ReferralFilter {
+                partner: call.id().clone(),
+                direction: Some(Direction::Inbound),
+                person: None,
+                states: vec![ReferralState::Sent, ReferralState::Acknowledged],
+                overdue_on: None,
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let batch = self
+                    .store
+                    .list_referrals(&filter, after.as_deref(), 256)
+                    .await?;
+                let exhausted = batch.len() < 256;
+                for r in batch {
+                    after = Some(r.id.to_string());
+                    work.push(Work::Referral(r));
+                }
+                if exhausted || work.len() >= MOST {
+                    break;
+                }
+            }
+        }
+        work.retain(|w| {
+            let (procedure, item_theme) = match w {
+                Work::Case(c) => (Some(c.procedure.as_str()), c.theme),
+                Work::Referral(_) => (None, None),
+            };
+            (req.procedure.is_empty() || procedure == Some(req.procedure.as_str()))
+                && (theme.is_none() || item_theme == theme)
+                && due_before.is_none_or(|d| w.due().is_some_and(|due| due < d))
+        });
+
+        // Each person once: what the caller may read of them, decided and recorded.
+        let priorities = Priorities::default();
+        let mut people: HashMap<PersonId, (Vec<Known>, Vec<String>)> = HashMap::new();
+        let mut shown = Vec::new();
+        for w in work {
+            let person = w.person();
+            if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(person) {
+                let facts = self.gate.facts(&call.partner, person).await?;
+                let mut access = self.access(call, facts);
+                // A referral received is shown while referrals may still reach it.
+                if let Work::Referral(r) = &w
+                    && !access.referral(r)
+                {
+                    continue;
+                }
+                let flags = self.store.list_flags(person, false, None, 500).await?;
+                let readable: Vec<_> = flags
+                    .iter()
+                    .filter(|f| f.current(today) && access.flag(f))
+                    .collect();
+                let withheld = access
+                    .record(
+                        &self.store,
+                        "read:ListWorkQueue".into(),
+                        "work queue: difficulties behind the order".into(),
+                    )
+                    .await?;
+                let mut known: Vec<Known> = Vec::new();
+                for f in readable.into_iter().filter(|f| withheld.keeps(*f)) {
+                    let how = f.qualified().how;
+                    match known.iter_mut().find(|k| k.code == f.code) {
+                        Some(k) => k.how = k.how.max(how),
+                        None => known.push(Known { code: f.code, how }),
+                    }
+                }
+                known.sort_by_key(|k| (std::cmp::Reverse(k.how), k.code.code()));
+                let local_ids = self
+                    .store
+                    .local_ids(call.id(), person)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.to_string())
+                    .collect();
+                slot.insert((known, local_ids));
+            } else if let Work::Referral(r) = &w {
+                let facts = self.gate.facts(&call.partner, person).await?;
+                if !self.access(call, facts).referral(r) {
+                    continue;
+                }
+            }
+            shown.push(w);
+        }
+        let mut scored: Vec<(u32, Work, crate::domain::priority::Scored)> = shown
+            .into_iter()
+            .map(|w| {
+                let (known, _) = &people[&w.person()];
+                let situation = match &w {
+                    Work::Case(c) => Situation {
+                        procedure: c.procedure.as_str(),
+                        difficulties: known,
+                        due: c.due_date,
+                        since: c.history.last().map_or(c.opened_at, |t| t.at).day(),
+                        missing_documents: c.missing_documents.len(),
+                        referral_overdue: false,
+                    },
+                    Work::Referral(r) => Situation {
+                        procedure: "",
+                        difficulties: known,
+                        due: r.due_date,
+                        since: r.sent_at.day(),
+                        missing_documents: 0,
+                        referral_overdue: r.overdue(today),
+                    },
+                };
+                let s = priorities.score(&situation, today);
+                (s.score, w, s)
+            })
+            .collect();
+        // Highest score first; then the nearest deadline, then the oldest id: deterministic.
+        scored.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| {
+                    let due = |w: &Work| (w.due().is_none(), w.due());
+                    due(&a.1).cmp(&due(&b.1))
+                })
+                .then_with(|| a.1.id().cmp(&b.1.id()))
+        });
+        let total = scored.len();
+        let items = scored
+            .into_iter()
+            .enumerate()
+            .skip(offset)
+            .take(size as usize)
+            .map(|(i, (score, w, s))| {
+                let local_ids = people[&w.person()].1.clone();
+                pb::WorkItem {
+                    rank: i32::try_from(i + 1).unwrap_or(i32::MAX),
+                    score: i32::try_from(score).unwrap_or(i32::MAX),
+                    explanation: s.explanation(),
+                    reasons: s
+                        .reasons
+                        .iter()
+                        .map(|r| pb::ScoreReason {
+                            points: i32::try_from(r.points).unwrap_or(i32::MAX),
+                            text: r.text.clone(),
+                        })
+                        .collect(),
+                    item: Some(match w {
+                        Work::Case(c) => pb::work_item::Item::Case(convert::case(&c)),
+                        Work::Referral(r) => {
+                            pb::work_item::Item::Referral(convert::referral(&r, today))
+                        }
+                    }),
+                    local_ids,
+                }
+            })
+            .collect();
+        let next = offset + size as usize;
+        Ok(pb::ListWorkQueueResponse {
+            items,
+            next_page_token: if next < total {
+                convert::page_token(&next.to_string())
+            } else {
+                String::new()
+            },
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! The work queue: a partner's open cases and the referrals awaiting it, in a transparent
+//! priority order with reasons in plain French; a difficulty it may not read changes nothing.
+
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+
+fn in_days(days: i64) -> String {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+async fn open(p: &Partner, local_id: &str, due: &str) -> pb::Case {
+    p.cases
+        .clone()
+        .open_case(pb::OpenCaseRequest {
+            context: ctx(),
+            person: Some(local(local_id)),
+            procedure: "F1342".into(),
+            due_date: due.into(),
+            request_id: new_request_id(),
+            ..Default::default()
+        })
+        .await
+        .expect("open case")
+        .into_inner()
+        .r#case
+        .expect("case")
+}
+
+async fn queue(p: &Partner) -> Vec<pb::WorkItem> {
+    p.cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: ctx(),
+            ..Default::default()
+        })
+        .await
+        .expect("work queue")
+        .into_inner()
+        .items
+}
+
+#[tokio::test]
+async fn the_queue_is_ordered_by_what_the_partner_may_read_and_says_why() {
+    let hub = TestHub::start().await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let cd = hub
+        .partner("departement-31", PartnerKind::Departement)
+        .await;
+    let people = [
+        ("A", "Abadie"),
+        ("B", "Barrère"),
+        ("C", "Castet"),
+        ("D", "Dupuy"),
+    ];
+    for (id, name) in people {
+        let who = pivot(name, "Marie", "1944-04-04", "31021");
+        ccas.link(id, who.clone()).await;
+        bus.link(id, who.clone()).await;
+        cd.link(id, who).await;
+    }
+    // A: due in five days. B: the bus saw she lives far away, and she agreed the CCAS knows.
+    // C: the département knows of a health difficulty the CCAS may not read. D: nothing.
+    let a = open(&ccas, "A", &in_days(5)).await;
+    let b = open(&ccas, "B", "").await;
+    let c = open(&ccas, "C", "").await;
+    let d = open(&ccas, "D", "").await;
+    bus.grant(
+        "B",
+        partner("mairie-aspet"),
+        &["mobility"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    bus.qualify("B", "ELOIGNEMENT", pb::Qualification::Observed, "")
+        .await
+        .unwrap();
+    cd.qualify(
+        "C",
+        "PERTE_AUTONOMIE",
+        pb::Qualification::Attested,
+        "notification APA du département",
+    )
+    .await
+    .unwrap();
+
+    let items = queue(&ccas).await;
+    let case_of = |i: &pb::WorkItem| match &i.item {
+        Some(pb::work_item::Item::Case(c)) => c.id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let order: Vec<String> = items.iter().map(case_of).collect();
+    assert_eq!(order[0], a.id, "the nearest deadline first: {items:?}");
+    assert_eq!(items[0].explanation, "échéance dans 5 jours");
+    assert_eq!(order[1], b.id);
+    assert_eq!(items[1].explanation, "habite loin (constaté)");
+    assert_eq!(items[1].local_ids, ["B"]);
+    // C's hidden difficulty changes nothing: C and D stand exactly alike.
+    let rest: Vec<&pb::WorkItem> = items[2..].iter().collect();
+    assert_eq!(rest.len(), 2);
+    let mut ids: Vec<String> = rest.iter().map(|i| case_of(i)).collect();
+    ids.sort();
+    let mut expected = vec![c.id.clone(), d.id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(rest[0].score, rest[1].score);
+    assert_eq!(rest[0].explanation, "");
+    assert_eq!(rest[1].explanation, "");
+    assert_eq!(
+        items.iter().map(|i| i.rank).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+
+    // A fiche navette the bus sends it, due in two days, comes into its queue with its reasons.
+    bus.grant(
+        "D",
+        partner("mairie-aspet"),
+        &["referrals", "case_status"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
+    let bus_case = bus.open_case("D", "F1342").await;
+    bus.cases
+        .clone()
+        .send_referral(pb::SendReferralRequest {
+            context: ctx(),
+            case_id: bus_case.id,
+            to_partner: "mairie-aspet".into(),
+            reason: "aide pour le dossier".into(),
+            requested_action: "rappeler".into(),
+            due_date: in_days(2),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let items = queue(&ccas).await;
+    assert_eq!(items.len(), 5);
+    let Some(pb::work_item::Item::Referral(r)) = &items[0].item else {
+        panic!("the referral due in two days comes first: {items:?}");
+    };
+    assert_eq!(r.from_partner, "cc-comminges");
+    assert_eq!(items[0].explanation, "échéance dans 2 jours");
+
+    // Paging keeps the order.
+    let first = ccas
+        .cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: ctx(),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let second = ccas
+        .cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: ctx(),
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.items[0].rank, 3);
+    assert_eq!(second.items[0].explanation, items[2].explanation);
+}
