@@ -170,4 +170,51 @@ async fn the_queue_is_ordered_by_what_the_partner_may_read_and_says_why() {
         .into_inner();
     assert_eq!(second.items[0].rank, 3);
     assert_eq!(second.items[0].explanation, items[2].explanation);
+
+    // Only the persons on the page are read, and recorded: one entry for a page of one.
+    let reads = |hub: &TestHub| {
+        let store = hub.hub.store.clone();
+        async move {
+            store
+                .audit_page(0, 100_000)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| e.doc.contains("\"read:ListWorkQueue\""))
+                .count()
+        }
+    };
+    let before = reads(&hub).await;
+    ccas.cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: ctx(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(reads(&hub).await, before + 1);
+
+    // A forged token, or an outcome among the statuses, is refused with its field.
+    for (token, statuses) in [
+        (
+            "cmVsYWlzLnYxOjE4NDQ2NzQ0MDczNzA5NTUxNjE1".to_string(),
+            vec![],
+        ),
+        (String::new(), vec![pb::CaseStatus::Accepted as i32]),
+    ] {
+        let refused = ccas
+            .cases
+            .clone()
+            .list_work_queue(pb::ListWorkQueueRequest {
+                context: ctx(),
+                page_token: token,
+                statuses,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
 }

@@ -4,11 +4,13 @@
 //! not read is never an input.
 
 use super::{Api, Call, convert};
+use crate::domain::Flag;
 use crate::domain::case::Case;
 use crate::domain::priority::{Known, Priorities, Situation};
 use crate::domain::referral::{Referral, ReferralState};
 use crate::domain::{CaseStatus, Day, PersonId, Theme};
 use crate::error::{Result, Violations};
+use crate::policy::access::{Access, Withheld};
 use crate::store::{CaseFilter, Direction, ReferralFilter};
 use relais_proto::v1 as pb;
 use std::collections::HashMap;
@@ -73,11 +75,25 @@ impl Api {
             .collect();
         let offset: usize = match &page.after {
             None => 0,
-            Some(after) => after.parse().unwrap_or_else(|_| {
-                v.push("page_token", "not a token this hub returned");
-                0
-            }),
+            Some(after) => match after.parse::<usize>() {
+                Ok(n) if n <= MOST => n,
+                _ => {
+                    v.push("page_token", "not a token this hub returned");
+                    0
+                }
+            },
         };
+        for (i, status) in statuses.iter().enumerate() {
+            if status.is_outcome() || status.is_terminal() {
+                v.push(
+                    format!("statuses[{i}]"),
+                    format!(
+                        "`{}` is past the work: the queue holds open cases",
+                        status.as_str()
+                    ),
+                );
+            }
+        }
         v.finish()?;
         let due_before = due_before.flatten();
         let today = call.at.day();
@@ -141,124 +157,166 @@ impl Api {
                 && due_before.is_none_or(|d| w.due().is_some_and(|due| due < d))
         });
 
-        // Each person once: what the caller may read of them, decided and recorded.
+        // Each person once: what the caller may read of them, decided for all (like a peek);
+        // recorded below for the persons on the page only (what is answered is what is read).
         let priorities = Priorities::default();
-        let mut people: HashMap<PersonId, (Vec<Known>, Vec<String>)> = HashMap::new();
+        struct Seen<'a> {
+            access: Access<'a>,
+            known: Vec<Known>,
+            flags: Vec<Flag>,
+        }
+        let mut people: HashMap<PersonId, Seen<'_>> = HashMap::new();
         let mut shown = Vec::new();
         for w in work {
             let person = w.person();
             if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(person) {
                 let facts = self.gate.facts(&call.partner, person).await?;
                 let mut access = self.access(call, facts);
-                // A referral received is shown while referrals may still reach it.
-                if let Work::Referral(r) = &w
-                    && !access.referral(r)
-                {
-                    continue;
-                }
-                let flags = self.store.list_flags(person, false, None, 500).await?;
-                let readable: Vec<_> = flags
-                    .iter()
-                    .filter(|f| f.current(today) && access.flag(f))
-                    .collect();
-                let withheld = access
-                    .record(
-                        &self.store,
-                        "read:ListWorkQueue".into(),
-                        "work queue: difficulties behind the order".into(),
-                    )
-                    .await?;
-                let mut known: Vec<Known> = Vec::new();
-                for f in readable.into_iter().filter(|f| withheld.keeps(*f)) {
-                    let how = f.qualified().how;
-                    match known.iter_mut().find(|k| k.code == f.code) {
-                        Some(k) => k.how = k.how.max(how),
-                        None => known.push(Known { code: f.code, how }),
-                    }
-                }
-                known.sort_by_key(|k| (std::cmp::Reverse(k.how), k.code.code()));
-                let local_ids = self
+                let flags: Vec<Flag> = self
                     .store
-                    .local_ids(call.id(), person)
+                    .list_flags(person, false, None, 500)
                     .await?
                     .into_iter()
-                    .map(|l| l.to_string())
+                    .filter(|f| f.current(today) && access.flag(f))
                     .collect();
-                slot.insert((known, local_ids));
-            } else if let Work::Referral(r) = &w {
-                let facts = self.gate.facts(&call.partner, person).await?;
-                if !self.access(call, facts).referral(r) {
-                    continue;
-                }
+                let known = strongest(&flags);
+                slot.insert(Seen {
+                    access,
+                    known,
+                    flags,
+                });
             }
-            shown.push(w);
+            let Some(seen) = people.get_mut(&person) else {
+                continue;
+            };
+            // A referral received is shown while referrals may still reach it; the case is
+            // the caller's own.
+            let visible = match &w {
+                Work::Case(c) => seen.access.case(c),
+                Work::Referral(r) => seen.access.referral(r),
+            };
+            if visible {
+                shown.push(w);
+            }
         }
-        let mut scored: Vec<(u32, Work, crate::domain::priority::Scored)> = shown
+        let score = |w: &Work, known: &[Known]| {
+            let situation = match w {
+                Work::Case(c) => Situation {
+                    procedure: c.procedure.as_str(),
+                    difficulties: known,
+                    due: c.due_date,
+                    since: c.history.last().map_or(c.opened_at, |t| t.at).day(),
+                    missing_documents: c.missing_documents.len(),
+                    referral_overdue: false,
+                },
+                Work::Referral(r) => Situation {
+                    procedure: "",
+                    difficulties: known,
+                    due: r.due_date,
+                    since: r.sent_at.day(),
+                    missing_documents: 0,
+                    referral_overdue: r.overdue(today),
+                },
+            };
+            priorities.score(&situation, today)
+        };
+        let mut scored: Vec<(Work, crate::domain::priority::Scored)> = shown
             .into_iter()
             .map(|w| {
-                let (known, _) = &people[&w.person()];
-                let situation = match &w {
-                    Work::Case(c) => Situation {
-                        procedure: c.procedure.as_str(),
-                        difficulties: known,
-                        due: c.due_date,
-                        since: c.history.last().map_or(c.opened_at, |t| t.at).day(),
-                        missing_documents: c.missing_documents.len(),
-                        referral_overdue: false,
-                    },
-                    Work::Referral(r) => Situation {
-                        procedure: "",
-                        difficulties: known,
-                        due: r.due_date,
-                        since: r.sent_at.day(),
-                        missing_documents: 0,
-                        referral_overdue: r.overdue(today),
-                    },
-                };
-                let s = priorities.score(&situation, today);
-                (s.score, w, s)
+                let s = score(&w, &people[&w.person()].known);
+                (w, s)
             })
             .collect();
         // Highest score first; then the nearest deadline, then the oldest id: deterministic.
         scored.sort_by(|a, b| {
-            b.0.cmp(&a.0)
+            b.1.score
+                .cmp(&a.1.score)
                 .then_with(|| {
                     let due = |w: &Work| (w.due().is_none(), w.due());
-                    due(&a.1).cmp(&due(&b.1))
+                    due(&a.0).cmp(&due(&b.0))
                 })
-                .then_with(|| a.1.id().cmp(&b.1.id()))
+                .then_with(|| a.0.id().cmp(&b.0.id()))
         });
         let total = scored.len();
-        let items = scored
+        let page_items: Vec<(usize, Work, crate::domain::priority::Scored)> = scored
             .into_iter()
             .enumerate()
             .skip(offset)
             .take(size as usize)
-            .map(|(i, (score, w, s))| {
-                let local_ids = people[&w.person()].1.clone();
-                pb::WorkItem {
-                    rank: i32::try_from(i + 1).unwrap_or(i32::MAX),
-                    score: i32::try_from(score).unwrap_or(i32::MAX),
-                    explanation: s.explanation(),
-                    reasons: s
-                        .reasons
-                        .iter()
-                        .map(|r| pb::ScoreReason {
-                            points: i32::try_from(r.points).unwrap_or(i32::MAX),
-                            text: r.text.clone(),
-                        })
-                        .collect(),
-                    item: Some(match w {
-                        Work::Case(c) => pb::work_item::Item::Case(convert::case(&c)),
-                        Work::Referral(r) => {
-                            pb::work_item::Item::Referral(convert::referral(&r, today))
-                        }
-                    }),
-                    local_ids,
-                }
-            })
+            .map(|(i, (w, s))| (i, w, s))
             .collect();
-        let next = offset + size as usize;
+        // The persons on the page: their read recorded (once each), and what the store
+        // withholds at that moment (a consent ended meanwhile) left out.
+        let mut on_page: Vec<PersonId> = page_items.iter().map(|(_, w, _)| w.person()).collect();
+        on_page.sort();
+        on_page.dedup();
+        let mut recorded: HashMap<PersonId, (Withheld, Vec<String>)> = HashMap::new();
+        let mut people_known: HashMap<PersonId, Vec<Known>> = HashMap::new();
+        for person in on_page {
+            let Some(seen) = people.remove(&person) else {
+                continue;
+            };
+            let withheld = seen
+                .access
+                .record(
+                    &self.store,
+                    "read:ListWorkQueue".into(),
+                    "work queue: the items and the difficulties behind their order".into(),
+                )
+                .await?;
+            let local_ids = self
+                .store
+                .local_ids(call.id(), person)
+                .await?
+                .into_iter()
+                .map(|l| l.to_string())
+                .collect();
+            let kept: Vec<Flag> = seen
+                .flags
+                .into_iter()
+                .filter(|f| withheld.keeps(f))
+                .collect();
+            people_known.insert(person, strongest(&kept));
+            recorded.insert(person, (withheld, local_ids));
+        }
+        let mut items = Vec::new();
+        for (i, w, s) in page_items {
+            let Some((withheld, local_ids)) = recorded.get(&w.person()) else {
+                continue;
+            };
+            let kept = match &w {
+                Work::Case(c) => withheld.keeps(c),
+                Work::Referral(r) => withheld.keeps(r),
+            };
+            if !kept {
+                continue;
+            }
+            // A difficulty withheld at the record is said nowhere (the rank stays as decided).
+            let s = people_known
+                .get(&w.person())
+                .map_or(s, |known| score(&w, known));
+            items.push(pb::WorkItem {
+                rank: i32::try_from(i + 1).unwrap_or(i32::MAX),
+                score: i32::try_from(s.score).unwrap_or(i32::MAX),
+                explanation: s.explanation(),
+                reasons: s
+                    .reasons
+                    .iter()
+                    .map(|r| pb::ScoreReason {
+                        points: i32::try_from(r.points).unwrap_or(i32::MAX),
+                        text: r.text.clone(),
+                    })
+                    .collect(),
+                item: Some(match w {
+                    Work::Case(c) => pb::work_item::Item::Case(convert::case(&c)),
+                    Work::Referral(r) => {
+                        pb::work_item::Item::Referral(convert::referral(&r, today))
+                    }
+                }),
+                local_ids: local_ids.clone(),
+            });
+        }
+        let next = offset.saturating_add(size as usize);
         Ok(pb::ListWorkQueueResponse {
             items,
             next_page_token: if next < total {
@@ -268,4 +326,18 @@ impl Api {
             },
         })
     }
+}
+
+/// Each code once, at the strongest qualification the caller may read.
+fn strongest(flags: &[Flag]) -> Vec<Known> {
+    let mut known: Vec<Known> = Vec::new();
+    for f in flags {
+        let how = f.qualified().how;
+        match known.iter_mut().find(|k| k.code == f.code) {
+            Some(k) => k.how = k.how.max(how),
+            None => known.push(Known { code: f.code, how }),
+        }
+    }
+    known.sort_by_key(|k| (std::cmp::Reverse(k.how), k.code.code()));
+    known
 }
