@@ -324,6 +324,22 @@ impl Partner {
             .expect("flag")
     }
 
+    /// What the counter sees of the person (active items); the raw answer.
+    pub async fn summary_of(
+        &self,
+        local_id: &str,
+    ) -> Result<pb::GetPersonSummaryResponse, tonic::Status> {
+        self.persons
+            .clone()
+            .get_person_summary(pb::GetPersonSummaryRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                include_history: false,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// The person's flags as this partner may list them (the first page).
     pub async fn flags_of(&self, local_id: &str, include_retracted: bool) -> Vec<pb::Flag> {
         self.flags

@@ -315,15 +315,7 @@ async fn writes_failing_inside_a_group_commit_leave_the_chain_whole(backend: Bac
                     None
                 }
                 1 => {
-                    bus.persons
-                        .clone()
-                        .get_person_summary(pb::GetPersonSummaryRequest {
-                            context: ctx(),
-                            person: Some(local("G1")),
-                            include_history: false,
-                        })
-                        .await
-                        .expect("summary");
+                    bus.summary_of("G1").await.expect("summary");
                     None
                 }
                 _ => Some(bus.try_move(&case, pb::CaseStatus::Sent).await),

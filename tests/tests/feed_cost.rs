@@ -591,15 +591,7 @@ async fn review_a_consent_granted_between_two_connections_reaches_the_second_at_
 }
 
 async fn summary(p: &Partner) -> Result<pb::GetPersonSummaryResponse, tonic::Status> {
-    p.persons
-        .clone()
-        .get_person_summary(pb::GetPersonSummaryRequest {
-            context: ctx(),
-            person: Some(local("B1")),
-            include_history: false,
-        })
-        .await
-        .map(tonic::Response::into_inner)
+    p.summary_of("B1").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,17 +20,7 @@ fn day(d: time::Date) -> String {
 }
 
 async fn summary_flags(p: &Partner, local_id: &str) -> Vec<pb::Flag> {
-    p.persons
-        .clone()
-        .get_person_summary(pb::GetPersonSummaryRequest {
-            context: ctx(),
-            person: Some(local(local_id)),
-            include_history: false,
-        })
-        .await
-        .expect("summary")
-        .into_inner()
-        .flags
+    p.summary_of(local_id).await.expect("summary").flags
 }
 
 #[tokio::test]

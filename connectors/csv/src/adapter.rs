@@ -201,11 +201,7 @@ fn how_known(f: &pb::Flag) -> String {
     let Some(q) = &f.qualification else {
         return String::new();
     };
-    let how = match pb::Qualification::try_from(q.qualification) {
-        Ok(pb::Qualification::Observed) => "constatée",
-        Ok(pb::Qualification::Attested) => "attestée",
-        _ => "déclarée",
-    };
+    let (_, how) = relais_connector_sdk::write::qualification_words(Some(q));
     if q.evidence.is_empty() {
         how.to_string()
     } else {

@@ -108,11 +108,7 @@ fn item(event: &Received) -> Value {
     match event {
         Received::Flag(f) => {
             let q = f.qualification.clone().unwrap_or_default();
-            let how = match pb::Qualification::try_from(q.qualification) {
-                Ok(pb::Qualification::Observed) => "observed",
-                Ok(pb::Qualification::Attested) => "attested",
-                _ => "declared",
-            };
+            let (how, _) = relais_connector_sdk::write::qualification_words(Some(&q));
             json!({
                 "type": "flag", "id": f.id, "person_id": f.person_id, "code": f.code, "label": f.label,
                 "category": f.category, "active": f.status == pb::FlagStatus::Active as i32,

@@ -76,6 +76,20 @@ impl Write {
     }
 }
 
+/// How a flag the hub shares is known, as a word: `declared`, `observed`, `attested` (flags
+/// without a qualification read as declared), and in French for people: `déclarée`,
+/// `constatée`, `attestée`.
+pub fn qualification_words(
+    q: Option<&relais_proto::v1::FlagQualification>,
+) -> (&'static str, &'static str) {
+    use relais_proto::v1::Qualification;
+    match q.map(|q| Qualification::try_from(q.qualification)) {
+        Some(Ok(Qualification::Observed)) => ("observed", "constatée"),
+        Some(Ok(Qualification::Attested)) => ("attested", "attestée"),
+        _ => ("declared", "déclarée"),
+    }
+}
+
 /// A qualification as partners write it (English or French; empty: declared).
 pub fn qualification(text: &str) -> Result<relais_proto::v1::Qualification, String> {
     use relais_proto::v1::Qualification;

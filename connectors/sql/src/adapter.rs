@@ -420,16 +420,9 @@ impl Adapter for SqlAdapter {
                     "active"
                 };
                 let q = f.qualification.clone().unwrap_or_default();
-                let how = pb::Qualification::try_from(q.qualification)
-                    .ok()
-                    .filter(|h| *h != pb::Qualification::Unspecified)
-                    .map_or("declared".to_string(), |h| {
-                        h.as_str_name()
-                            .trim_start_matches("QUALIFICATION_")
-                            .to_lowercase()
-                    });
+                let (how, _) = relais_connector_sdk::write::qualification_words(Some(&q));
                 let how = if q.evidence.is_empty() {
-                    how
+                    how.to_string()
                 } else {
                     format!("{how}: {}", q.evidence)
                 };

@@ -420,14 +420,7 @@ impl CaseService for Api {
         self.partner_call("ListCases", request, |call, req| async move {
             let mut v = Violations::new();
             let page = convert::page(req.page_size, &req.page_token, &mut v);
-            let statuses: Vec<_> = req
-                .statuses
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    v.field(&format!("statuses[{i}]"), convert::case_status_from_pb(*s))
-                })
-                .collect();
+            let statuses = convert::case_statuses(&req.statuses, &mut v);
             v.finish()?;
             let Some(person) = &req.person else {
                 // The caller's own work queue: its own cases, no one else's data.

@@ -48,6 +48,15 @@ pub fn context(ctx: Option<&pb::RequestContext>, v: &mut Violations) -> Option<R
     })
 }
 
+/// A request's list of case statuses, each bad one named (`statuses[i]`).
+pub fn case_statuses(statuses: &[i32], v: &mut Violations) -> Vec<CaseStatus> {
+    statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| v.field(&format!("statuses[{i}]"), case_status_from_pb(*s)))
+        .collect()
+}
+
 pub fn case_status_from_pb(s: i32) -> Result<CaseStatus, Invalid> {
     use pb::CaseStatus as S;
     let status = match S::try_from(s) {

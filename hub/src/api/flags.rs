@@ -54,22 +54,18 @@ impl FlagService for Api {
                 );
             }
             match (how, evidence.as_deref()) {
-                (Some(Qualification::Attested), Some(e)) if e.trim().is_empty() => {}
+                (Some(Qualification::Attested), Some(e)) if e.trim().is_empty() => v.push(
+                    "evidence",
+                    "required for an attested difficulty: what attests it (\"notification APA du département\")",
+                ),
                 (Some(Qualification::Attested), Some(e)) if has_a_number(e) => v.push(
                     "evidence",
                     "names the kind of document or decision, without its number (no file, card or social security number)",
                 ),
-                (Some(_), Some(e)) if !e.is_empty() && how != Some(Qualification::Attested) => v.push(
-                    "evidence",
-                    "only for an attested difficulty",
-                ),
+                (Some(Qualification::Declared | Qualification::Observed), Some(e)) if !e.is_empty() => {
+                    v.push("evidence", "only for an attested difficulty")
+                }
                 _ => {}
-            }
-            if how == Some(Qualification::Attested) && evidence.as_ref().is_some_and(|e| e.trim().is_empty()) {
-                v.push(
-                    "evidence",
-                    "required for an attested difficulty: what attests it (\"notification APA du département\")",
-                );
             }
             v.finish()?;
             let (Some(code), Some(note), Some(valid_until), Some(how), Some(evidence), Some(review_on), Some(request_id)) =

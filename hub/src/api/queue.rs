@@ -65,14 +65,7 @@ impl Api {
             v.field("theme", Theme::parse(&req.theme))
         };
         let due_before = v.field("due_before", Day::parse_optional(&req.due_before));
-        let statuses: Vec<CaseStatus> = req
-            .statuses
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                v.field(&format!("statuses[{i}]"), convert::case_status_from_pb(*s))
-            })
-            .collect();
+        let statuses: Vec<CaseStatus> = convert::case_statuses(&req.statuses, &mut v);
         let offset: usize = match &page.after {
             None => 0,
             Some(after) => match after.parse::<usize>() {

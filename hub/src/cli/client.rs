@@ -682,11 +682,8 @@ fn print_flag(f: &pb::Flag) {
         f.id, f.version, f.code, f.label, f.source_partner, f.source_agent
     );
     if let Some(q) = &f.qualification {
-        let how = match pb::Qualification::try_from(q.qualification) {
-            Ok(pb::Qualification::Observed) => "constatée",
-            Ok(pb::Qualification::Attested) => "attestée",
-            _ => "déclarée",
-        };
+        let how = crate::api::convert::qualification_from_pb(q.qualification)
+            .map_or("déclarée", |h| h.label());
         let evidence = if q.evidence.is_empty() {
             String::new()
         } else {

@@ -26,14 +26,6 @@ pub enum Qualification {
 }
 
 impl Qualification {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Qualification::Declared => "declared",
-            Qualification::Observed => "observed",
-            Qualification::Attested => "attested",
-        }
-    }
-
     /// The French word, as a counter agent reads it.
     pub fn label(self) -> &'static str {
         match self {
