@@ -81,7 +81,7 @@ fn matching_key(path: &Path) -> anyhow::Result<MatchingKey> {
 /// The rules in force, stored; on a new database the territory's default rules become
 /// version 1.
 async fn load_rules(store: &DynStore, clock: &dyn crate::domain::Clock) -> anyhow::Result<Engine> {
-    let (version, text) = match store.active_rules().await? {
+    let (version, text) = match store.active_setting(crate::store::Setting::Rules).await? {
         Some((version, text)) => (version.version, text),
         None => {
             let meta = crate::store::WriteMeta {
@@ -94,7 +94,8 @@ async fn load_rules(store: &DynStore, clock: &dyn crate::domain::Clock) -> anyho
                 audit: vec![],
             };
             let v = store
-                .add_rules(
+                .add_setting(
+                    crate::store::Setting::Rules,
                     DEFAULT_RULES,
                     "relais",
                     "default rules of the territory",

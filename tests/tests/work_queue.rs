@@ -218,3 +218,273 @@ async fn the_queue_is_ordered_by_what_the_partner_may_read_and_says_why() {
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     }
 }
+
+fn case_ids(items: &[pb::WorkItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| match &i.item {
+            Some(pb::work_item::Item::Case(c)) => c.id.clone(),
+            Some(pb::work_item::Item::Referral(r)) => r.id.clone(),
+            None => String::new(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_priorities_are_a_versioned_setting_with_a_dry_run_history_and_rollback() {
+    let hub = TestHub::start().await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    for (id, name) in [("A", "Abadie"), ("B", "Barrère")] {
+        ccas.link(id, pivot(name, "Marie", "1944-04-04", "31021"))
+            .await;
+    }
+    // A: due in twenty days; B: an APA renewal of the catalogue due in twenty-five days.
+    let a = open(&ccas, "A", &in_days(20)).await;
+    let b = ccas
+        .cases
+        .clone()
+        .open_case(pb::OpenCaseRequest {
+            context: ctx(),
+            person: Some(local("B")),
+            procedure: "local:apa-renouvellement".into(),
+            due_date: in_days(25),
+            request_id: new_request_id(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .r#case
+        .unwrap();
+    let items = queue(&ccas).await;
+    assert_eq!(case_ids(&items), [b.id.clone(), a.id.clone()]);
+    assert_eq!(
+        items[0].explanation,
+        "échéance dans 25 jours (le droit à l'APA perdu après)"
+    );
+
+    let mut admin = hub.admin.clone();
+    // Version 0: the commented built-in defaults.
+    let current = admin
+        .get_priorities(pb::GetPrioritiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current.version.unwrap().version, 0);
+    assert!(current.text.contains("[[procedures]]"));
+
+    // A text with a mistake says where.
+    let wrong = admin
+        .dry_run_priorities(pb::DryRunPrioritiesRequest {
+            text: "[waiting]\nafter_days = 7\nper_jour = 1\n".into(),
+            partner: "mairie-aspet".into(),
+            purpose: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!wrong.valid);
+    assert_eq!((wrong.errors[0].line, wrong.errors[0].column), (3, 1));
+
+    // Without the catalogue, A comes first: the dry run lists both items' moves, nothing
+    // changes until it is activated.
+    // (A section left out keeps its built-in value: the catalogue is emptied explicitly.)
+    let flat = format!(
+        "procedures = []\n{}",
+        current
+            .text
+            .split("# The territory's catalogue")
+            .next()
+            .unwrap()
+    );
+    let dry = admin
+        .dry_run_priorities(pb::DryRunPrioritiesRequest {
+            text: flat.clone(),
+            partner: "mairie-aspet".into(),
+            purpose: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.valid, "{dry:?}");
+    assert_eq!(dry.items, 2);
+    assert_eq!(dry.current_version, 0);
+    let moves: Vec<(String, i32, i32)> = dry
+        .changes
+        .iter()
+        .map(|c| (c.item_id.clone(), c.rank_before, c.rank_after))
+        .collect();
+    assert_eq!(
+        moves,
+        [(a.id.clone(), 2, 1), (b.id.clone(), 1, 2)],
+        "{dry:?} {flat}"
+    );
+    assert_eq!(case_ids(&queue(&ccas).await), [b.id.clone(), a.id.clone()]);
+
+    // Activation needs an author and a comment; then the queue follows it.
+    let refused = admin
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: flat.clone(),
+            author: "".into(),
+            comment: "".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["author", "comment"]);
+    let refused = admin
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: "[deadlines]\nwindow_days = 0\n".into(),
+            author: "Claire Sentenac".into(),
+            comment: "test".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["text"]);
+    let v1 = admin
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: flat,
+            author: "Claire Sentenac".into(),
+            comment: "catalogue en révision".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(case_ids(&queue(&ccas).await), [a.id.clone(), b.id.clone()]);
+
+    // Rollback: to the defaults' text again, as version 2, in the history.
+    let defaults = current.text.clone();
+    let v2 = admin
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: defaults,
+            author: "Claire Sentenac".into(),
+            comment: "retour au catalogue".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap();
+    assert_eq!(case_ids(&queue(&ccas).await), [b.id.clone(), a.id.clone()]);
+    let back = admin
+        .rollback_priorities(pb::RollbackPrioritiesRequest {
+            to_version: 0,
+            author: "Claire Sentenac".into(),
+            comment: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap();
+    assert_eq!((back.version, back.restores), (v2.version + 1, 1));
+    assert_eq!(case_ids(&queue(&ccas).await), [a.id.clone(), b.id.clone()]);
+    let history = admin
+        .list_priorities_versions(pb::ListPrioritiesVersionsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.active, 3);
+    assert_eq!(history.versions.len(), 3);
+    assert_eq!(history.versions[2].comment, "rollback to version 1");
+
+    // Each change is in the audit, under the administrator.
+    let audited = hub
+        .hub
+        .store
+        .audit_page(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.doc.contains("priorities changed by Claire Sentenac"))
+        .count();
+    assert_eq!(audited, 3);
+}
+
+#[tokio::test]
+async fn the_queue_filters_by_commune_only_where_the_partner_may_know_where_they_live() {
+    let hub = TestHub::start().await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    for (id, name) in [("A", "Abadie"), ("B", "Barrère"), ("C", "Castet")] {
+        let who = pivot(name, "Marie", "1944-04-04", "31021");
+        ccas.link(id, who.clone()).await;
+        bus.link(id, who).await;
+    }
+    let a = open(&ccas, "A", "").await;
+    let b = open(&ccas, "B", "").await;
+    let _c = open(&ccas, "C", "").await;
+    let live = |p: &Partner, id: &str, commune: &str| {
+        let mut persons = p.persons.clone();
+        let (id, commune) = (id.to_string(), commune.to_string());
+        async move {
+            persons
+                .set_residence(pb::SetResidenceRequest {
+                    context: ctx(),
+                    person: Some(local(&id)),
+                    commune,
+                    request_id: new_request_id(),
+                })
+                .await
+        }
+    };
+    // The CCAS records A in Aspet; the bus records B in Aspet too, which the CCAS may not
+    // know; C lives in Saint-Gaudens.
+    let said = live(&ccas, "A", "31020").await.unwrap().into_inner();
+    assert_eq!(said.commune_name, "Aspet");
+    live(&bus, "B", "31020").await.unwrap();
+    live(&ccas, "C", "31483").await.unwrap();
+    let refused = live(&ccas, "A", "Aspet").await.unwrap_err();
+    assert_eq!(violated_fields(&refused), ["commune"]);
+
+    let in_aspet = |p: Partner| async move {
+        p.cases
+            .clone()
+            .list_work_queue(pb::ListWorkQueueRequest {
+                context: ctx(),
+                commune: "31020".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+    };
+    assert_eq!(
+        case_ids(&in_aspet(ccas.clone()).await),
+        std::slice::from_ref(&a.id)
+    );
+    // Once B agrees that the CCAS knows who she is and where she lives, she is there too.
+    bus.grant(
+        "B",
+        partner("mairie-aspet"),
+        &["identity"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    let mut both = case_ids(&in_aspet(ccas.clone()).await);
+    both.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(both, expected);
+    let refused = ccas
+        .cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: ctx(),
+            commune: "Aspet".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["commune"]);
+}

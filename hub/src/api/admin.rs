@@ -5,10 +5,11 @@ use crate::audit::Verifier;
 use crate::domain::consent::ConsentId;
 use crate::domain::ids::{PartnerId, free_text};
 use crate::domain::partner::{Partner, PartnerStatus, parse_territory_code};
+use crate::domain::priority::Priorities;
 use crate::domain::{AgentId, DataCategory, FlagCode, PersonId, Theme};
 use crate::error::{Error, Result, Violations};
 use crate::policy::{Action, DecisionRequest, RuleError, Subject, coverage};
-use crate::store::{AlertPlan, RulesVersion};
+use crate::store::{AlertPlan, RulesVersion, Setting};
 use relais_proto::v1::{self as pb, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
 
@@ -188,10 +189,10 @@ impl Api {
         let meta = call.meta(request_id, format!("rules changed by {author}: {comment}"));
         let version = self
             .store
-            .add_rules(text, author, comment, restores, &meta)
+            .add_setting(Setting::Rules, text, author, comment, restores, &meta)
             .await?;
         // A retried request returns the version it made; only the newest is put in force.
-        if let Some((active, active_text)) = self.store.active_rules().await? {
+        if let Some((active, active_text)) = self.store.active_setting(Setting::Rules).await? {
             self.gate
                 .engine
                 .activate(active.version, &active_text)
@@ -200,6 +201,94 @@ impl Api {
         tracing::info!(version = version.version, author, "access rules activated");
         Ok(version)
     }
+}
+
+impl Api {
+    /// The version a rollback activates again (the one before the current when 0), and its
+    /// text.
+    async fn rollback_target(&self, setting: Setting, to_version: i64) -> Result<(i64, String)> {
+        let versions = self.store.setting_versions(setting).await?;
+        let target = if to_version == 0 {
+            let active = versions.last().map_or(0, |v| v.version);
+            versions
+                .iter()
+                .rev()
+                .find(|v| v.version < active)
+                .map(|v| v.version)
+                .ok_or_else(|| {
+                    Error::FailedPrecondition("there is no earlier version to roll back to".into())
+                })?
+        } else {
+            to_version
+        };
+        let text = self
+            .store
+            .setting_text(setting, target)
+            .await?
+            .ok_or_else(|| Error::not_found("version", target))?;
+        Ok((target, text))
+    }
+
+    /// Stores `text` as the new priorities version, in force for every queue from now on.
+    async fn activate_priorities(
+        &self,
+        call: &AdminCall,
+        text: &str,
+        author: &str,
+        comment: &str,
+        restores: Option<i64>,
+        request_id: crate::domain::RequestId,
+    ) -> Result<RulesVersion> {
+        Priorities::check(text).map_err(|e| {
+            Error::Invalid(vec![crate::error::FieldViolation::new(
+                "text",
+                e.to_string(),
+            )])
+        })?;
+        let meta = call.meta(
+            request_id,
+            format!("priorities changed by {author}: {comment}"),
+        );
+        let version = self
+            .store
+            .add_setting(Setting::Priorities, text, author, comment, restores, &meta)
+            .await?;
+        tracing::info!(version = version.version, author, "priorities activated");
+        Ok(version)
+    }
+
+    /// Who changes a setting, and why: both required.
+    fn author_and_comment(
+        req_author: &str,
+        req_comment: &str,
+        raw_request_id: &str,
+        comment_required: bool,
+    ) -> Result<(String, String, crate::domain::RequestId)> {
+        let mut v = Violations::new();
+        let author = v.field("author", free_text(req_author, 200));
+        let comment = v.field("comment", free_text(req_comment, 1000));
+        if req_author.trim().is_empty() {
+            v.push("author", "required: who makes the change");
+        }
+        if comment_required && req_comment.trim().is_empty() {
+            v.push("comment", "required: why it changes");
+        }
+        let request_id = request_id(raw_request_id, &mut v);
+        v.finish()?;
+        match (author, comment, request_id) {
+            (Some(a), Some(c), Some(r)) => Ok((a, c, r)),
+            _ => Err(Error::Internal("validated fields missing".into())),
+        }
+    }
+}
+
+fn priority_errors(e: &crate::domain::priority::SettingError) -> Vec<pb::RuleError> {
+    vec![pb::RuleError {
+        message: e.message.clone(),
+        line: e.line,
+        column: e.column,
+        rule: String::new(),
+    }]
 }
 
 /// Ids a partner may not take: the principals the hub writes under.
@@ -418,7 +507,7 @@ impl AdminService for Api {
         self.admin_call("GetRules", request, |_call, _req| async move {
             let (version, text) = self
                 .store
-                .active_rules()
+                .active_setting(Setting::Rules)
                 .await?
                 .ok_or_else(|| Error::Internal("no rules stored".into()))?;
             Ok(pb::GetRulesResponse {
@@ -502,21 +591,8 @@ impl AdminService for Api {
         request: Request<pb::SetRulesRequest>,
     ) -> Result<Response<pb::SetRulesResponse>, Status> {
         self.admin_call("SetRules", request, |call, req| async move {
-            let mut v = Violations::new();
-            let author = v.field("author", free_text(&req.author, 200));
-            let comment = v.field("comment", free_text(&req.comment, 1000));
-            if req.author.trim().is_empty() {
-                v.push("author", "required: who changes the rules");
-            }
-            if req.comment.trim().is_empty() {
-                v.push("comment", "required: why the rules change");
-            }
-            let request_id = request_id(&req.request_id, &mut v);
-            v.finish()?;
-            let (Some(author), Some(comment), Some(request_id)) = (author, comment, request_id)
-            else {
-                return Err(Error::Internal("validated fields missing".into()));
-            };
+            let (author, comment, request_id) =
+                Self::author_and_comment(&req.author, &req.comment, &req.request_id, true)?;
             let version = self
                 .activate_rules(&call, &req.text, &author, &comment, None, request_id)
                 .await?;
@@ -532,39 +608,9 @@ impl AdminService for Api {
         request: Request<pb::RollbackRulesRequest>,
     ) -> Result<Response<pb::RollbackRulesResponse>, Status> {
         self.admin_call("RollbackRules", request, |call, req| async move {
-            let mut v = Violations::new();
-            let author = v.field("author", free_text(&req.author, 200));
-            if req.author.trim().is_empty() {
-                v.push("author", "required: who rolls the rules back");
-            }
-            let comment = v.field("comment", free_text(&req.comment, 1000));
-            let request_id = request_id(&req.request_id, &mut v);
-            v.finish()?;
-            let (Some(author), Some(comment), Some(request_id)) = (author, comment, request_id)
-            else {
-                return Err(Error::Internal("validated fields missing".into()));
-            };
-            let versions = self.store.rules_versions().await?;
-            let target = if req.to_version == 0 {
-                let active = versions.last().map_or(0, |v| v.version);
-                versions
-                    .iter()
-                    .rev()
-                    .find(|v| v.version < active)
-                    .map(|v| v.version)
-                    .ok_or_else(|| {
-                        Error::FailedPrecondition(
-                            "there is no earlier version to roll back to".into(),
-                        )
-                    })?
-            } else {
-                req.to_version
-            };
-            let text = self
-                .store
-                .rules_text(target)
-                .await?
-                .ok_or_else(|| Error::not_found("rules version", target))?;
+            let (author, comment, request_id) =
+                Self::author_and_comment(&req.author, &req.comment, &req.request_id, false)?;
+            let (target, text) = self.rollback_target(Setting::Rules, req.to_version).await?;
             let comment = if comment.is_empty() {
                 format!("rollback to version {target}")
             } else {
@@ -585,7 +631,7 @@ impl AdminService for Api {
         request: Request<pb::ListRulesVersionsRequest>,
     ) -> Result<Response<pb::ListRulesVersionsResponse>, Status> {
         self.admin_call("ListRulesVersions", request, |_call, _req| async move {
-            let versions = self.store.rules_versions().await?;
+            let versions = self.store.setting_versions(Setting::Rules).await?;
             Ok(pb::ListRulesVersionsResponse {
                 active: versions.last().map_or(0, |v| v.version),
                 versions: versions.iter().map(rules_version).collect(),
@@ -617,6 +663,146 @@ impl AdminService for Api {
                 decision: Some(convert::decision(&decision)),
             })
         })
+        .await
+    }
+
+    async fn get_priorities(
+        &self,
+        request: Request<pb::GetPrioritiesRequest>,
+    ) -> Result<Response<pb::GetPrioritiesResponse>, Status> {
+        self.admin_call("GetPriorities", request, |_call, _req| async move {
+            Ok(
+                match self.store.active_setting(Setting::Priorities).await? {
+                    Some((version, text)) => pb::GetPrioritiesResponse {
+                        version: Some(rules_version(&version)),
+                        text,
+                    },
+                    None => pb::GetPrioritiesResponse {
+                        version: Some(pb::RulesVersion {
+                            version: 0,
+                            author: "relais".into(),
+                            comment: "built-in defaults".into(),
+                            created_at: None,
+                            restores: 0,
+                        }),
+                        text: crate::domain::priority::DEFAULT_TEXT.to_string(),
+                    },
+                },
+            )
+        })
+        .await
+    }
+
+    async fn dry_run_priorities(
+        &self,
+        request: Request<pb::DryRunPrioritiesRequest>,
+    ) -> Result<Response<pb::DryRunPrioritiesResponse>, Status> {
+        self.admin_call("DryRunPriorities", request, |call, req| async move {
+            let mut v = Violations::new();
+            let partner = v.field("partner", PartnerId::parse(&req.partner));
+            let purpose = if req.purpose == 0 {
+                Some(crate::domain::Purpose::Instruction)
+            } else {
+                v.field("purpose", convert::purpose_from_pb(req.purpose))
+            };
+            v.finish()?;
+            let (Some(partner), Some(purpose)) = (partner, purpose) else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let partner = self
+                .store
+                .get_partner(&partner)
+                .await?
+                .ok_or_else(|| Error::invalid("partner", format!("no partner `{partner}`")))?;
+            let candidate = match Priorities::check(&req.text) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Ok(pb::DryRunPrioritiesResponse {
+                        valid: false,
+                        errors: priority_errors(&e),
+                        ..Default::default()
+                    });
+                }
+            };
+            // The decisions rest on the persons' facts: audited like a dry run of rules.
+            let mut entry = call.entry();
+            entry.purpose = Some(purpose.as_str().to_string());
+            entry.detail = format!(
+                "dry run of candidate priorities on the queue of {}",
+                partner.id
+            );
+            self.store.record_access(vec![entry], vec![]).await?;
+            let (current_version, items, changes) = self
+                .dry_run_priorities(&partner, purpose, &candidate, call.at().day())
+                .await?;
+            Ok(pb::DryRunPrioritiesResponse {
+                valid: true,
+                errors: vec![],
+                items: i32::try_from(items).unwrap_or(i32::MAX),
+                changes,
+                current_version,
+            })
+        })
+        .await
+    }
+
+    async fn set_priorities(
+        &self,
+        request: Request<pb::SetPrioritiesRequest>,
+    ) -> Result<Response<pb::SetPrioritiesResponse>, Status> {
+        self.admin_call("SetPriorities", request, |call, req| async move {
+            let (author, comment, request_id) =
+                Self::author_and_comment(&req.author, &req.comment, &req.request_id, true)?;
+            let version = self
+                .activate_priorities(&call, &req.text, &author, &comment, None, request_id)
+                .await?;
+            Ok(pb::SetPrioritiesResponse {
+                version: Some(rules_version(&version)),
+            })
+        })
+        .await
+    }
+
+    async fn rollback_priorities(
+        &self,
+        request: Request<pb::RollbackPrioritiesRequest>,
+    ) -> Result<Response<pb::RollbackPrioritiesResponse>, Status> {
+        self.admin_call("RollbackPriorities", request, |call, req| async move {
+            let (author, comment, request_id) =
+                Self::author_and_comment(&req.author, &req.comment, &req.request_id, false)?;
+            let (target, text) = self
+                .rollback_target(Setting::Priorities, req.to_version)
+                .await?;
+            let comment = if comment.is_empty() {
+                format!("rollback to version {target}")
+            } else {
+                comment
+            };
+            let version = self
+                .activate_priorities(&call, &text, &author, &comment, Some(target), request_id)
+                .await?;
+            Ok(pb::RollbackPrioritiesResponse {
+                version: Some(rules_version(&version)),
+            })
+        })
+        .await
+    }
+
+    async fn list_priorities_versions(
+        &self,
+        request: Request<pb::ListPrioritiesVersionsRequest>,
+    ) -> Result<Response<pb::ListPrioritiesVersionsResponse>, Status> {
+        self.admin_call(
+            "ListPrioritiesVersions",
+            request,
+            |_call, _req| async move {
+                let versions = self.store.setting_versions(Setting::Priorities).await?;
+                Ok(pb::ListPrioritiesVersionsResponse {
+                    active: versions.last().map_or(0, |v| v.version),
+                    versions: versions.iter().map(rules_version).collect(),
+                })
+            },
+        )
         .await
     }
 

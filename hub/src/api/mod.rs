@@ -12,6 +12,7 @@ mod flags;
 pub mod fuzzing;
 mod persons;
 mod queue;
+mod reach;
 pub mod status;
 mod sync;
 
@@ -150,6 +151,9 @@ with_context!(
     pb::GetReferralRequest,
     pb::ListReferralsRequest,
     pb::ListWorkQueueRequest,
+    pb::SetResidenceRequest,
+    pb::SetAccessibilityRequest,
+    pb::GetAccessibilityRequest,
     pb::SubscribeRequest,
     pb::GrantConsentRequest,
     pb::WithdrawConsentRequest,

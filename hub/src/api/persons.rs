@@ -253,4 +253,34 @@ impl PersonService for Api {
         })
         .await
     }
+
+    async fn set_residence(
+        &self,
+        request: Request<pb::SetResidenceRequest>,
+    ) -> Result<Response<pb::SetResidenceResponse>, Status> {
+        self.partner_call("SetResidence", request, |call, req| async move {
+            Api::set_residence(self, &call, req).await
+        })
+        .await
+    }
+
+    async fn set_accessibility(
+        &self,
+        request: Request<pb::SetAccessibilityRequest>,
+    ) -> Result<Response<pb::SetAccessibilityResponse>, Status> {
+        self.partner_call("SetAccessibility", request, |call, req| async move {
+            Api::set_accessibility(self, &call, req).await
+        })
+        .await
+    }
+
+    async fn get_accessibility(
+        &self,
+        request: Request<pb::GetAccessibilityRequest>,
+    ) -> Result<Response<pb::GetAccessibilityResponse>, Status> {
+        self.partner_call("GetAccessibility", request, |call, req| async move {
+            Api::get_accessibility(self, &call, req).await
+        })
+        .await
+    }
 }

@@ -6,14 +6,17 @@
 use super::{Api, Call, convert};
 use crate::domain::Flag;
 use crate::domain::case::Case;
-use crate::domain::priority::{Known, Priorities, Situation};
+use crate::domain::case::Procedure;
+use crate::domain::commune::Commune;
+use crate::domain::priority::{Known, Priorities, Scored, Situation};
 use crate::domain::referral::{Referral, ReferralState};
 use crate::domain::{CaseStatus, Day, PersonId, Theme};
-use crate::error::{Result, Violations};
-use crate::policy::access::{Access, Withheld};
-use crate::store::{CaseFilter, Direction, ReferralFilter};
+use crate::error::{Error, Result, Violations};
+use crate::policy::access::{Access, Viewer, Withheld};
+use crate::store::{CaseFilter, Direction, ReferralFilter, Setting};
 use relais_proto::v1 as pb;
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 /// The most items a queue is built from (open cases and awaiting referrals).
 const MOST: usize = 5_000;
@@ -46,64 +49,113 @@ impl Work {
     }
 }
 
-impl Api {
-    pub(crate) async fn work_queue(
-        &self,
-        call: &Call,
-        req: pb::ListWorkQueueRequest,
-    ) -> Result<pb::ListWorkQueueResponse> {
-        let mut v = Violations::new();
-        let page = convert::page(req.page_size, &req.page_token, &mut v);
-        let size = if req.page_size == 0 {
-            50
-        } else {
-            page.size.min(200)
-        };
-        let theme = if req.theme.is_empty() {
-            None
-        } else {
-            v.field("theme", Theme::parse(&req.theme))
-        };
-        let due_before = v.field("due_before", Day::parse_optional(&req.due_before));
-        let statuses: Vec<CaseStatus> = convert::case_statuses(&req.statuses, &mut v);
-        let offset: usize = match &page.after {
-            None => 0,
-            Some(after) => match after.parse::<usize>() {
-                Ok(n) if n <= MOST => n,
-                _ => {
-                    v.push("page_token", "not a token this hub returned");
-                    0
-                }
-            },
-        };
-        for (i, status) in statuses.iter().enumerate() {
-            if status.is_outcome() || status.is_terminal() {
-                v.push(
-                    format!("statuses[{i}]"),
-                    format!(
-                        "`{}` is past the work: the queue holds open cases",
-                        status.as_str()
-                    ),
-                );
-            }
-        }
-        v.finish()?;
-        let due_before = due_before.flatten();
-        let today = call.at.day();
+/// What a queue holds: the caller's open cases and the referrals awaiting it.
+pub(crate) struct QueueFilter {
+    pub procedure: Option<String>,
+    pub theme: Option<Theme>,
+    pub statuses: Vec<CaseStatus>,
+    pub due_before: Option<Day>,
+    pub commune: Option<Commune>,
+}
 
+/// A person on the queue: what the caller may read of them, decided (not yet recorded).
+struct Seen<'a> {
+    access: Access<'a>,
+    known: Vec<Known>,
+    flags: Vec<Flag>,
+}
+
+/// A queue before its order: the items the caller may see, and each person's difficulties.
+struct Gathered<'a> {
+    people: HashMap<PersonId, Seen<'a>>,
+    shown: Vec<Work>,
+}
+
+/// The score of one item under `priorities`.
+fn score(priorities: &Priorities, w: &Work, known: &[Known], today: Day) -> Scored {
+    let situation = match w {
+        Work::Case(c) => Situation {
+            procedure: c.procedure.as_str(),
+            difficulties: known,
+            due: c.due_date,
+            since: c.history.last().map_or(c.opened_at, |t| t.at).day(),
+            missing_documents: c.missing_documents.len(),
+            referral_overdue: false,
+        },
+        Work::Referral(r) => Situation {
+            procedure: "",
+            difficulties: known,
+            due: r.due_date,
+            since: r.sent_at.day(),
+            missing_documents: 0,
+            referral_overdue: r.overdue(today),
+        },
+    };
+    priorities.score(&situation, today)
+}
+
+/// The items in priority order: highest score first; then the nearest deadline, then the
+/// oldest id (deterministic).
+fn rank<'w>(
+    priorities: &Priorities,
+    shown: &'w [Work],
+    people: &HashMap<PersonId, Seen<'_>>,
+    today: Day,
+) -> Vec<(&'w Work, Scored)> {
+    let mut scored: Vec<(&Work, Scored)> = shown
+        .iter()
+        .map(|w| {
+            let known = people.get(&w.person()).map_or(&[][..], |p| &p.known[..]);
+            (w, score(priorities, w, known, today))
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        b.1.score
+            .cmp(&a.1.score)
+            .then_with(|| {
+                let due = |w: &Work| (w.due().is_none(), w.due());
+                due(a.0).cmp(&due(b.0))
+            })
+            .then_with(|| a.0.id().cmp(&b.0.id()))
+    });
+    scored
+}
+
+impl Api {
+    /// The territory's priorities in force: the newest stored version, or the built-in
+    /// defaults (version 0).
+    pub(crate) async fn priorities(&self) -> Result<(i64, Priorities)> {
+        match self.store.active_setting(Setting::Priorities).await? {
+            None => Ok((0, Priorities::default())),
+            Some((version, text)) => Priorities::parse(&text)
+                .map(|p| (version.version, p))
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "stored priorities version {} do not parse: {e}",
+                        version.version
+                    ))
+                }),
+        }
+    }
+
+    /// The items of `viewer`'s queue it may see, with what it may read of each person.
+    async fn gather<'a>(
+        &'a self,
+        viewer: Viewer<'a>,
+        filter: &QueueFilter,
+        today: Day,
+    ) -> Result<Gathered<'a>> {
+        let partner = &viewer.partner.id;
         // Its open cases (not yet at an outcome).
         let mut work = Vec::new();
-        let filter = CaseFilter {
-            owner: Some(call.id().clone()),
+        let cases = CaseFilter {
+            owner: Some(partner.clone()),
             person: None,
-            statuses: statuses.clone(),
+            statuses: filter.statuses.clone(),
         };
         let mut after: Option<String> = None;
         loop {
-            let batch = self
-                .store
-                .list_cases(&filter, after.as_deref(), 256)
-                .await?;
+            let batch = self.store.list_cases(&cases, after.as_deref(), 256).await?;
             let exhausted = batch.len() < 256;
             for c in batch {
                 after = Some(c.id.to_string());
@@ -116,9 +168,9 @@ impl Api {
             }
         }
         // The referrals awaiting its answer, when no case status is asked for.
-        if statuses.is_empty() {
-            let filter = ReferralFilter {
-                partner: call.id().clone(),
+        if filter.statuses.is_empty() {
+            let referrals = ReferralFilter {
+                partner: partner.clone(),
                 direction: Some(Direction::Inbound),
                 person: None,
                 states: vec![ReferralState::Sent, ReferralState::Acknowledged],
@@ -128,7 +180,7 @@ impl Api {
             loop {
                 let batch = self
                     .store
-                    .list_referrals(&filter, after.as_deref(), 256)
+                    .list_referrals(&referrals, after.as_deref(), 256)
                     .await?;
                 let exhausted = batch.len() < 256;
                 for r in batch {
@@ -145,26 +197,40 @@ impl Api {
                 Work::Case(c) => (Some(c.procedure.as_str()), c.theme),
                 Work::Referral(_) => (None, None),
             };
-            (req.procedure.is_empty() || procedure == Some(req.procedure.as_str()))
-                && (theme.is_none() || item_theme == theme)
-                && due_before.is_none_or(|d| w.due().is_some_and(|due| due < d))
+            filter
+                .procedure
+                .as_deref()
+                .is_none_or(|p| procedure == Some(p))
+                && (filter.theme.is_none() || item_theme == filter.theme)
+                && filter
+                    .due_before
+                    .is_none_or(|d| w.due().is_some_and(|due| due < d))
         });
 
         // Each person once: what the caller may read of them, decided for all (like a peek);
-        // recorded below for the persons on the page only (what is answered is what is read).
-        let priorities = Priorities::default();
-        struct Seen<'a> {
-            access: Access<'a>,
-            known: Vec<Known>,
-            flags: Vec<Flag>,
-        }
+        // recorded by the caller for the persons it answers about.
         let mut people: HashMap<PersonId, Seen<'_>> = HashMap::new();
+        let mut elsewhere: HashSet<PersonId> = HashSet::new();
         let mut shown = Vec::new();
         for w in work {
             let person = w.person();
-            if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(person) {
-                let facts = self.gate.facts(&call.partner, person).await?;
-                let mut access = self.access(call, facts);
+            if elsewhere.contains(&person) {
+                continue;
+            }
+            if let Entry::Vacant(slot) = people.entry(person) {
+                let facts = self.gate.facts(viewer.partner, person).await?;
+                let mut access = Access::new(&self.gate, viewer, facts);
+                // Where the person lives counts only as far as the caller may know it.
+                if let Some(commune) = &filter.commune {
+                    let lives_there = match self.store.residence(person).await? {
+                        Some(r) => &r.commune == commune && access.residence(&r),
+                        None => false,
+                    };
+                    if !lives_there {
+                        elsewhere.insert(person);
+                        continue;
+                    }
+                }
                 let flags: Vec<Flag> = self
                     .store
                     .list_flags(person, false, None, 500)
@@ -192,46 +258,73 @@ impl Api {
                 shown.push(w);
             }
         }
-        let score = |w: &Work, known: &[Known]| {
-            let situation = match w {
-                Work::Case(c) => Situation {
-                    procedure: c.procedure.as_str(),
-                    difficulties: known,
-                    due: c.due_date,
-                    since: c.history.last().map_or(c.opened_at, |t| t.at).day(),
-                    missing_documents: c.missing_documents.len(),
-                    referral_overdue: false,
-                },
-                Work::Referral(r) => Situation {
-                    procedure: "",
-                    difficulties: known,
-                    due: r.due_date,
-                    since: r.sent_at.day(),
-                    missing_documents: 0,
-                    referral_overdue: r.overdue(today),
-                },
-            };
-            priorities.score(&situation, today)
+        Ok(Gathered { people, shown })
+    }
+
+    pub(crate) async fn work_queue(
+        &self,
+        call: &Call,
+        req: pb::ListWorkQueueRequest,
+    ) -> Result<pb::ListWorkQueueResponse> {
+        let mut v = Violations::new();
+        let page = convert::page(req.page_size, &req.page_token, &mut v);
+        let size = if req.page_size == 0 {
+            50
+        } else {
+            page.size.min(200)
         };
-        let mut scored: Vec<(Work, crate::domain::priority::Scored)> = shown
-            .into_iter()
-            .map(|w| {
-                let s = score(&w, &people[&w.person()].known);
-                (w, s)
-            })
-            .collect();
-        // Highest score first; then the nearest deadline, then the oldest id: deterministic.
-        scored.sort_by(|a, b| {
-            b.1.score
-                .cmp(&a.1.score)
-                .then_with(|| {
-                    let due = |w: &Work| (w.due().is_none(), w.due());
-                    due(&a.0).cmp(&due(&b.0))
-                })
-                .then_with(|| a.0.id().cmp(&b.0.id()))
-        });
-        let total = scored.len();
-        let page_items: Vec<(usize, Work, crate::domain::priority::Scored)> = scored
+        let theme = if req.theme.is_empty() {
+            None
+        } else {
+            v.field("theme", Theme::parse(&req.theme))
+        };
+        let procedure = if req.procedure.is_empty() {
+            None
+        } else {
+            v.field("procedure", Procedure::parse(&req.procedure))
+        };
+        let commune = if req.commune.is_empty() {
+            None
+        } else {
+            v.field("commune", Commune::parse(&req.commune))
+        };
+        let due_before = v.field("due_before", Day::parse_optional(&req.due_before));
+        let statuses: Vec<CaseStatus> = convert::case_statuses(&req.statuses, &mut v);
+        let offset: usize = match &page.after {
+            None => 0,
+            Some(after) => match after.parse::<usize>() {
+                Ok(n) if n <= MOST => n,
+                _ => {
+                    v.push("page_token", "not a token this hub returned");
+                    0
+                }
+            },
+        };
+        for (i, status) in statuses.iter().enumerate() {
+            if status.is_outcome() || status.is_terminal() {
+                v.push(
+                    format!("statuses[{i}]"),
+                    format!(
+                        "`{}` is past the work: the queue holds open cases",
+                        status.as_str()
+                    ),
+                );
+            }
+        }
+        v.finish()?;
+        let filter = QueueFilter {
+            procedure: procedure.map(|p| p.as_str().to_string()),
+            theme,
+            statuses,
+            due_before: due_before.flatten(),
+            commune,
+        };
+        let today = call.at.day();
+        let (_, priorities) = self.priorities().await?;
+        let Gathered { mut people, shown } = self.gather(call.viewer(), &filter, today).await?;
+        let ranked = rank(&priorities, &shown, &people, today);
+        let total = ranked.len();
+        let page_items: Vec<(usize, &Work, Scored)> = ranked
             .into_iter()
             .enumerate()
             .skip(offset)
@@ -277,7 +370,7 @@ impl Api {
             let Some((withheld, local_ids)) = recorded.get(&w.person()) else {
                 continue;
             };
-            let kept = match &w {
+            let kept = match w {
                 Work::Case(c) => withheld.keeps(c),
                 Work::Referral(r) => withheld.keeps(r),
             };
@@ -287,7 +380,7 @@ impl Api {
             // A difficulty withheld at the record is said nowhere (the rank stays as decided).
             let s = people_known
                 .get(&w.person())
-                .map_or(s, |known| score(&w, known));
+                .map_or(s, |known| score(&priorities, w, known, today));
             items.push(pb::WorkItem {
                 rank: i32::try_from(i + 1).unwrap_or(i32::MAX),
                 score: i32::try_from(s.score).unwrap_or(i32::MAX),
@@ -301,10 +394,8 @@ impl Api {
                     })
                     .collect(),
                 item: Some(match w {
-                    Work::Case(c) => pb::work_item::Item::Case(convert::case(&c)),
-                    Work::Referral(r) => {
-                        pb::work_item::Item::Referral(convert::referral(&r, today))
-                    }
+                    Work::Case(c) => pb::work_item::Item::Case(convert::case(c)),
+                    Work::Referral(r) => pb::work_item::Item::Referral(convert::referral(r, today)),
                 }),
                 local_ids: local_ids.clone(),
             });
@@ -318,6 +409,62 @@ impl Api {
                 String::new()
             },
         })
+    }
+
+    /// How `partner`'s queue would change under `candidate`: the items whose rank moves. The
+    /// decisions are the partner's own (what it may read), nothing is disclosed to it, and
+    /// the administrator sees ids and ranks only.
+    pub(crate) async fn dry_run_priorities(
+        &self,
+        partner: &crate::domain::Partner,
+        purpose: crate::domain::Purpose,
+        candidate: &Priorities,
+        today: Day,
+    ) -> Result<(i64, usize, Vec<pb::RankChange>)> {
+        let (version, current) = self.priorities().await?;
+        let agent = crate::domain::AgentId::system();
+        let viewer = Viewer {
+            partner,
+            agent: &agent,
+            purpose,
+        };
+        let filter = QueueFilter {
+            procedure: None,
+            theme: None,
+            statuses: vec![],
+            due_before: None,
+            commune: None,
+        };
+        let Gathered { people, shown } = self.gather(viewer, &filter, today).await?;
+        let before: HashMap<String, (usize, u32)> = rank(&current, &shown, &people, today)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (w, s))| (w.id(), (i + 1, s.score)))
+            .collect();
+        let mut changes = Vec::new();
+        for (i, (w, s)) in rank(candidate, &shown, &people, today)
+            .into_iter()
+            .enumerate()
+        {
+            let (rank_before, score_before) = before.get(&w.id()).copied().unwrap_or((0, 0));
+            if rank_before != i + 1 {
+                let (kind, procedure) = match w {
+                    Work::Case(c) => ("case", c.procedure.as_str().to_string()),
+                    Work::Referral(_) => ("referral", String::new()),
+                };
+                let int = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+                changes.push(pb::RankChange {
+                    item_id: w.id(),
+                    kind: kind.into(),
+                    procedure,
+                    rank_before: int(rank_before),
+                    rank_after: int(i + 1),
+                    score_before: i32::try_from(score_before).unwrap_or(i32::MAX),
+                    score_after: i32::try_from(s.score).unwrap_or(i32::MAX),
+                });
+            }
+        }
+        Ok((version, shown.len(), changes))
     }
 }
 

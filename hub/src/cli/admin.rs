@@ -39,6 +39,10 @@ enum AdminCommand {
     /// Access rules (Cedar): get, set, validate, test, explain, history, rollback.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// The work queue's weights and procedure catalogue (TOML): get, dry-run, set, history,
+    /// rollback.
+    #[command(subcommand)]
+    Priorities(PrioritiesCommand),
     /// The audit log: verify its chain, produce a person's access report.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -203,6 +207,41 @@ enum RulesCommand {
     Explain {
         #[command(flatten)]
         question: QuestionArgs,
+    },
+    /// Every version, with author, time and comment.
+    History,
+    /// Activate an earlier version again (the previous one by default).
+    Rollback {
+        #[arg(long, default_value_t = 0)]
+        to: i64,
+        #[arg(long)]
+        author: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrioritiesCommand {
+    /// Print the priorities in force (the commented defaults while none was activated).
+    Get,
+    /// Check a file and show how a partner's queue would change: the items whose rank moves.
+    DryRun {
+        file: PathBuf,
+        /// Whose queue.
+        #[arg(long)]
+        partner: String,
+        /// The purpose of that partner's calls.
+        #[arg(long, default_value = "instruction")]
+        purpose: String,
+    },
+    /// Activate a file as a new version.
+    Set {
+        file: PathBuf,
+        #[arg(long)]
+        author: String,
+        #[arg(long)]
+        comment: String,
     },
     /// Every version, with author, time and comment.
     History,
@@ -675,6 +714,7 @@ async fn other(
             }
         }
         AdminCommand::Rules(cmd) => rules(client, json, cmd).await?,
+        AdminCommand::Priorities(cmd) => priorities(client, json, cmd).await?,
         AdminCommand::Audit(AuditCommand::Verify) => {
             let r = client
                 .verify_audit(pb::VerifyAuditRequest {})
@@ -870,28 +910,7 @@ async fn rules(
                 .list_rules_versions(pb::ListRulesVersionsRequest {})
                 .await?
                 .into_inner();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"active": r.active, "versions": r.versions.iter().map(version_json).collect::<Vec<_>>()})
-                );
-            } else {
-                for v in &r.versions {
-                    println!(
-                        "{} v{:<4} {:<28} {:<24} {}{}",
-                        if v.version == r.active { "*" } else { " " },
-                        v.version,
-                        timestamp(&v.created_at),
-                        v.author,
-                        v.comment,
-                        if v.restores > 0 {
-                            format!(" (restores v{})", v.restores)
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-            }
+            print_versions(json, &r.versions, r.active);
         }
         RulesCommand::Rollback {
             to,
@@ -916,6 +935,186 @@ async fn rules(
                     v.version, v.restores
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// A setting's versions, the one in force starred.
+fn print_versions(json: bool, versions: &[pb::RulesVersion], active: i64) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"active": active, "versions": versions.iter().map(version_json).collect::<Vec<_>>()})
+        );
+        return;
+    }
+    if versions.is_empty() {
+        println!("* v0    the built-in defaults");
+    }
+    for v in versions {
+        println!(
+            "{} v{:<4} {:<28} {:<24} {}{}",
+            if v.version == active { "*" } else { " " },
+            v.version,
+            timestamp(&v.created_at),
+            v.author,
+            v.comment,
+            if v.restores > 0 {
+                format!(" (restores v{})", v.restores)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+async fn priorities(
+    client: &mut AdminServiceClient<tonic::transport::Channel>,
+    json: bool,
+    cmd: PrioritiesCommand,
+) -> anyhow::Result<()> {
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let activated = |v: Option<pb::RulesVersion>| -> anyhow::Result<()> {
+        let v = v.context("no version in the answer")?;
+        if json {
+            println!("{}", version_json(&v));
+        } else if v.restores > 0 {
+            println!(
+                "priorities version {} in force (restores v{})",
+                v.version, v.restores
+            );
+        } else {
+            println!("priorities version {} in force", v.version);
+        }
+        Ok(())
+    };
+    match cmd {
+        PrioritiesCommand::Get => {
+            let r = client
+                .get_priorities(pb::GetPrioritiesRequest {})
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"version": r.version.as_ref().map(version_json), "text": r.text})
+                );
+            } else {
+                if let Some(v) = &r.version {
+                    println!(
+                        "# version {} by {}{}: {}",
+                        v.version,
+                        v.author,
+                        if v.created_at.is_some() {
+                            format!(" at {}", timestamp(&v.created_at))
+                        } else {
+                            String::new()
+                        },
+                        v.comment
+                    );
+                }
+                print!("{}", r.text);
+            }
+        }
+        PrioritiesCommand::DryRun {
+            file,
+            partner,
+            purpose,
+        } => {
+            let purpose = crate::domain::Purpose::parse(&purpose)
+                .with_context(|| format!("unknown purpose `{purpose}`"))?;
+            let r = client
+                .dry_run_priorities(pb::DryRunPrioritiesRequest {
+                    text: read(&file)?,
+                    partner: partner.clone(),
+                    purpose: crate::api::convert::purpose_to_pb(purpose) as i32,
+                })
+                .await?
+                .into_inner();
+            if !r.valid {
+                println!("{}: INVALID", file.display());
+                print_rule_errors(&r.errors);
+                anyhow::bail!("the priorities do not validate");
+            }
+            if json {
+                let changes: Vec<_> = r
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "item_id": c.item_id, "kind": c.kind, "procedure": c.procedure,
+                            "rank_before": c.rank_before, "rank_after": c.rank_after,
+                            "score_before": c.score_before, "score_after": c.score_after,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"items": r.items, "current_version": r.current_version, "changes": changes})
+                );
+            } else {
+                println!(
+                    "{}: valid; the queue of {partner} holds {} item(s); {} change rank (compared with version {})",
+                    file.display(),
+                    r.items,
+                    r.changes.len(),
+                    r.current_version
+                );
+                for c in &r.changes {
+                    println!(
+                        "  {:>4} → {:<4} {} {} {} (score {} → {})",
+                        c.rank_before,
+                        c.rank_after,
+                        c.kind,
+                        c.item_id,
+                        c.procedure,
+                        c.score_before,
+                        c.score_after
+                    );
+                }
+            }
+        }
+        PrioritiesCommand::Set {
+            file,
+            author,
+            comment,
+        } => {
+            let r = client
+                .set_priorities(pb::SetPrioritiesRequest {
+                    text: read(&file)?,
+                    author,
+                    comment,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            activated(r.version)?;
+        }
+        PrioritiesCommand::History => {
+            let r = client
+                .list_priorities_versions(pb::ListPrioritiesVersionsRequest {})
+                .await?
+                .into_inner();
+            print_versions(json, &r.versions, r.active);
+        }
+        PrioritiesCommand::Rollback {
+            to,
+            author,
+            comment,
+        } => {
+            let r = client
+                .rollback_priorities(pb::RollbackPrioritiesRequest {
+                    to_version: to,
+                    author,
+                    comment,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            activated(r.version)?;
         }
     }
     Ok(())

@@ -137,6 +137,16 @@ enum ClientCommand {
         #[arg(long)]
         history: bool,
     },
+    /// Record the commune where the person lives (COG code, e.g. 31020 for Aspet).
+    Residence {
+        #[command(flatten)]
+        person: PersonArg,
+        #[arg(long)]
+        commune: String,
+    },
+    /// How to reach the person: the channels and accommodations they state.
+    #[command(subcommand)]
+    Reach(ReachCommand),
     /// Your work in priority order, each item with why it comes there.
     Queue {
         /// Only this procedure.
@@ -148,6 +158,9 @@ enum ClientCommand {
         /// Only items due before this day (`YYYY-MM-DD`).
         #[arg(long, default_value = "")]
         due_before: String,
+        /// Only persons living in this commune (its COG code, e.g. 31020 for Aspet).
+        #[arg(long, default_value = "")]
+        commune: String,
         /// How many items.
         #[arg(long, default_value_t = 50)]
         limit: i32,
@@ -182,6 +195,79 @@ enum QualificationArg {
     Observed,
     /// A document or another service's decision (attestée).
     Attested,
+}
+
+#[derive(Subcommand)]
+enum ReachCommand {
+    /// Record what the person states (replaces what was recorded).
+    Set {
+        #[command(flatten)]
+        person: PersonArg,
+        /// In the person's order of preference: `KIND[:PARTNER[:NOTE]]`, KIND one of
+        /// telephone, courrier, sms, bus, mairie, domicile, mediateur, proche; PARTNER the one
+        /// holding the contact details (required for telephone, courrier, sms, domicile,
+        /// proche), e.g. `telephone:mairie-d-aspet:le matin`.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// The language an interpreter should speak.
+        #[arg(long, default_value = "")]
+        interpreter: String,
+        #[arg(long)]
+        large_print: bool,
+        /// Facile à lire et à comprendre.
+        #[arg(long)]
+        easy_read: bool,
+        /// When to reach them ("le matin, pas le mercredi").
+        #[arg(long, default_value = "")]
+        best_times: String,
+    },
+    /// How to reach the person, with the advice from the difficulties you may read.
+    Get {
+        #[command(flatten)]
+        person: PersonArg,
+    },
+}
+
+/// `KIND[:PARTNER[:NOTE]]` as a channel.
+fn parse_channel(s: &str) -> anyhow::Result<pb::ContactChannel> {
+    let mut parts = s.splitn(3, ':');
+    let kind = parts.next().unwrap_or_default();
+    let channel = crate::domain::accessibility::ChannelKind::parse(kind)
+        .map_err(|e| anyhow::anyhow!("--channel {s}: {e}"))?;
+    let channel =
+        pb::Channel::from_str_name(&format!("CHANNEL_{}", channel.as_str().to_uppercase()))
+            .context("channel")?;
+    Ok(pb::ContactChannel {
+        channel: channel.into(),
+        via: parts.next().unwrap_or_default().to_string(),
+        note: parts.next().unwrap_or_default().to_string(),
+        label: String::new(),
+    })
+}
+
+fn print_profile(p: &pb::AccessibilityProfile) {
+    let at = p.recorded_at.as_ref().map_or_else(String::new, |t| {
+        crate::domain::Timestamp::from_micros(t.seconds * 1_000_000).to_string()
+    });
+    println!(
+        "how to reach them (recorded by {}, {at}, version {}):",
+        p.recorded_by, p.version
+    );
+    for (i, c) in p.channels.iter().enumerate() {
+        println!("  {}. {}", i + 1, c.label);
+    }
+    if !p.interpreter.is_empty() {
+        println!("  interprète : {}", p.interpreter);
+    }
+    if p.large_print {
+        println!("  courriers en gros caractères");
+    }
+    if p.easy_read {
+        println!("  documents en facile à lire et à comprendre");
+    }
+    if !p.best_times.is_empty() {
+        println!("  quand : {}", p.best_times);
+    }
 }
 
 #[derive(Subcommand)]
@@ -857,6 +943,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             procedure,
             theme,
             due_before,
+            commune,
             limit,
         } => {
             let r = CaseServiceClient::new(channel)
@@ -868,6 +955,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     due_before,
                     page_size: limit,
                     page_token: String::new(),
+                    commune,
                 })
                 .await?
                 .into_inner();
@@ -908,6 +996,70 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             r.flags.iter().for_each(print_flag);
             r.cases.iter().for_each(print_case);
             r.referrals.iter().for_each(print_referral);
+        }
+        ClientCommand::Residence { person, commune } => {
+            let r = PersonServiceClient::new(channel)
+                .set_residence(pb::SetResidenceRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    commune,
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            if r.commune_name.is_empty() {
+                println!("lives in {}", r.commune);
+            } else {
+                println!("lives in {} ({})", r.commune_name, r.commune);
+            }
+        }
+        ClientCommand::Reach(ReachCommand::Set {
+            person,
+            channels,
+            interpreter,
+            large_print,
+            easy_read,
+            best_times,
+        }) => {
+            let channels = channels
+                .iter()
+                .map(|c| parse_channel(c))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let r = PersonServiceClient::new(channel)
+                .set_accessibility(pb::SetAccessibilityRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                    profile: Some(pb::AccessibilityProfile {
+                        channels,
+                        interpreter,
+                        large_print,
+                        easy_read,
+                        best_times,
+                        ..Default::default()
+                    }),
+                    request_id: ctx.request_id(),
+                })
+                .await?
+                .into_inner();
+            if let Some(p) = &r.profile {
+                print_profile(p);
+            }
+        }
+        ClientCommand::Reach(ReachCommand::Get { person }) => {
+            let r = PersonServiceClient::new(channel)
+                .get_accessibility(pb::GetAccessibilityRequest {
+                    context: ctx.context(),
+                    person: Some(person.to_pb()),
+                })
+                .await?
+                .into_inner();
+            match &r.profile {
+                Some(p) => print_profile(p),
+                None => println!("no channel recorded that you may read"),
+            }
+            for st in &r.statements {
+                println!("  - {}", st.text);
+            }
         }
         ClientCommand::Flag(cmd) => flag(FlagServiceClient::new(channel), &ctx, cmd).await?,
         ClientCommand::Case(cmd) => case(CaseServiceClient::new(channel), &ctx, cmd).await?,

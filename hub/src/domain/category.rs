@@ -22,10 +22,12 @@ pub enum DataCategory {
     Referrals,
     /// Name, address, phone — and the mere fact that the hub knows the person.
     Identity,
+    /// How to reach the person: the channels and accommodations they state.
+    Accessibility,
 }
 
 impl DataCategory {
-    pub const ALL: [DataCategory; 11] = [
+    pub const ALL: [DataCategory; 12] = [
         DataCategory::Mobility,
         DataCategory::Digital,
         DataCategory::Language,
@@ -37,6 +39,7 @@ impl DataCategory {
         DataCategory::CaseStatus,
         DataCategory::Referrals,
         DataCategory::Identity,
+        DataCategory::Accessibility,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl DataCategory {
             DataCategory::CaseStatus => "case_status",
             DataCategory::Referrals => "referrals",
             DataCategory::Identity => "identity",
+            DataCategory::Accessibility => "accessibility",
         }
     }
 
@@ -69,6 +73,7 @@ impl DataCategory {
             DataCategory::CaseStatus => "état des démarches",
             DataCategory::Referrals => "fiches navettes",
             DataCategory::Identity => "identité et coordonnées",
+            DataCategory::Accessibility => "façons de joindre la personne",
         }
     }
 

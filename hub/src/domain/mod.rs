@@ -2,10 +2,12 @@
 //! taxonomy and the lifecycle. Parse, don't validate: a value of a domain type is valid, and
 //! nobody checks it again. No I/O here.
 
+pub mod accessibility;
 pub mod case;
 pub mod category;
 pub mod change;
 pub mod clock;
+pub mod commune;
 pub mod consent;
 pub mod context;
 pub mod flag;

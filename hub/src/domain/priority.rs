@@ -131,7 +131,34 @@ impl Default for Priorities {
                 max: 15,
             },
             referrals: Referrals { overdue: 25 },
-            procedures: vec![],
+            procedures: [
+                (
+                    "local:apa-renouvellement",
+                    "Renouvellement de l'APA",
+                    "le droit à l'APA",
+                    3,
+                ),
+                (
+                    "local:rsa-declaration-trimestrielle",
+                    "Déclaration trimestrielle de ressources (RSA)",
+                    "le versement du RSA",
+                    2,
+                ),
+                (
+                    "local:expulsion-audience",
+                    "Audience d'expulsion locative",
+                    "le maintien dans le logement",
+                    3,
+                ),
+            ]
+            .into_iter()
+            .map(|(code, label, right_lost, weight)| Procedure {
+                code: code.into(),
+                label: label.into(),
+                right_lost: right_lost.into(),
+                weight,
+            })
+            .collect(),
         }
     }
 }
@@ -249,27 +276,121 @@ fn how_said(how: Qualification) -> &'static str {
     }
 }
 
+/// The built-in setting, commented: in force while no version was activated (version 0).
+pub const DEFAULT_TEXT: &str = include_str!("priorities.toml");
+
+/// What is wrong in a setting's text, and where (1-based; 0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub message: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "line {}, column {}: {}",
+                self.line, self.column, self.message
+            )
+        } else {
+            f.write_str(&self.message)
+        }
+    }
+}
+
+/// The 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
 impl Priorities {
     /// Reads a setting; every error names where it is.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let p: Priorities = toml::from_str(text).map_err(|e| e.to_string())?;
+        Self::check(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads a setting; an error carries its line and column.
+    pub fn check(text: &str) -> Result<Self, SettingError> {
+        const MOST: usize = 64 * 1024;
+        if text.len() > MOST {
+            return Err(SettingError {
+                message: format!("the text is {} bytes; at most {MOST}", text.len()),
+                line: 0,
+                column: 0,
+            });
+        }
+        let p: Priorities = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_column(text, s.start));
+            SettingError {
+                message: e.message().to_string(),
+                line,
+                column,
+            }
+        })?;
+        // Where a key stands in the text, for the checks below.
+        let at = |needle: &str, message: String| {
+            let (line, column) = text
+                .find(needle)
+                .map_or((0, 0), |offset| line_column(text, offset));
+            SettingError {
+                message,
+                line,
+                column,
+            }
+        };
         for code in p.difficulties.codes.keys() {
-            FlagCode::parse(code).map_err(|e| format!("difficulties.codes.{code}: {e}"))?;
+            FlagCode::parse(code)
+                .map_err(|e| at(code, format!("difficulties.codes.{code}: {e}")))?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, proc) in p.procedures.iter().enumerate() {
-            if proc.code.trim().is_empty() || proc.label.trim().is_empty() {
-                return Err(format!("procedures[{i}]: a code and a label are required"));
+            let here = |message: String| at(&format!("\"{}\"", proc.code), message);
+            if proc.label.trim().is_empty() || proc.right_lost.trim().is_empty() {
+                return Err(here(format!(
+                    "procedures[{i}]: a label and the right lost on the deadline are required"
+                )));
             }
+            super::case::Procedure::parse(&proc.code)
+                .map_err(|e| here(format!("procedures[{i}].code: {e}")))?;
             if !seen.insert(proc.code.as_str()) {
-                return Err(format!("procedures[{i}]: `{}` is listed twice", proc.code));
+                return Err(here(format!(
+                    "procedures[{i}]: `{}` is listed twice",
+                    proc.code
+                )));
             }
             if !(1..=10).contains(&proc.weight) {
-                return Err(format!("procedures[{i}].weight: 1 to 10"));
+                return Err(here(format!("procedures[{i}].weight: 1 to 10")));
             }
         }
         if p.deadlines.window_days == 0 || p.deadlines.window_days > 365 {
-            return Err("deadlines.window_days: 1 to 365".into());
+            return Err(at("window_days", "deadlines.window_days: 1 to 365".into()));
+        }
+        let big = [
+            ("declared", p.difficulties.declared),
+            ("observed", p.difficulties.observed),
+            ("attested", p.difficulties.attested),
+            ("per_day", p.deadlines.per_day),
+            ("overdue", p.deadlines.overdue),
+            ("per_day", p.waiting.per_day),
+            ("max", p.waiting.max),
+            ("per_missing", p.documents.per_missing),
+            ("max", p.documents.max),
+            ("overdue", p.referrals.overdue),
+        ]
+        .into_iter()
+        .chain(p.difficulties.codes.iter().map(|(c, w)| (c.as_str(), *w)))
+        .find(|(_, v)| *v > 1000);
+        if let Some((key, _)) = big {
+            return Err(at(key, format!("{key}: at most 1000 points")));
         }
         Ok(p)
     }
@@ -462,8 +583,24 @@ mod tests {
                 .contains("difficulties.codes.SANS_WIFI")
         );
         assert!(Priorities::parse("[waiting]\nper_jour = 1\n").is_err());
-        let twice = "[[procedures]]\ncode = \"A\"\nlabel = \"a\"\nright_lost = \"x\"\n\
-                     [[procedures]]\ncode = \"A\"\nlabel = \"b\"\nright_lost = \"y\"\n";
-        assert!(Priorities::parse(twice).unwrap_err().contains("twice"));
+        let twice = "[[procedures]]\ncode = \"local:a\"\nlabel = \"a\"\nright_lost = \"x\"\n\
+                     [[procedures]]\ncode = \"local:a\"\nlabel = \"b\"\nright_lost = \"y\"\n";
+        let e = Priorities::check(twice).unwrap_err();
+        assert!(e.message.contains("twice"), "{e}");
+        assert_eq!((e.line, e.column), (2, 8));
+        let e = Priorities::check("[waiting]\nafter_days = 7\nper_jour = 1\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 1), "{e}");
+        let e = Priorities::check(
+            "[[procedures]]\ncode = \"A12\"\nlabel = \"a\"\nright_lost = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("procedures[0].code"), "{e}");
+        let e = Priorities::check("[referrals]\noverdue = 100000\n").unwrap_err();
+        assert!(e.message.contains("at most 1000"), "{e}");
+    }
+
+    #[test]
+    fn the_commented_default_text_is_the_built_in_default() {
+        assert_eq!(Priorities::parse(DEFAULT_TEXT), Ok(Priorities::default()));
     }
 }

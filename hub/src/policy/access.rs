@@ -4,8 +4,10 @@
 
 use super::{Action, Facts, Gate, Subject};
 use crate::audit::AuditEntry;
+use crate::domain::accessibility::Profile;
 use crate::domain::case::Case;
 use crate::domain::change::{Disclosure, Item};
+use crate::domain::commune::Residence;
 use crate::domain::flag::Flag;
 use crate::domain::referral::Referral;
 use crate::domain::{AgentId, DataCategory, Partner, Purpose};
@@ -47,6 +49,12 @@ impl<'a> Access<'a> {
     }
 
     fn decide(&mut self, subject: Subject, item: Item) -> bool {
+        self.decide_for(subject, Some(item))
+    }
+
+    /// Decides a read; what is given is disclosed when it is an item the partner keeps (a
+    /// flag, a case, a referral), and only audited otherwise (a filter it applies).
+    fn decide_for(&mut self, subject: Subject, item: Option<Item>) -> bool {
         let d = self.gate.decide(
             &self.facts,
             self.viewer.partner,
@@ -66,7 +74,13 @@ impl<'a> Access<'a> {
                 .granted()
                 .then(|| d.coverage.record.clone())
                 .flatten();
-            self.disclose(subject.category, item, record, self.viewer.purpose);
+            match item {
+                Some(item) => self.disclose(subject.category, item, record, self.viewer.purpose),
+                None => {
+                    self.given.insert(category);
+                    self.records.extend(record);
+                }
+            }
         } else {
             self.denied.insert(category);
         }
@@ -162,6 +176,24 @@ impl<'a> Access<'a> {
             Subject::category(DataCategory::Referrals),
             Item::Referral(r.id),
         )
+    }
+
+    /// May the viewer use where the person lives (to filter on it)? Where it recorded it
+    /// itself, always; otherwise as the rules and consent decide for identity data.
+    pub fn residence(&mut self, r: &Residence) -> bool {
+        if r.partner == self.viewer.partner.id {
+            return self.own(DataCategory::Identity);
+        }
+        self.decide_for(Subject::category(DataCategory::Identity), None)
+    }
+
+    /// May the viewer read how to reach the person? The profile it recorded itself, always;
+    /// otherwise as the rules and consent decide for accessibility data.
+    pub fn accessibility(&mut self, p: &Profile) -> bool {
+        if p.recorded_by == self.viewer.partner.id {
+            return self.own(DataCategory::Accessibility);
+        }
+        self.decide_for(Subject::category(DataCategory::Accessibility), None)
     }
 
     /// The audit entry of this access and the disclosures it made, to record before the data

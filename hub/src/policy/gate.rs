@@ -98,7 +98,10 @@ impl Gate {
     /// force everywhere, checked before each person's decisions.
     async fn follow_rules(&self, stored: i64) -> Result<()> {
         if stored != self.engine.active().version
-            && let Some((version, text)) = self.store.active_rules().await?
+            && let Some((version, text)) = self
+                .store
+                .active_setting(crate::store::Setting::Rules)
+                .await?
         {
             self.engine.activate(version.version, &text).map_err(|e| {
                 crate::error::Error::Internal(format!(

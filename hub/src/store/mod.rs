@@ -8,8 +8,10 @@ mod sql;
 pub mod sqlite;
 
 use crate::audit::{Anchor, AuditEntry, StoredEntry};
+use crate::domain::accessibility::Profile;
 use crate::domain::case::Case;
 use crate::domain::change::{ChangeRecord, Disclosure, Redaction};
+use crate::domain::commune::Residence;
 use crate::domain::consent::{Consent, ConsentId, Mandate, MandateId};
 use crate::domain::flag::Flag;
 use crate::domain::ids::{
@@ -64,7 +66,26 @@ impl Expiries {
     }
 }
 
-/// One version of the access rules.
+/// A versioned territory setting, managed the same way: validated, activated with a comment,
+/// kept in a history, rolled back by activating an older text again (a new version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// The Cedar access rules.
+    Rules,
+    /// The work queue's weights and procedure catalogue (`domain::priority`).
+    Priorities,
+}
+
+impl Setting {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Setting::Rules => "rules",
+            Setting::Priorities => "priorities",
+        }
+    }
+}
+
+/// One version of a setting (the access rules, the priorities).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RulesVersion {
     pub version: i64,
@@ -280,6 +301,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<PersonId>>;
     async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>>;
     async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>>;
+    /// Records where the person lives (replacing what was recorded).
+    async fn set_residence(
+        &self,
+        person: PersonId,
+        residence: Residence,
+        meta: &WriteMeta,
+    ) -> Result<Residence>;
+    async fn residence(&self, person: PersonId) -> Result<Option<Residence>>;
+    /// Where the persons live, by person id after `after`, at most `limit`.
+    async fn residences(
+        &self,
+        after: Option<PersonId>,
+        limit: u32,
+    ) -> Result<Vec<(PersonId, Residence)>>;
+    /// Records how to reach the person (a new version of their profile).
+    async fn set_accessibility(
+        &self,
+        person: PersonId,
+        profile: Profile,
+        meta: &WriteMeta,
+    ) -> Result<Profile>;
+    async fn accessibility(&self, person: PersonId) -> Result<Option<Profile>>;
     /// Everything an access decision about `person` for `partner` rests on, in one query:
     /// the relation, the person's consents and mandates, the referrals about the person the
     /// partner sent or received, the alert plan and the rules version in force.
@@ -417,13 +460,15 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
 
     // Access rules and settings.
-    async fn rules_versions(&self) -> Result<Vec<RulesVersion>>;
-    async fn rules_text(&self, version: i64) -> Result<Option<String>>;
-    /// The rules in force: the newest version.
-    async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>>;
-    /// Stores a new version, which is then in force.
-    async fn add_rules(
+    async fn setting_versions(&self, setting: Setting) -> Result<Vec<RulesVersion>>;
+    async fn setting_text(&self, setting: Setting, version: i64) -> Result<Option<String>>;
+    /// The version in force: the newest.
+    async fn active_setting(&self, setting: Setting) -> Result<Option<(RulesVersion, String)>>;
+    /// Stores a new version, which is then in force (for the rules, a write that may narrow
+    /// access).
+    async fn add_setting(
         &self,
+        setting: Setting,
         text: &str,
         author: &str,
         comment: &str,

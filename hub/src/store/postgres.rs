@@ -99,6 +99,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "referral deadlines",
         include_str!("../../migrations/postgres/0005_referral_deadlines.sql"),
     ),
+    (
+        6,
+        "priorities and residence",
+        include_str!("../../migrations/postgres/0006_priorities_residence.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

@@ -13,7 +13,9 @@
 macro_rules! sql_store {
     ($db:ty, $conn:ty) => {
         use crate::audit::{Anchor, AuditEntry, StoredEntry};
+        use crate::domain::accessibility::Profile;
         use crate::domain::case::Case;
+        use crate::domain::commune::{Commune, Residence};
         use crate::domain::change::{
             ChangeKind, ChangeRecord, ChangeResource, ConsentNotice, Disclosure, Item, Redaction,
         };
@@ -29,7 +31,7 @@ macro_rules! sql_store {
         use crate::error::{Error, Result};
         use crate::store::{
             AlertPlan, CaseFilter, Direction, Expiries, LinkOutcome, LinkResult, LinkTarget, Principal,
-            Audience, PrincipalCache, ReferralFilter, Relation, RulesVersion, Store, Update, WriteMeta,
+            Audience, PrincipalCache, ReferralFilter, Relation, RulesVersion, Setting, Store, Update, WriteMeta,
         };
         use async_trait::async_trait;
         use futures::future::BoxFuture;
@@ -982,6 +984,14 @@ macro_rules! sql_store {
             }
         }
 
+        fn residence_row(commune: String, partner: String, at: i64) -> Result<Residence> {
+            Ok(Residence {
+                commune: Commune::parse(&commune).map_err(|e| Error::Internal(e.to_string()))?,
+                partner: PartnerId::parse(&partner).map_err(|e| Error::Internal(e.to_string()))?,
+                recorded_at: Timestamp::from_micros(at),
+            })
+        }
+
         fn after_key(after: Option<&str>) -> String {
             after.unwrap_or("").to_string()
         }
@@ -1386,6 +1396,86 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn set_residence(&self, person: PersonId, residence: Residence, meta: &WriteMeta) -> Result<Residence> {
+                self.idempotent(meta, move |conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO residences (person_id, commune, partner_id, recorded_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (person_id) DO UPDATE
+                             SET commune = excluded.commune, partner_id = excluded.partner_id, recorded_at = excluded.recorded_at",
+                        )
+                        .bind(person.to_string())
+                        .bind(residence.commune.as_str())
+                        .bind(residence.partner.as_str())
+                        .bind(residence.recorded_at.micros())
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok((residence, None))
+                    })
+                })
+                .await
+            }
+
+            async fn residence(&self, person: PersonId) -> Result<Option<Residence>> {
+                let row: Option<(String, String, i64)> = sqlx::query_as(
+                    "SELECT commune, partner_id, recorded_at FROM residences WHERE person_id = $1",
+                )
+                .bind(person.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(|(c, p, at)| residence_row(c, p, at)).transpose()
+            }
+
+            async fn residences(&self, after: Option<PersonId>, limit: u32) -> Result<Vec<(PersonId, Residence)>> {
+                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT person_id, commune, partner_id, recorded_at FROM residences WHERE person_id > $1
+                     ORDER BY person_id LIMIT $2",
+                )
+                .bind(after.map(|p| p.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(person, c, p, at)| {
+                        let person = PersonId::parse(&person).map_err(|e| Error::Internal(e.to_string()))?;
+                        Ok((person, residence_row(c, p, at)?))
+                    })
+                    .collect()
+            }
+
+            async fn set_accessibility(&self, person: PersonId, profile: Profile, meta: &WriteMeta) -> Result<Profile> {
+                self.idempotent(meta, move |conn, _meta| {
+                    Box::pin(async move {
+                        let (version,): (i64,) = sqlx::query_as(
+                            "SELECT COALESCE(MAX(version), 0) + 1 FROM accessibility_profiles WHERE person_id = $1",
+                        )
+                        .bind(person.to_string())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        let profile = Profile { version, ..profile };
+                        sqlx::query(
+                            "INSERT INTO accessibility_profiles (person_id, version, doc) VALUES ($1, $2, $3)
+                             ON CONFLICT (person_id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+                        )
+                        .bind(person.to_string())
+                        .bind(version)
+                        .bind(serde_json::to_string(&profile)?)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok((profile, None))
+                    })
+                })
+                .await
+            }
+
+            async fn accessibility(&self, person: PersonId) -> Result<Option<Profile>> {
+                let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM accessibility_profiles WHERE person_id = $1")
+                    .bind(person.to_string())
+                    .fetch_optional(&self.read)
+                    .await?;
+                row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
             async fn facts_of(&self, partner: &PartnerId, person: PersonId) -> Result<crate::store::FactRows> {
                 let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                     "SELECT 'relation',
@@ -1523,6 +1613,23 @@ macro_rules! sql_store {
                         .bind(&m)
                         .execute(&mut *conn)
                         .await?;
+                        // Where the person lives and how to reach them: the kept record's, or
+                        // else the merged one's.
+                        for table in ["residences", "accessibility_profiles"] {
+                            let columns = if table == "residences" { "commune, partner_id, recorded_at" } else { "version, doc" };
+                            sqlx::query(&format!(
+                                "INSERT INTO {table} (person_id, {columns}) SELECT $1, {columns} FROM {table} WHERE person_id = $2
+                                 ON CONFLICT DO NOTHING"
+                            ))
+                            .bind(&k)
+                            .bind(&m)
+                            .execute(&mut *conn)
+                            .await?;
+                            sqlx::query(&format!("DELETE FROM {table} WHERE person_id = $1"))
+                                .bind(&m)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
                         // Every partner now tied to the kept record hears of its earlier changes.
                         let tied: Vec<(String,)> = sqlx::query_as(
                             "SELECT partner_id FROM person_links WHERE person_id = $1
@@ -2247,40 +2354,43 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn rules_versions(&self) -> Result<Vec<RulesVersion>> {
-                let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as(
-                    "SELECT version, author, comment, created_at, restores FROM rules ORDER BY version",
-                )
+            async fn setting_versions(&self, setting: Setting) -> Result<Vec<RulesVersion>> {
+                let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as(&format!(
+                    "SELECT version, author, comment, created_at, restores FROM {} ORDER BY version",
+                    setting.table()
+                ))
                 .fetch_all(&self.read)
                 .await?;
                 Ok(rows.into_iter().map(rules_version).collect())
             }
 
-            async fn rules_text(&self, version: i64) -> Result<Option<String>> {
-                let row: Option<(String,)> = sqlx::query_as("SELECT text FROM rules WHERE version = $1")
+            async fn setting_text(&self, setting: Setting, version: i64) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as(&format!("SELECT text FROM {} WHERE version = $1", setting.table()))
                     .bind(version)
                     .fetch_optional(&self.read)
                     .await?;
                 Ok(row.map(|(t,)| t))
             }
 
-            async fn active_rules(&self) -> Result<Option<(RulesVersion, String)>> {
-                let row: Option<(i64, String, String, i64, Option<i64>, String)> = sqlx::query_as(
-                    "SELECT version, author, comment, created_at, restores, text FROM rules ORDER BY version DESC LIMIT 1",
-                )
+            async fn active_setting(&self, setting: Setting) -> Result<Option<(RulesVersion, String)>> {
+                let row: Option<(i64, String, String, i64, Option<i64>, String)> = sqlx::query_as(&format!(
+                    "SELECT version, author, comment, created_at, restores, text FROM {} ORDER BY version DESC LIMIT 1",
+                    setting.table()
+                ))
                 .fetch_optional(&self.read)
                 .await?;
                 Ok(row.map(|(v, a, c, t, r, text)| (rules_version((v, a, c, t, r)), text)))
             }
 
-            async fn add_rules(&self, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
+            async fn add_setting(&self, setting: Setting, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
                 let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
-                NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
+                let table = setting.table();
+                NARROWS.scope(setting == Setting::Rules, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
-                        let (version,): (i64,) = sqlx::query_as(
-                            "INSERT INTO rules (version, text, author, comment, created_at, restores)
-                             VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM rules), $1, $2, $3, $4, $5) RETURNING version",
-                        )
+                        let (version,): (i64,) = sqlx::query_as(&format!(
+                            "INSERT INTO {table} (version, text, author, comment, created_at, restores)
+                             VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM {table}), $1, $2, $3, $4, $5) RETURNING version",
+                        ))
                         .bind(&text)
                         .bind(&author)
                         .bind(&comment)

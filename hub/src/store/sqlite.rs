@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "referral deadlines",
         include_str!("../../migrations/sqlite/0005_referral_deadlines.sql"),
     ),
+    (
+        6,
+        "priorities and residence",
+        include_str!("../../migrations/sqlite/0006_priorities_residence.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {
