@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "relais/v1/sync.proto",
         "relais/v1/admin.proto",
         "relais/v1/consent.proto",
+        "relais/v1/territory.proto",
     ];
     println!("cargo:rerun-if-changed=relais");
     let fds = protox::compile(files, ["."])?;

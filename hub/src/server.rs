@@ -252,6 +252,7 @@ pub async fn start_with_clock(
     use pb::flag_service_server::FlagServiceServer;
     use pb::person_service_server::PersonServiceServer;
     use pb::sync_service_server::SyncServiceServer;
+    use pb::territory_service_server::TerritoryServiceServer;
     health_reporter
         .set_serving::<PersonServiceServer<Api>>()
         .await;
@@ -269,6 +270,9 @@ pub async fn start_with_clock(
         .await;
     health_reporter
         .set_serving::<AdminServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<TerritoryServiceServer<Api>>()
         .await;
     // Reflection in both versions: grpcurl, Postman and Evans of a few years ago ask v1alpha.
     let reflection_builder = || {
@@ -303,6 +307,7 @@ pub async fn start_with_clock(
         .add_service(CaseServiceServer::new(api.clone()))
         .add_service(ConsentServiceServer::new(api.clone()))
         .add_service(SyncServiceServer::new(api.clone()))
+        .add_service(TerritoryServiceServer::new(api.clone()))
         .add_service(AdminServiceServer::new(api));
     // Small answers go out at once: without TCP_NODELAY a response written in two segments
     // waits for the client's delayed acknowledgement (40 ms on Linux).

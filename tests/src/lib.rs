@@ -7,6 +7,7 @@ use relais_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, case_service_client::CaseServiceClient,
     consent_service_client::ConsentServiceClient, flag_service_client::FlagServiceClient,
     person_service_client::PersonServiceClient, sync_service_client::SyncServiceClient,
+    territory_service_client::TerritoryServiceClient,
 };
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
@@ -231,6 +232,11 @@ impl TestHub {
 
     /// Registers a partner through the admin API and returns it connected with its own bundle.
     pub async fn partner(&self, id: &str, kind: pb::PartnerKind) -> Partner {
+        self.partner_in(id, kind, &["31483"]).await
+    }
+
+    /// A partner serving `territory` (commune or département codes).
+    pub async fn partner_in(&self, id: &str, kind: pb::PartnerKind, territory: &[&str]) -> Partner {
         let (key, csr_pem) = relais_hub::pki::new_key_and_csr(id).expect("csr");
         let response = self
             .admin
@@ -239,7 +245,7 @@ impl TestHub {
                 id: id.to_string(),
                 kind: kind as i32,
                 name: format!("Partner {id}"),
-                territory: vec!["31483".into()],
+                territory: territory.iter().map(ToString::to_string).collect(),
                 cog_vintage: 0,
                 csr_pem,
                 request_id: new_request_id(),
@@ -271,6 +277,7 @@ pub struct Partner {
     pub cases: CaseServiceClient<Channel>,
     pub sync: SyncServiceClient<Channel>,
     pub consent: ConsentServiceClient<Channel>,
+    pub territory: TerritoryServiceClient<Channel>,
 }
 
 impl Partner {
@@ -285,7 +292,8 @@ impl Partner {
             flags: FlagServiceClient::new(channel.clone()),
             cases: CaseServiceClient::new(channel.clone()),
             sync: SyncServiceClient::new(channel.clone()),
-            consent: ConsentServiceClient::new(channel),
+            consent: ConsentServiceClient::new(channel.clone()),
+            territory: TerritoryServiceClient::new(channel),
         }
     }
 
@@ -609,4 +617,111 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Headless Chromium, for the printable documents: `RELAIS_TEST_CHROMIUM`, or `chromium` on
+/// the PATH (Debian's package; `.ci/run` installs it). `None` when neither is there.
+pub fn chromium() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("RELAIS_TEST_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("chromium"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A page as Chromium prints it.
+pub struct Printed {
+    /// The first A4 screen (794 × 1123 CSS pixels), as PNG.
+    pub png: Vec<u8>,
+    pub pdf: Vec<u8>,
+}
+
+impl Printed {
+    /// The share of the first screen's pixels that are not near-white: ink on the page.
+    pub fn ink(&self) -> f64 {
+        let decoder = png::Decoder::new(std::io::Cursor::new(&self.png));
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+        let info = reader.next_frame(&mut buf).expect("a frame");
+        let channels = info.color_type.samples();
+        let pixels = buf[..info.buffer_size()].chunks(channels);
+        let total = pixels.len().max(1);
+        let inked = pixels
+            .filter(|p| p.iter().take(3).any(|&v| v < 200))
+            .count();
+        inked as f64 / total as f64
+    }
+
+    /// The screenshot's size in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(&self.png));
+        let reader = decoder.read_info().expect("a PNG");
+        let info = reader.info();
+        (info.width, info.height)
+    }
+
+    /// How many pages the PDF has, and whether each is A4 (595 × 842 points).
+    pub fn a4_pages(&self) -> (usize, bool) {
+        let text = String::from_utf8_lossy(&self.pdf);
+        // Chromium gives each page its own media box.
+        let boxes: Vec<&str> = text
+            .match_indices("/MediaBox [")
+            .map(|(i, _)| &text[i + 11..(i + 60).min(text.len())])
+            .collect();
+        let a4 = !boxes.is_empty()
+            && boxes.iter().all(|b| {
+                let n: Vec<f64> = b
+                    .split([' ', ']'])
+                    .filter_map(|x| x.parse().ok())
+                    .take(4)
+                    .collect();
+                n.len() == 4 && (n[2] - 595.0).abs() < 2.0 && (n[3] - 842.0).abs() < 2.0
+            });
+        (boxes.len(), a4)
+    }
+}
+
+/// Renders `html` in headless Chromium: a PNG of the first A4 screen and the printed PDF.
+pub fn print_a4(chromium: &Path, html: &str) -> Printed {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let page = dir.path().join("page.html");
+    std::fs::write(&page, html).expect("page written");
+    let url = format!("file://{}", page.display());
+    let run = |args: &[String]| {
+        let out = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                &format!("--user-data-dir={}", dir.path().join("profile").display()),
+            ])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("chromium runs");
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let png = dir.path().join("page.png");
+    let pdf = dir.path().join("page.pdf");
+    run(&[
+        format!("--screenshot={}", png.display()),
+        "--window-size=794,1123".into(),
+    ]);
+    run(&[
+        format!("--print-to-pdf={}", pdf.display()),
+        "--no-pdf-header-footer".into(),
+    ]);
+    Printed {
+        png: std::fs::read(&png).expect("png"),
+        pdf: std::fs::read(&pdf).expect("pdf"),
+    }
 }

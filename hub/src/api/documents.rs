@@ -7,7 +7,7 @@ use crate::domain::{DataCategory, Partner, PartnerId, PersonId, Purpose, Timesta
 use serde::Serialize;
 use std::collections::HashMap;
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -49,8 +49,13 @@ td,th{border:1px solid #444;padding:.3em .5em;text-align:left;vertical-align:top
 .note{font-size:12pt;color:#333}@media print{body{margin:0}}";
 
 fn page(title: &str, body: &str) -> String {
+    page_styled(title, body, "")
+}
+
+/// A printable French page; `style` adds to the common one.
+pub(crate) fn page_styled(title: &str, body: &str, style: &str) -> String {
     format!(
-        "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}{style}</style></head>\n<body>\n{body}</body></html>\n",
         escape(title)
     )
 }

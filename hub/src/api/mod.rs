@@ -15,6 +15,7 @@ mod queue;
 mod reach;
 pub mod status;
 mod sync;
+mod territory;
 
 use crate::audit::AuditEntry;
 use crate::config::FeedConfig;
@@ -154,6 +155,9 @@ with_context!(
     pb::SetResidenceRequest,
     pb::SetAccessibilityRequest,
     pb::GetAccessibilityRequest,
+    pb::PlanTourRequest,
+    pb::GetMediatorSheetRequest,
+    pb::GetActivityFiguresRequest,
     pb::SubscribeRequest,
     pb::GrantConsentRequest,
     pb::WithdrawConsentRequest,

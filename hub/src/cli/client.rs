@@ -11,6 +11,7 @@ use relais_proto::v1::{
     self as pb, case_service_client::CaseServiceClient,
     consent_service_client::ConsentServiceClient, flag_service_client::FlagServiceClient,
     person_service_client::PersonServiceClient, sync_service_client::SyncServiceClient,
+    territory_service_client::TerritoryServiceClient,
 };
 use std::path::PathBuf;
 use tonic::transport::Channel;
@@ -147,6 +148,42 @@ enum ClientCommand {
     /// How to reach the person: the channels and accommodations they state.
     #[command(subcommand)]
     Reach(ReachCommand),
+    /// The bus's next tour (purpose aller_vers): per commune, the need in aggregates, and a
+    /// suggested order of stops.
+    Tour {
+        #[arg(long, default_value_t = 5)]
+        days: i32,
+        #[arg(long, default_value_t = 2)]
+        stops_per_day: i32,
+        /// The first day (`YYYY-MM-DD`); the next working day by default.
+        #[arg(long, default_value = "")]
+        start_on: String,
+        /// Write the stops as CSV (`;`, UTF-8) here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Write the printable sheet (HTML, French, A4) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// The médiateur's sheet: the persons you follow under mandate, with what is pending
+    /// (the agent is `--agent`).
+    VisitSheet {
+        /// Write the printable sheet (HTML, large type, A4) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Your activity per month for funders (purpose statistique), small counts suppressed.
+    Figures {
+        /// First month (`YYYY-MM`).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Last month (`YYYY-MM`).
+        #[arg(long, default_value = "")]
+        to: String,
+        /// Write the figures as CSV here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// Your work in priority order, each item with why it comes there.
     Queue {
         /// Only this procedure.
@@ -226,6 +263,15 @@ enum ReachCommand {
         #[command(flatten)]
         person: PersonArg,
     },
+}
+
+/// Writes a document the hub produced, when asked.
+fn write_out(path: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// `KIND[:PARTNER[:NOTE]]` as a channel.
@@ -836,6 +882,14 @@ impl Ctx {
         Some(self.context.clone())
     }
 
+    /// The context of a command that has one purpose (a tour is for aller_vers).
+    fn for_purpose(&self, purpose: Purpose) -> Option<pb::RequestContext> {
+        Some(pb::RequestContext {
+            purpose: purpose_to_pb(purpose) as i32,
+            agent: self.context.agent.clone(),
+        })
+    }
+
     fn request_id(&self) -> String {
         self.request_id
             .clone()
@@ -1060,6 +1114,83 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             for st in &r.statements {
                 println!("  - {}", st.text);
             }
+        }
+        ClientCommand::Tour {
+            days,
+            stops_per_day,
+            start_on,
+            csv,
+            html,
+        } => {
+            let r = TerritoryServiceClient::new(channel)
+                .plan_tour(pb::PlanTourRequest {
+                    context: ctx.for_purpose(Purpose::AllerVers),
+                    days,
+                    stops_per_day,
+                    start_on: start_on.clone(),
+                })
+                .await?
+                .into_inner();
+            if r.stops.is_empty() {
+                println!("no commune of your territory has a known need: no stop suggested");
+            }
+            let shown =
+                |c: &Option<pb::Count>| c.as_ref().map_or_else(String::new, |c| c.shown.clone());
+            for s in &r.stops {
+                let Some(c) = &s.commune else { continue };
+                println!(
+                    "jour {} ({}) arrêt {} : {} ({}) — {} personne(s) à aider en personne, {} démarche(s) à échéance sous 14 jours, {} fiche(s) navette(s) en attente",
+                    s.day,
+                    s.date,
+                    s.order,
+                    if c.name.is_empty() {
+                        &c.commune
+                    } else {
+                        &c.name
+                    },
+                    c.commune,
+                    shown(&c.persons_needing_help),
+                    shown(&c.cases_due_soon),
+                    shown(&c.referrals_waiting)
+                );
+            }
+            write_out(csv.as_ref(), &r.csv)?;
+            write_out(html.as_ref(), &r.html)?;
+        }
+        ClientCommand::VisitSheet { html } => {
+            let r = TerritoryServiceClient::new(channel)
+                .get_mediator_sheet(pb::GetMediatorSheetRequest {
+                    context: ctx.for_purpose(Purpose::Accompagnement),
+                })
+                .await?
+                .into_inner();
+            if r.persons.is_empty() {
+                println!("no person followed under a mandate in force");
+            }
+            for p in &r.persons {
+                println!(
+                    "{} (mandat : {}, jusqu'au {})",
+                    p.local_ids.join(", "),
+                    p.themes.join(", "),
+                    p.mandate_until
+                );
+                for line in &p.pending {
+                    println!("  - {line}");
+                }
+            }
+            write_out(html.as_ref(), &r.html)?;
+        }
+        ClientCommand::Figures { from, to, csv } => {
+            let r = TerritoryServiceClient::new(channel)
+                .get_activity_figures(pb::GetActivityFiguresRequest {
+                    context: ctx.for_purpose(Purpose::Statistique),
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+                .await?
+                .into_inner();
+            print!("{}", r.csv);
+            write_out(csv.as_ref(), &r.csv)?;
         }
         ClientCommand::Flag(cmd) => flag(FlagServiceClient::new(channel), &ctx, cmd).await?,
         ClientCommand::Case(cmd) => case(CaseServiceClient::new(channel), &ctx, cmd).await?,

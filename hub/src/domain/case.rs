@@ -76,6 +76,27 @@ impl CaseStatus {
         }
     }
 
+    /// In plain French, for printed sheets.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Draft => "en préparation",
+            Sent => "envoyée",
+            Acknowledged => "reçue",
+            InProgress => "en cours",
+            WaitingPerson => "en attente de la personne",
+            WaitingDocuments => "en attente de pièces",
+            WaitingThirdParty => "en attente d'un autre service",
+            WaitingAppointment => "rendez-vous à fixer",
+            Accepted => "acceptée",
+            Refused => "refusée",
+            Redirected => "réorientée",
+            Cancelled => "annulée",
+            Abandoned => "abandonnée",
+            Closed => "close",
+            Duplicate => "doublon",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }

@@ -162,6 +162,22 @@ impl Theme {
         }
     }
 
+    /// As service-public.fr names it.
+    pub fn label_fr(self) -> &'static str {
+        match self {
+            Theme::Argent => "Argent",
+            Theme::Famille => "Famille",
+            Theme::Justice => "Justice",
+            Theme::Logement => "Logement",
+            Theme::Loisirs => "Loisirs",
+            Theme::Papiers => "Papiers - Citoyenneté",
+            Theme::Social => "Social - Santé",
+            Theme::Transports => "Transports",
+            Theme::Travail => "Travail",
+            Theme::Etranger => "Étranger",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         Self::ALL
             .into_iter()

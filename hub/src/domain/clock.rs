@@ -169,6 +169,47 @@ impl Day {
         (later.0 - self.0).whole_days()
     }
 
+    /// Saturday or Sunday.
+    pub fn weekend(self) -> bool {
+        matches!(
+            self.0.weekday(),
+            time::Weekday::Saturday | time::Weekday::Sunday
+        )
+    }
+
+    /// The month, `YYYY-MM`.
+    pub fn month(self) -> String {
+        format!("{:04}-{:02}", self.0.year(), u8::from(self.0.month()))
+    }
+
+    /// In French: "mardi 8 décembre 2026".
+    pub fn french(self) -> String {
+        const DAYS: [&str; 7] = [
+            "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+        ];
+        const MONTHS: [&str; 12] = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ];
+        format!(
+            "{} {} {} {}",
+            DAYS[usize::from(self.0.weekday().number_days_from_monday())],
+            self.0.day(),
+            MONTHS[usize::from(u8::from(self.0.month())) - 1],
+            self.0.year()
+        )
+    }
+
     /// `None` for an empty string (the field is optional).
     pub fn parse_optional(s: &str) -> Result<Option<Self>, Invalid> {
         if s.is_empty() {

@@ -432,6 +432,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Mandate, Vec<Redaction>)>;
     async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>>;
     async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>>;
+    /// The mandates an agent of `partner` holds whose end was not applied (at most 1,000).
+    async fn mandates_held(&self, partner: &PartnerId, agent: &AgentId) -> Result<Vec<Mandate>>;
 
     /// Applies the ends that came with time, as of `now`: consents and mandates past their
     /// expiry, flags past their `valid_until` (retracted by the hub). Each end sends the same

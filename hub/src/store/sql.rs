@@ -1990,6 +1990,15 @@ macro_rules! sql_store {
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         save_record(conn, &mandate, false).await?;
+                        sqlx::query(
+                            "INSERT INTO mandate_holders (mandate_id, partner_id, agent) VALUES ($1, $2, $3)
+                             ON CONFLICT (mandate_id) DO NOTHING",
+                        )
+                        .bind(mandate.id.to_string())
+                        .bind(mandate.partner.as_str())
+                        .bind(mandate.agent.as_str())
+                        .execute(&mut *conn)
+                        .await?;
                         tie(conn, &mandate.partner, mandate.person).await?;
                         Ok((mandate, None))
                     })
@@ -2017,6 +2026,19 @@ macro_rules! sql_store {
                     .fetch_optional(&self.read)
                     .await?;
                 row.map(|(doc,)| serde_json::from_str(&doc).map_err(Error::from)).transpose()
+            }
+
+            async fn mandates_held(&self, partner: &PartnerId, agent: &AgentId) -> Result<Vec<Mandate>> {
+                let rows = sqlx::query_as(
+                    "SELECT m.doc FROM mandates m JOIN mandate_holders h ON h.mandate_id = m.id
+                     WHERE h.partner_id = $1 AND h.agent = $2 AND m.ended = $3 ORDER BY m.id LIMIT 1000",
+                )
+                .bind(partner.as_str())
+                .bind(agent.as_str())
+                .bind(false)
+                .fetch_all(&self.read)
+                .await?;
+                docs(rows)
             }
 
             async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>> {
