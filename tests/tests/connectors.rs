@@ -155,6 +155,76 @@ async fn a_ccas_export_reaches_the_hub_and_shared_data_comes_back_to_a_status_fi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_queue_order_goes_beside_the_statuses_in_the_status_file() {
+    let hub = TestHub::start().await;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    drop_sample(dir.path());
+    c.adapter.poll(&c.state).await.unwrap();
+    outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    // Two cases at the CCAS: the one due in three days comes first.
+    let later = mairie.open_case("CCAS-0017", "F1342").await;
+    let soon = mairie
+        .cases
+        .clone()
+        .open_case(pb::OpenCaseRequest {
+            context: ctx(),
+            person: Some(local("CCAS-0017")),
+            procedure: "F1342".into(),
+            due_date: {
+                let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(3);
+                format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+            },
+            request_id: new_request_id(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .r#case
+        .unwrap();
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    let queue = c.hub.work_queue(100).await.unwrap();
+    c.adapter.prioritise(&queue).await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join("statuts/relais-statuts.csv")).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(";échéance;priorité;pourquoi")
+    );
+    let row = |id: &str| {
+        status_rows(dir.path())
+            .into_iter()
+            .find(|r| r.starts_with(&format!("case:{id}")))
+            .unwrap_or_else(|| panic!("case {id} in the status file"))
+    };
+    assert!(
+        row(&soon.id).contains(";1;échéance dans 3 jours, "),
+        "{}",
+        row(&soon.id)
+    );
+    assert!(row(&later.id).contains(";2;"), "{}", row(&later.id));
+    // An event rewrites the row; its place in the queue stays until the next reading.
+    mairie.move_case(&soon, pb::CaseStatus::Sent).await;
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+    assert!(row(&soon.id).contains(";sent;"), "{}", row(&soon.id));
+    assert!(row(&soon.id).contains(";1;échéance dans 3 jours, "));
+    // Flags carry no rank.
+    assert!(
+        status_rows(dir.path())
+            .iter()
+            .filter(|r| r.starts_with("flag:"))
+            .all(|r| r.ends_with(";;"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_made_while_the_hub_is_out_of_reach_wait_and_go_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = tempfile::tempdir().unwrap();

@@ -142,6 +142,36 @@ async fn the_apa_file_goes_to_the_hub_and_its_status_comes_back(partner_db: Stri
             "avis d'imposition 2025".to_string()
         )
     );
+    // The work queue's rank and reason go beside the status, and stay when the row is
+    // rewritten by an event.
+    let queue = hub_client.work_queue(100).await.unwrap();
+    assert_eq!(queue.len(), 1);
+    adapter.prioritise(&queue).await.unwrap();
+    let priority_columns = match partner_db.split(':').next() {
+        Some("mysql") => "CAST(priority_rank AS CHAR(20)), CAST(priority_reason AS CHAR(4000))",
+        _ => "priority_rank, priority_reason",
+    };
+    let priority = |db: sqlx::AnyPool| {
+        let sql = format!("SELECT {priority_columns} FROM {statuses} WHERE item = {param}");
+        let item = format!("case:{}", now[0].id);
+        async move {
+            sqlx::query_as::<_, (String, String)>(&sql)
+                .bind(item)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        priority(db.clone()).await,
+        ("1".to_string(), "1 pièce manquante".to_string())
+    );
+    adapter.prioritise(&[]).await.unwrap();
+    assert_eq!(
+        priority(db.clone()).await,
+        (String::new(), String::new()),
+        "out of the queue: no rank"
+    );
     for t in [&table, &statuses] {
         sqlx::query(&format!("DROP TABLE {t}"))
             .execute(&db)

@@ -149,9 +149,18 @@ async fn the_person_says_how_to_be_reached_and_readers_get_advice_they_may_read(
         ["perte d'autonomie : proposer un rendez-vous à domicile"]
     );
 
-    // Holding a case, for instruction, as a public service: the profile (public task), but not
-    // for accompagnement, and not for an association.
-    cd.open_case("JC", "local:apa-renouvellement").await;
+    // A case in preparation is not enough; one in progress, for instruction, as a public
+    // service: the profile (public task), but not for accompagnement, and not for an
+    // association.
+    let apa = cd.open_case("JC", "local:apa-renouvellement").await;
+    assert!(
+        get(&cd, "JC", pb::Purpose::Instruction)
+            .await
+            .profile
+            .is_none(),
+        "a draft case opened to read the profile gives nothing"
+    );
+    cd.move_case(&apa, pb::CaseStatus::Sent).await;
     assert!(
         get(&cd, "JC", pb::Purpose::Instruction)
             .await
@@ -164,7 +173,8 @@ async fn the_person_says_how_to_be_reached_and_readers_get_advice_they_may_read(
             .profile
             .is_none()
     );
-    asso.open_case("JC", "F1342").await;
+    let theirs = asso.open_case("JC", "F1342").await;
+    asso.move_case(&theirs, pb::CaseStatus::Sent).await;
     let at_asso = get(&asso, "JC", pb::Purpose::Instruction).await;
     assert!(at_asso.profile.is_none());
     assert!(at_asso.statements.is_empty());
@@ -202,4 +212,79 @@ async fn the_person_says_how_to_be_reached_and_readers_get_advice_they_may_read(
     .unwrap();
     assert_eq!(again.version, 2);
     assert_eq!(again.interpreter, "occitan");
+}
+
+#[tokio::test]
+async fn a_merge_keeps_the_newer_residence_and_profile() {
+    let hub = TestHub::start().await;
+    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    // Two records of one person, made before anyone noticed.
+    let kept = ccas
+        .link("A", pivot("Castet", "Jeanne", "1941-02-11", "31020"))
+        .await
+        .person_id;
+    let merged = ccas
+        .link("B", pivot("Castet", "Jeane", "1941-02-11", "31020"))
+        .await
+        .person_id;
+    assert_ne!(kept, merged);
+    let live = |local_id: &'static str, commune: &'static str| {
+        let mut persons = ccas.persons.clone();
+        async move {
+            persons
+                .set_residence(pb::SetResidenceRequest {
+                    context: ctx(),
+                    person: Some(local(local_id)),
+                    commune: commune.into(),
+                    request_id: new_request_id(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    live("A", "31483").await;
+    set(
+        &ccas,
+        "A",
+        pb::AccessibilityProfile {
+            channels: vec![channel(pb::Channel::Courrier, "mairie-aspet", "")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The newer: she moved to Aspet and now prefers the telephone.
+    live("B", "31020").await;
+    set(
+        &ccas,
+        "B",
+        pb::AccessibilityProfile {
+            channels: vec![channel(pb::Channel::Telephone, "mairie-aspet", "")],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    hub.admin
+        .clone()
+        .merge_persons(pb::MergePersonsRequest {
+            kept_person_id: kept.clone(),
+            merged_person_id: merged.clone(),
+            reason: "même personne, prénom mal orthographié".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let store = hub.hub.store.clone();
+    let kept_id = relais_hub::domain::PersonId::parse(&kept).unwrap();
+    let merged_id = relais_hub::domain::PersonId::parse(&merged).unwrap();
+    let residence = store.residence(kept_id).await.unwrap().unwrap();
+    assert_eq!(residence.commune.as_str(), "31020");
+    assert!(store.residence(merged_id).await.unwrap().is_none());
+    let profile = get(&ccas, "A", pb::Purpose::Instruction)
+        .await
+        .profile
+        .unwrap();
+    assert_eq!(profile.channels[0].channel, pb::Channel::Telephone as i32);
+    assert!(store.accessibility(merged_id).await.unwrap().is_none());
 }

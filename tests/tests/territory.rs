@@ -183,6 +183,21 @@ async fn the_tour_goes_where_the_need_is_counted_from_what_the_bus_may_read() {
     assert!(t.csv.starts_with("jour;date;ordre;commune;"));
     assert!(t.csv.contains(";Montréjeau;31390;7;5;< 5\n"), "{}", t.csv);
     assert!(t.html.contains("Montréjeau (31390)"));
+    assert!(!t.partial);
+    // Each person counted has it in their audit (their access report says so).
+    let counted = hub
+        .hub
+        .store
+        .audit_page(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.doc.contains("\"read:PlanTour\"") && e.doc.contains("\"person\":\""))
+        .count();
+    assert!(
+        counted >= 2 * 20,
+        "{counted} per-person entries for two plans of 20 persons"
+    );
     assert!(t.html.contains("&lt; 5"));
     // No person-level data in any form of the answer.
     for local_id in people.iter().map(|((l, _), _)| l) {
@@ -344,17 +359,24 @@ async fn activity_figures_are_aggregates_with_small_counts_suppressed() {
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
-    for i in 0..6 {
+    for i in 0..7 {
         let local_id = format!("L{i}");
         let who = pivot(&format!("Nom{i}"), "Paul", "1960-03-03", "31483");
         ccas.link(&local_id, who.clone()).await;
         bus.link(&local_id, who).await;
         let case = open_due(&ccas, &local_id, "F1342", "").await;
-        if i < 5 {
+        if i < 6 {
             let case = ccas.move_case(&case, pb::CaseStatus::Sent).await;
             let case = ccas.move_case(&case, pb::CaseStatus::Acknowledged).await;
             let case = ccas.move_case(&case, pb::CaseStatus::InProgress).await;
-            ccas.move_case(&case, pb::CaseStatus::Accepted).await;
+            // Five accepted, one refused: the refusal is not named, nor can it be read back
+            // from the total (6 closed) minus the named rows.
+            let to = if i < 5 {
+                pb::CaseStatus::Accepted
+            } else {
+                pb::CaseStatus::Refused
+            };
+            ccas.move_case(&case, to).await;
         }
     }
     let figures = ccas
@@ -371,14 +393,18 @@ async fn activity_figures_are_aggregates_with_small_counts_suppressed() {
     assert_eq!(figures.partner, "mairie-aspet");
     assert_eq!(figures.months.len(), 1, "{figures:?}");
     let m = &figures.months[0];
-    assert_eq!(shown(&m.persons_helped), "6");
-    assert_eq!(shown(&m.cases_opened), "6");
-    assert_eq!(shown(&m.cases_closed), "5");
+    assert_eq!(shown(&m.persons_helped), "7");
+    assert_eq!(shown(&m.cases_opened), "7");
+    assert_eq!(shown(&m.cases_closed), "6");
     assert_eq!(m.median_days_to_close, 0);
     assert_eq!(shown(&m.referrals_received), "< 5");
-    assert_eq!(m.by_outcome.len(), 1);
-    assert_eq!(m.by_outcome[0].label, "acceptée");
-    assert_eq!(shown(&m.by_outcome[0].cases), "5");
+    let outcomes: Vec<(&str, &str)> = m
+        .by_outcome
+        .iter()
+        .map(|b| (b.label.as_str(), shown(&b.cases)))
+        .collect();
+    assert_eq!(outcomes, [("acceptée", "5"), ("autres", "< 5")]);
+    assert!(m.by_outcome.iter().all(|b| b.key != "refused"));
     assert!(
         figures
             .csv

@@ -319,6 +319,17 @@ async fn the_priorities_are_a_versioned_setting_with_a_dry_run_history_and_rollb
         [(a.id.clone(), 2, 1), (b.id.clone(), 1, 2)],
         "{dry:?} {flat}"
     );
+    // Ranks only, and each person whose item moved has the dry run in their audit.
+    let dry_runs = hub
+        .hub
+        .store
+        .audit_page(0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.doc.contains("dry run of candidate priorities"))
+        .count();
+    assert_eq!(dry_runs, 1 + 2);
     assert_eq!(case_ids(&queue(&ccas).await), [b.id.clone(), a.id.clone()]);
 
     // Activation needs an author and a comment; then the queue follows it.
@@ -394,6 +405,28 @@ async fn the_priorities_are_a_versioned_setting_with_a_dry_run_history_and_rollb
     assert_eq!(history.active, 3);
     assert_eq!(history.versions.len(), 3);
     assert_eq!(history.versions[2].comment, "rollback to version 1");
+
+    // A request id used for one method is not replayed for another with the same fields.
+    let reused = new_request_id();
+    admin
+        .rollback_rules(pb::RollbackRulesRequest {
+            to_version: 1,
+            author: "Claire Sentenac".into(),
+            comment: "test".into(),
+            request_id: reused.clone(),
+        })
+        .await
+        .unwrap();
+    let refused = admin
+        .rollback_priorities(pb::RollbackPrioritiesRequest {
+            to_version: 1,
+            author: "Claire Sentenac".into(),
+            comment: "test".into(),
+            request_id: reused,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["request_id"]);
 
     // Each change is in the audit, under the administrator.
     let audited = hub

@@ -16,8 +16,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 
 pub const STATUS_FILE: &str = "relais-statuts.csv";
-const STATUS_HEADER: &str =
-    "élément;vos identifiants;type;code ou démarche;état;détail;comment on le sait;échéance";
+const STATUS_HEADER: &str = "élément;vos identifiants;type;code ou démarche;état;détail;comment on le sait;échéance;priorité;pourquoi";
+
+/// The cells of a row, priority and reason included.
+const CELLS: usize = 10;
 
 pub struct CsvAdapter {
     config: CsvConfig,
@@ -305,7 +307,36 @@ impl Adapter for CsvAdapter {
         };
         let _guard = self.status.lock().await;
         let mut rows = self.read_status();
+        // The item's place in the queue stays until the next reading of the queue.
+        let mut row = row;
+        let kept = rows
+            .get(&key)
+            .map(|old| old.iter().skip(8).take(2).cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        row.extend(kept);
+        row.resize(CELLS, String::new());
         rows.insert(key, row);
+        self.write_status(&rows)
+    }
+
+    async fn prioritise(&self, queue: &[relais_connector_sdk::Priority]) -> anyhow::Result<()> {
+        let by_key: std::collections::HashMap<&str, &relais_connector_sdk::Priority> =
+            queue.iter().map(|p| (p.key.as_str(), p)).collect();
+        let _guard = self.status.lock().await;
+        let mut rows = self.read_status();
+        for (key, cells) in rows.iter_mut() {
+            cells.resize(CELLS, String::new());
+            if !(key.starts_with("case:") || key.starts_with("referral:")) {
+                continue;
+            }
+            let (rank, why) = by_key
+                .get(key.as_str())
+                .map_or((String::new(), String::new()), |p| {
+                    (p.rank.to_string(), p.explanation.clone())
+                });
+            cells[8] = rank;
+            cells[9] = why;
+        }
         self.write_status(&rows)
     }
 

@@ -22,6 +22,10 @@ pub struct ConnectorConfig {
     /// Seconds between two readings of the partner's system.
     #[serde(default = "poll")]
     pub poll_seconds: u64,
+    /// Seconds between two readings of the partner's work queue (its priorities written beside
+    /// the statuses); 0: never.
+    #[serde(default = "queue")]
+    pub queue_seconds: u64,
     /// The adapter: `csv`, `http` or `sql`; its section has the same name.
     #[serde(rename = "adapter")]
     adapter_name: String,
@@ -35,6 +39,10 @@ pub struct ConnectorConfig {
 
 fn poll() -> u64 {
     10
+}
+
+fn queue() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone)]

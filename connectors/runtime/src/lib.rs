@@ -103,7 +103,32 @@ impl Connector {
                 }
             })
         };
+        // The work queue's order, written beside the statuses, refreshed now and then (it
+        // changes with time as well as with events: deadlines near, waits lengthen).
+        let prioritiser = {
+            let (hub, adapter) = (self.hub.clone(), self.adapter.clone());
+            let every = self.config.queue_seconds;
+            tokio::spawn(async move {
+                if every == 0 {
+                    std::future::pending::<()>().await;
+                }
+                loop {
+                    match hub.work_queue(5_000).await {
+                        Ok(queue) => {
+                            if let Err(e) = adapter.prioritise(&queue).await {
+                                tracing::warn!(error = %format!("{e:#}"), "writing the priorities failed");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e.message, code = ?e.code, "work queue not read; next try later")
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(every)).await;
+                }
+            })
+        };
         tokio::select! {
+            r = prioritiser => r.map_err(anyhow::Error::from),
             r = poller => r.map_err(anyhow::Error::from),
             r = sender => r.map_err(anyhow::Error::from),
             r = follower => r.map_err(anyhow::Error::from),

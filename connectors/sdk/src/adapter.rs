@@ -12,6 +12,17 @@ pub enum Received {
     Referral(pb::Referral),
 }
 
+/// An item of the partner's work queue, in the hub's priority order (`ListWorkQueue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Priority {
+    /// `case:<id>` or `referral:<id>`, as the status rows are keyed.
+    pub key: String,
+    /// 1 for the first item of the queue.
+    pub rank: i32,
+    /// Why it stands there, in plain French.
+    pub explanation: String,
+}
+
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync {
     /// A short name for logs (`csv`, `http`, `sql`).
@@ -27,6 +38,14 @@ pub trait Adapter: Send + Sync {
 
     /// Deletes from the partner's system what the hub no longer shares with it.
     async fn redact(&self, redaction: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()>;
+
+    /// Writes the partner's work queue beside its statuses: each open case's and awaiting
+    /// referral's rank and reason; items not in `queue` have none. Adapters without a place
+    /// for it keep the default.
+    async fn prioritise(&self, queue: &[Priority]) -> anyhow::Result<()> {
+        let _ = queue;
+        Ok(())
+    }
 
     /// For adapters the partner's software pushes to (an HTTP endpoint): serves until the
     /// process stops, enqueuing what arrives and calling `wake` so the outbox goes at once.

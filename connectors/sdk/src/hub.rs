@@ -93,6 +93,42 @@ impl Hub {
             .map_err(Refusal::from_status)
     }
 
+    /// The partner's work queue in priority order, at most `most` items.
+    pub async fn work_queue(&self, most: usize) -> Result<Vec<crate::adapter::Priority>, Refusal> {
+        let c = self.channel().await?;
+        let mut client = relais_proto::v1::case_service_client::CaseServiceClient::new(c);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_work_queue(pb::ListWorkQueueRequest {
+                    context: self.context(),
+                    page_size: 200,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(Refusal::from_status)?
+                .into_inner();
+            for item in page.items {
+                let key = match &item.item {
+                    Some(pb::work_item::Item::Case(c)) => format!("case:{}", c.id),
+                    Some(pb::work_item::Item::Referral(r)) => format!("referral:{}", r.id),
+                    None => continue,
+                };
+                out.push(crate::adapter::Priority {
+                    key,
+                    rank: item.rank,
+                    explanation: item.explanation,
+                });
+            }
+            if page.next_page_token.is_empty() || out.len() >= most {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
     pub async fn subscribe(
         &self,
         after: u64,

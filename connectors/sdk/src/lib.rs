@@ -21,7 +21,7 @@ pub mod retry;
 pub mod state;
 pub mod write;
 
-pub use adapter::{Adapter, Received};
+pub use adapter::{Adapter, Priority, Received};
 pub use hub::Hub;
 pub use state::State;
 pub use write::{Pivot, Write};

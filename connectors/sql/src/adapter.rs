@@ -144,7 +144,7 @@ impl SqlAdapter {
                 // Columns a table made by an earlier version lacks: asked first, added only
                 // when missing; a connector that may not add them says so and stops (its
                 // writes of statuses would all fail).
-                for column in ["qualification", "due_on"] {
+                for column in ["qualification", "due_on", "priority_rank", "priority_reason"] {
                     let there = sqlx::query(&format!(
                         "SELECT {column} FROM {} WHERE 1 = 0",
                         self.config.status_table
@@ -289,6 +289,18 @@ impl SqlAdapter {
         let pool = self.pool().await?;
         let d = self.dialect;
         let mut tx = pool.begin().await?;
+        // The item's place in the work queue stays until the next reading of the queue.
+        let kept: Option<AnyRow> = sqlx::query(&format!(
+            "SELECT priority_rank, priority_reason FROM {} WHERE item = {}",
+            self.config.status_table,
+            d.param(1)
+        ))
+        .bind(item)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (rank, reason) = kept.map_or((String::new(), String::new()), |r| {
+            (text(&r, 0), text(&r, 1))
+        });
         sqlx::query(&format!(
             "DELETE FROM {} WHERE item = {}",
             self.config.status_table,
@@ -297,9 +309,9 @@ impl SqlAdapter {
         .bind(item)
         .execute(&mut *tx)
         .await?;
-        let params: Vec<String> = (1..=8).map(|n| d.param(n)).collect();
+        let params: Vec<String> = (1..=10).map(|n| d.param(n)).collect();
         let sql = format!(
-            "INSERT INTO {} (item, local_ids, kind, reference, state, detail, qualification, due_on) VALUES ({})",
+            "INSERT INTO {} (item, local_ids, kind, reference, state, detail, qualification, due_on, priority_rank, priority_reason) VALUES ({})",
             self.config.status_table,
             params.join(", ")
         );
@@ -307,7 +319,40 @@ impl SqlAdapter {
         for v in values {
             query = query.bind(v);
         }
-        query.execute(&mut *tx).await?;
+        query.bind(rank).bind(reason).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the work queue's rank and reason beside each open case's and awaiting
+    /// referral's status, in one transaction; the others have none.
+    async fn write_priorities(
+        &self,
+        queue: &[relais_connector_sdk::Priority],
+    ) -> anyhow::Result<()> {
+        let pool = self.pool().await?;
+        let d = self.dialect;
+        let table = &self.config.status_table;
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!(
+            "UPDATE {table} SET priority_rank = '', priority_reason = '' WHERE item LIKE 'case:%' OR item LIKE 'referral:%'"
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!(
+            "UPDATE {table} SET priority_rank = {}, priority_reason = {} WHERE item = {}",
+            d.param(1),
+            d.param(2),
+            d.param(3)
+        );
+        for p in queue {
+            sqlx::query(&sql)
+                .bind(p.rank.to_string())
+                .bind(&p.explanation)
+                .bind(&p.key)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -487,6 +532,10 @@ impl Adapter for SqlAdapter {
                 .await
             }
         }
+    }
+
+    async fn prioritise(&self, queue: &[relais_connector_sdk::Priority]) -> anyhow::Result<()> {
+        self.write_priorities(queue).await
     }
 
     async fn redact(&self, r: &pb::Redaction, _local_ids: &[String]) -> anyhow::Result<()> {

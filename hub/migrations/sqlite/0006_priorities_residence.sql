@@ -29,12 +29,3 @@ CREATE TABLE accessibility_profiles (
     doc         TEXT NOT NULL
 ) STRICT;
 
--- Who holds each mandate (a partner's agent), for the médiateur's sheet.
-CREATE TABLE mandate_holders (
-    mandate_id  TEXT PRIMARY KEY REFERENCES mandates (id),
-    partner_id  TEXT NOT NULL,
-    agent       TEXT NOT NULL
-) STRICT;
-INSERT INTO mandate_holders (mandate_id, partner_id, agent)
-SELECT id, json_extract(doc, '$.partner'), json_extract(doc, '$.agent') FROM mandates;
-CREATE INDEX mandate_holders_agent ON mandate_holders (partner_id, agent);

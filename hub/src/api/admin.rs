@@ -724,16 +724,20 @@ impl AdminService for Api {
                     });
                 }
             };
-            // The decisions rest on the persons' facts: audited like a dry run of rules.
+            // The decisions rest on the persons' facts: audited like a dry run of rules, for
+            // the call and for each person whose item moves.
             let mut entry = call.entry();
             entry.purpose = Some(purpose.as_str().to_string());
+            entry.categories = vec!["case_status".into(), "referrals".into()];
             entry.detail = format!(
-                "dry run of candidate priorities on the queue of {}",
+                "dry run of candidate priorities on the queue of {}: the ranks that change",
                 partner.id
             );
-            self.store.record_access(vec![entry], vec![]).await?;
+            self.store
+                .record_access(vec![entry.clone()], vec![])
+                .await?;
             let (current_version, items, changes) = self
-                .dry_run_priorities(&partner, purpose, &candidate, call.at().day())
+                .dry_run_priorities(&partner, purpose, &candidate, call.at().day(), entry)
                 .await?;
             Ok(pb::DryRunPrioritiesResponse {
                 valid: true,

@@ -168,8 +168,14 @@ with_context!(
     pb::ListMandatesRequest,
 );
 
-fn digest<M: prost::Message>(m: &M) -> String {
-    hex::encode(Sha256::digest(m.encode_to_vec()))
+/// What a request asked for: its method and its body, so that a request id reused for another
+/// method with the same fields is told apart.
+fn digest<M: prost::Message>(method: &str, m: &M) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(m.encode_to_vec());
+    hex::encode(h.finalize())
 }
 
 /// The request id of a write, parsed.
@@ -261,7 +267,7 @@ impl Api {
                     partner,
                     ctx,
                     method,
-                    fingerprint: digest(&body),
+                    fingerprint: digest(method, &body),
                     certificate,
                     at: self.clock.now(),
                 };
@@ -309,7 +315,7 @@ impl Api {
                 let call = AdminCall {
                     method,
                     name,
-                    fingerprint: digest(&body),
+                    fingerprint: digest(method, &body),
                     at: self.clock.now(),
                 };
                 handler(call, body).await

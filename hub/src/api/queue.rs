@@ -420,6 +420,7 @@ impl Api {
         purpose: crate::domain::Purpose,
         candidate: &Priorities,
         today: Day,
+        audit: crate::audit::AuditEntry,
     ) -> Result<(i64, usize, Vec<pb::RankChange>)> {
         let (version, current) = self.priorities().await?;
         let agent = crate::domain::AgentId::system();
@@ -436,17 +437,18 @@ impl Api {
             commune: None,
         };
         let Gathered { people, shown } = self.gather(viewer, &filter, today).await?;
-        let before: HashMap<String, (usize, u32)> = rank(&current, &shown, &people, today)
+        let before: HashMap<String, usize> = rank(&current, &shown, &people, today)
             .into_iter()
             .enumerate()
-            .map(|(i, (w, s))| (w.id(), (i + 1, s.score)))
+            .map(|(i, (w, _))| (w.id(), i + 1))
             .collect();
         let mut changes = Vec::new();
-        for (i, (w, s)) in rank(candidate, &shown, &people, today)
+        let mut moved: Vec<PersonId> = Vec::new();
+        for (i, (w, _)) in rank(candidate, &shown, &people, today)
             .into_iter()
             .enumerate()
         {
-            let (rank_before, score_before) = before.get(&w.id()).copied().unwrap_or((0, 0));
+            let rank_before = before.get(&w.id()).copied().unwrap_or(0);
             if rank_before != i + 1 {
                 let (kind, procedure) = match w {
                     Work::Case(c) => ("case", c.procedure.as_str().to_string()),
@@ -459,10 +461,24 @@ impl Api {
                     procedure,
                     rank_before: int(rank_before),
                     rank_after: int(i + 1),
-                    score_before: i32::try_from(score_before).unwrap_or(i32::MAX),
-                    score_after: i32::try_from(s.score).unwrap_or(i32::MAX),
                 });
+                moved.push(w.person());
             }
+        }
+        // A move may rest on a difficulty of the person: each person listed has it in their
+        // audit, under the administrator.
+        moved.sort();
+        moved.dedup();
+        let entries = moved
+            .into_iter()
+            .map(|person| {
+                let mut e = audit.clone();
+                e.person = Some(person);
+                e
+            })
+            .collect::<Vec<_>>();
+        for chunk in entries.chunks(500) {
+            self.store.record_access(chunk.to_vec(), vec![]).await?;
         }
         Ok((version, shown.len(), changes))
     }

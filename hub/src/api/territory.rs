@@ -36,6 +36,10 @@ const IN_PERSON: [&str; 12] = [
     "HANDICAP",
 ];
 
+/// What a tour's audit entry says to each person counted.
+const COUNTED: &str =
+    "counted in the per-commune totals of the bus's tour plan; nothing about the person was shown";
+
 /// How far ahead a case "falls due soon".
 const DUE_SOON_DAYS: i64 = 14;
 
@@ -164,8 +168,10 @@ impl Api {
 
         // Each person living in the territory, decided as the caller would read them.
         let mut tallies: BTreeMap<Commune, Tally> = BTreeMap::new();
+        let mut audit: Vec<AuditEntry> = Vec::new();
         let mut after: Option<PersonId> = None;
         let mut seen = 0usize;
+        let mut partial = false;
         'pages: loop {
             let page = self.store.residences(after, 1000).await?;
             let exhausted = page.len() < 1000;
@@ -176,6 +182,7 @@ impl Api {
                 }
                 seen += 1;
                 if seen > MOST_PERSONS {
+                    partial = true;
                     break 'pages;
                 }
                 let cases: Vec<Case> = self
@@ -205,6 +212,7 @@ impl Api {
                 let facts = self.gate.facts(&call.partner, person).await?;
                 let mut access = Access::new(&self.gate, call.viewer(), facts);
                 if !access.residence(&residence) {
+                    audit.push(access.finish("read:PlanTour".into(), COUNTED.into()).0);
                     continue;
                 }
                 let cases: Vec<&Case> = cases.iter().filter(|c| access.case(c)).collect();
@@ -224,6 +232,9 @@ impl Api {
                             .is_some_and(|d| (0..=DUE_SOON_DAYS).contains(&today.days_until(d)))
                     })
                     .count();
+                // Decided for the person, so in their audit (the person's access report says
+                // the bus counted them); nothing about them leaves but the commune's totals.
+                audit.push(access.finish("read:PlanTour".into(), COUNTED.into()).0);
                 let t = tallies.entry(residence.commune.clone()).or_default();
                 t.persons += usize::from(needs_help);
                 t.due += due;
@@ -280,27 +291,28 @@ impl Api {
                 });
             }
         }
-        self.store
-            .record_access(
-                vec![aggregate_entry(
-                    call,
-                    "PlanTour",
-                    &["identity", "case_status", "referrals", "mobility", "digital", "health"],
-                    format!(
-                        "tour planned from {} communes' aggregates; counts under 5 suppressed; no person-level data",
-                        communes.len()
-                    ),
-                )],
-                vec![],
-            )
-            .await?;
+        audit.push(aggregate_entry(
+            call,
+            "PlanTour",
+            &["identity", "case_status", "referrals"],
+            format!(
+                "tour planned from {} persons decided, {} communes with a need; counts under 5 suppressed; no person-level data{}",
+                audit.len(),
+                communes.len(),
+                if partial { "; partial: the first 50,000 residents only" } else { "" }
+            ),
+        ));
+        for chunk in audit.chunks(500) {
+            self.store.record_access(chunk.to_vec(), vec![]).await?;
+        }
         let csv = tour_csv(&stops);
-        let html = tour_html(&call.partner.name, &stops, &communes, today);
+        let html = tour_html(&call.partner.name, &stops, &communes, today, partial);
         Ok(pb::PlanTourResponse {
             stops,
             communes,
             csv,
             html,
+            partial,
         })
     }
 
@@ -566,14 +578,27 @@ impl Api {
             }
         }
         let (_, priorities) = self.priorities().await?;
+        // Only the keys with 5 cases or more are named; the others are one "autres" row, so
+        // that no suppressed cell can be read back from the month's total minus the others.
         let breakdown = |map: &BTreeMap<String, usize>, label: &dyn Fn(&str) -> String| {
-            map.iter()
+            let mut rows: Vec<pb::Breakdown> = map
+                .iter()
+                .filter(|(_, n)| **n >= SMALL)
                 .map(|(k, n)| pb::Breakdown {
                     key: k.clone(),
                     label: label(k),
                     cases: Some(count(*n)),
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            let others: usize = map.values().filter(|n| **n < SMALL).sum();
+            if others > 0 {
+                rows.push(pb::Breakdown {
+                    key: String::new(),
+                    label: "autres".into(),
+                    cases: Some(count(others)),
+                });
+            }
+            rows
         };
         let procedure_label = |k: &str| {
             priorities
@@ -662,6 +687,7 @@ fn tour_html(
     stops: &[pb::TourStop],
     communes: &[pb::CommuneNeed],
     today: Day,
+    partial: bool,
 ) -> String {
     let mut body = String::new();
     let (first, last) = (
@@ -737,6 +763,9 @@ fn tour_html(
                 .join(", "),
         );
         body.push_str("</p>\n");
+    }
+    if partial {
+        body.push_str("<p><strong>Attention :</strong> le territoire compte plus de 50 000 habitants connus ; seuls les 50 000 premiers sont comptés.</p>\n");
     }
     body.push_str("<p class=\"note\">Chiffres agrégés par commune, établis à partir des seules informations que la communauté de communes peut consulter pour aller vers les habitants. Les effectifs inférieurs à 5 sont affichés « &lt; 5 ». Aucune donnée nominative.</p>\n");
     page_styled("Tournée du bus France Services", &body, PRINT)

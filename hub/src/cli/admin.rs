@@ -1047,7 +1047,6 @@ async fn priorities(
                         serde_json::json!({
                             "item_id": c.item_id, "kind": c.kind, "procedure": c.procedure,
                             "rank_before": c.rank_before, "rank_after": c.rank_after,
-                            "score_before": c.score_before, "score_after": c.score_after,
                         })
                     })
                     .collect();
@@ -1065,14 +1064,8 @@ async fn priorities(
                 );
                 for c in &r.changes {
                     println!(
-                        "  {:>4} → {:<4} {} {} {} (score {} → {})",
-                        c.rank_before,
-                        c.rank_after,
-                        c.kind,
-                        c.item_id,
-                        c.procedure,
-                        c.score_before,
-                        c.score_after
+                        "  {:>4} → {:<4} {} {} {}",
+                        c.rank_before, c.rank_after, c.kind, c.item_id, c.procedure
                     );
                 }
             }

@@ -125,12 +125,13 @@ pub struct Profile {
 /// phone number, even written "05 61 94 00 00").
 pub fn no_contact_details(text: &str, max: usize) -> Result<String, Invalid> {
     let text = free_text(text, max)?;
-    if text.contains('@') {
+    if text.contains(['@', '＠', '﹫']) {
         return Err(Invalid::new(
             "no e-mail address: the hub keeps none; name the partner that holds it",
         ));
     }
-    if text.chars().filter(char::is_ascii_digit).count() >= 6 {
+    // Any script's digits: "０５ ６１…" is a phone number too.
+    if text.chars().filter(|c| c.is_numeric()).count() >= 6 {
         return Err(Invalid::new(
             "no phone number or other number: the hub keeps none; name the partner that holds it",
         ));
@@ -243,6 +244,8 @@ mod tests {
         assert!(no_contact_details("entre 9h et 11h", 200).is_ok());
         assert!(no_contact_details("05 61 94 00 00", 200).is_err());
         assert!(no_contact_details("marie@example.org", 200).is_err());
+        assert!(no_contact_details("０５６１９４００００", 200).is_err());
+        assert!(no_contact_details("marie＠example.org", 200).is_err());
     }
 
     #[test]

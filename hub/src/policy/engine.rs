@@ -269,6 +269,10 @@ impl Engine {
                 RestrictedExpression::new_bool(req.relation.owns_case),
             ),
             (
+                "open_case".to_string(),
+                RestrictedExpression::new_bool(req.relation.open_case),
+            ),
+            (
                 "referral_party".to_string(),
                 RestrictedExpression::new_bool(req.relation.referral_party),
             ),
@@ -357,7 +361,7 @@ fn floor(version: i64, req: &DecisionRequest<'_>, e: &Evaluated) -> Decision {
 
 fn cache_key(version: i64, r: &DecisionRequest<'_>) -> String {
     format!(
-        "{version}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}{}{}{}",
+        "{version}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}{}{}{}{}",
         r.action.as_str(),
         r.partner.id,
         r.partner.kind.as_str(),
@@ -371,6 +375,7 @@ fn cache_key(version: i64, r: &DecisionRequest<'_>) -> String {
         basis_str(r.coverage.basis),
         u8::from(r.relation.linked),
         u8::from(r.relation.owns_case),
+        u8::from(r.relation.open_case),
         u8::from(r.relation.referral_party),
         u8::from(r.alert_plan),
         u8::from(r.self_grant),

@@ -178,6 +178,8 @@ impl<'de> serde::Deserialize<'de> for Raised {
 pub struct Relation {
     pub linked: bool,
     pub owns_case: bool,
+    /// It holds one of the person's cases in progress: sent, and not yet at an outcome.
+    pub open_case: bool,
     /// Party to a referral about the person that counts: one it sent, or one it received
     /// while the person's consent (or a rule) still lets referrals reach it (`policy::Gate`).
     pub referral_party: bool,

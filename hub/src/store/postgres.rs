@@ -104,6 +104,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "priorities and residence",
         include_str!("../../migrations/postgres/0006_priorities_residence.sql"),
     ),
+    (
+        7,
+        "mandate holders",
+        include_str!("../../migrations/postgres/0007_mandate_holders.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

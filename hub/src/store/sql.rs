@@ -1454,12 +1454,14 @@ macro_rules! sql_store {
                         .await?;
                         let profile = Profile { version, ..profile };
                         sqlx::query(
-                            "INSERT INTO accessibility_profiles (person_id, version, doc) VALUES ($1, $2, $3)
-                             ON CONFLICT (person_id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+                            "INSERT INTO accessibility_profiles (person_id, version, doc, recorded_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (person_id) DO UPDATE SET version = excluded.version, doc = excluded.doc,
+                             recorded_at = excluded.recorded_at",
                         )
                         .bind(person.to_string())
                         .bind(version)
                         .bind(serde_json::to_string(&profile)?)
+                        .bind(profile.recorded_at.micros())
                         .execute(&mut *conn)
                         .await?;
                         Ok((profile, None))
@@ -1483,6 +1485,9 @@ macro_rules! sql_store {
                         || CASE WHEN EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2) THEN 'c' ELSE '-' END
                         || CASE WHEN EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND from_partner = $2) THEN 's' ELSE '-' END
                         || CASE WHEN EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND to_partner = $2) THEN 'r' ELSE '-' END
+                        || CASE WHEN EXISTS (SELECT 1 FROM cases WHERE person_id = $1 AND owner = $2
+                                AND status IN ('sent', 'acknowledged', 'in_progress', 'waiting_person', 'waiting_documents', 'waiting_third_party', 'waiting_appointment'))
+                           THEN 'o' ELSE '-' END
                      UNION ALL SELECT 'rules', CAST(COALESCE(MAX(version), 0) AS TEXT) FROM rules
                      UNION ALL SELECT 'alert', doc FROM settings WHERE key = 'alert_plan'
                      UNION ALL SELECT 'consent', doc FROM consents WHERE person_id = $1
@@ -1503,6 +1508,7 @@ macro_rules! sql_store {
                             facts.relation = Relation {
                                 linked: at(0, b'l'),
                                 owns_case: at(1, b'c'),
+                                open_case: at(4, b'o'),
                                 referral_party: at(2, b's') || at(3, b'r'),
                                 sent_referral: at(2, b's'),
                                 received_referral: at(3, b'r'),
@@ -1613,13 +1619,17 @@ macro_rules! sql_store {
                         .bind(&m)
                         .execute(&mut *conn)
                         .await?;
-                        // Where the person lives and how to reach them: the kept record's, or
-                        // else the merged one's.
-                        for table in ["residences", "accessibility_profiles"] {
-                            let columns = if table == "residences" { "commune, partner_id, recorded_at" } else { "version, doc" };
+                        // Where the person lives and how to reach them: the newer of the two
+                        // records' (the merged record's is gone either way).
+                        for (table, columns) in [
+                            ("residences", ["commune", "partner_id", "recorded_at"]),
+                            ("accessibility_profiles", ["version", "doc", "recorded_at"]),
+                        ] {
+                            let list = columns.join(", ");
+                            let set = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect::<Vec<_>>().join(", ");
                             sqlx::query(&format!(
-                                "INSERT INTO {table} (person_id, {columns}) SELECT $1, {columns} FROM {table} WHERE person_id = $2
-                                 ON CONFLICT DO NOTHING"
+                                "INSERT INTO {table} (person_id, {list}) SELECT $1, {list} FROM {table} WHERE person_id = $2
+                                 ON CONFLICT (person_id) DO UPDATE SET {set} WHERE excluded.recorded_at > {table}.recorded_at"
                             ))
                             .bind(&k)
                             .bind(&m)
