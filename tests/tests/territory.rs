@@ -1,269 +1,215 @@
-//! The territory in aggregates: the bus's tours (aller_vers) on a synthetic Comminges — real
-//! COG codes of the CC Cœur et Coteaux du Comminges —, the médiateur's sheet, and the activity
-//! figures for funders (statistique); small counts suppressed, a hidden difficulty never
-//! counted, the printable sheets rendered on A4 in headless Chromium.
+//! The territory's story, end to end across five connectors — one per partner kind, each with
+//! its shipped profile and sample data: Mme Castet is flagged at the bus while it is out of
+//! coverage and synced later; the mairie's CSV recognises her; the département's APA status
+//! reaches the association's médiateur, who holds her mandate; a fiche navette from the bus to
+//! the sous-préfecture comes back answered. Each partner enters each fact once.
 
+use relais_connector::Connector;
+use relais_connector::config::ConnectorConfig;
+use relais_connector_sdk::outbox::drain_once;
 use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-fn in_days(days: i64) -> String {
-    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
+const PROFILES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/profiles");
 
-fn with(purpose: pb::Purpose, agent: &str) -> Option<pb::RequestContext> {
-    Some(pb::RequestContext {
-        purpose: purpose as i32,
-        agent: agent.into(),
-    })
-}
-
-async fn open_due(p: &Partner, local_id: &str, procedure: &str, due: &str) -> pb::Case {
-    p.cases
-        .clone()
-        .open_case(pb::OpenCaseRequest {
-            context: ctx(),
-            person: Some(local(local_id)),
-            procedure: procedure.into(),
-            due_date: due.into(),
-            request_id: new_request_id(),
-            ..Default::default()
-        })
-        .await
-        .expect("open case")
-        .into_inner()
-        .r#case
-        .expect("case")
-}
-
-async fn live_in(p: &Partner, local_id: &str, commune: &str) {
-    p.persons
-        .clone()
-        .set_residence(pb::SetResidenceRequest {
-            context: ctx(),
-            person: Some(local(local_id)),
-            commune: commune.into(),
-            request_id: new_request_id(),
-        })
-        .await
-        .expect("residence");
-}
-
-async fn tour(bus: &Partner, days: i32, per_day: i32) -> pb::PlanTourResponse {
-    bus.territory
-        .clone()
-        .plan_tour(pb::PlanTourRequest {
-            context: with(pb::Purpose::AllerVers, "chauffeur-bus"),
-            days,
-            stops_per_day: per_day,
-            start_on: String::new(),
-        })
-        .await
-        .expect("tour")
-        .into_inner()
-}
-
-fn need<'a>(t: &'a pb::PlanTourResponse, commune: &str) -> &'a pb::CommuneNeed {
-    t.communes
-        .iter()
-        .find(|c| c.commune == commune)
-        .unwrap_or_else(|| panic!("{commune} in {t:?}"))
-}
-
-fn shown(c: &Option<pb::Count>) -> &str {
-    c.as_ref().map_or("", |c| c.shown.as_str())
-}
-
-#[tokio::test]
-async fn the_tour_goes_where_the_need_is_counted_from_what_the_bus_may_read() {
-    let hub = TestHub::start().await;
-    // The communauté de communes runs the bus over the Haute-Garonne's Comminges.
-    let bus = hub
-        .partner_in(
-            "cc-coeur-coteaux",
-            PartnerKind::CommunauteDeCommunes,
-            &["31"],
-        )
-        .await;
-    let cd = hub
-        .partner("departement-31", PartnerKind::Departement)
-        .await;
-    // Montréjeau: 7 persons without transport, each with a case; 5 of them due within 14
-    // days. Saint-Gaudens: 5 without internet, with cases. Aurignac: 3 (shown "< 5").
-    // L'Isle-en-Dodon: 5 persons with cases and no difficulty the bus may read — the
-    // département knows of 4 losses of autonomy there, which it may not share: nothing counts.
-    // Foix (09122) is outside the bus's territory.
-    let mut n = 0;
-    let mut person = |commune: &'static str| {
-        n += 1;
-        (format!("P{n:03}"), commune)
-    };
-    let mut people = Vec::new();
-    for _ in 0..7 {
-        people.push((person("31390"), "SANS_TRANSPORT"));
+/// A copy of a shipped profile in `dir`, with its samples, pointed at `hub_url`, with `edits`
+/// applied to its text, and the partner's bundle where the profile expects it.
+fn install(
+    profile: &str,
+    dir: &Path,
+    partner: &Partner,
+    bundle_name: &str,
+    hub_url: &str,
+    edits: &[(&str, &str)],
+) -> PathBuf {
+    let source = Path::new(PROFILES).join(profile);
+    let mut text = std::fs::read_to_string(source.join("partner.toml")).unwrap();
+    text = text.replace("https://127.0.0.1:7443", hub_url);
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "{profile}: `{from}` not in the profile"
+        );
+        text = text.replace(from, to);
     }
-    for _ in 0..5 {
-        people.push((person("31483"), "SANS_INTERNET"));
-    }
-    for _ in 0..3 {
-        people.push((person("31028"), "ILLECTRONISME"));
-    }
-    for _ in 0..5 {
-        people.push((person("31239"), ""));
-    }
-    people.push((person("09122"), "SANS_TRANSPORT"));
-    for (i, ((local_id, commune), code)) in people.iter().enumerate() {
-        let who = pivot(&format!("Nom{i}"), "Marie", "1950-01-01", "31483");
-        bus.link(local_id, who.clone()).await;
-        live_in(&bus, local_id, commune).await;
-        let due = if *commune == "31390" && i < 5 {
-            in_days(10)
-        } else {
-            String::new()
-        };
-        open_due(&bus, local_id, "F1342", &due).await;
-        if !code.is_empty() {
-            bus.qualify(local_id, code, pb::Qualification::Observed, "")
-                .await
-                .unwrap();
+    std::fs::write(dir.join("partner.toml"), text).unwrap();
+    if source.join("depot").exists() {
+        std::fs::create_dir_all(dir.join("depot")).unwrap();
+        for f in std::fs::read_dir(source.join("depot")).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join("depot").join(f.file_name().unwrap())).unwrap();
         }
     }
-    let before = tour(&bus, 2, 1).await;
-    // The département's hidden difficulties in L'Isle-en-Dodon.
-    for ((local_id, _), _) in people.iter().filter(|((_, c), _)| *c == "31239").take(4) {
-        let who = pivot(
-            &format!(
-                "Nom{}",
-                people.iter().position(|((l, _), _)| l == local_id).unwrap()
-            ),
-            "Marie",
-            "1950-01-01",
-            "31483",
-        );
-        cd.link(local_id, who).await;
-        cd.qualify(
-            local_id,
-            "PERTE_AUTONOMIE",
-            pb::Qualification::Attested,
-            "notification APA du département",
-        )
-        .await
+    partner
+        .bundle
+        .write(&dir.join(bundle_name), "test")
         .unwrap();
-    }
-    let t = tour(&bus, 2, 1).await;
-    assert_eq!(
-        t.communes, before.communes,
-        "a difficulty the bus may not read changes no count and no order"
-    );
+    dir.join("partner.toml")
+}
 
-    let montrejeau = need(&t, "31390");
-    assert_eq!(montrejeau.name, "Montréjeau");
-    assert_eq!(shown(&montrejeau.persons_needing_help), "7");
-    assert_eq!(shown(&montrejeau.cases_due_soon), "5");
-    assert_eq!(shown(&need(&t, "31483").persons_needing_help), "5");
-    let aurignac = need(&t, "31028");
-    assert_eq!(shown(&aurignac.persons_needing_help), "< 5");
-    assert!(aurignac.persons_needing_help.as_ref().unwrap().suppressed);
-    assert_eq!(aurignac.persons_needing_help.as_ref().unwrap().value, 0);
-    // L'Isle-en-Dodon has no need the bus may read: not listed; Foix is not its territory.
-    assert!(
-        t.communes
-            .iter()
-            .all(|c| c.commune != "31239" && c.commune != "09122")
-    );
-
-    // Two days, one stop a day: Montréjeau, then Saint-Gaudens; working days only.
-    let stops: Vec<(i32, i32, &str)> = t
-        .stops
-        .iter()
-        .map(|s| (s.day, s.order, s.commune.as_ref().unwrap().commune.as_str()))
-        .collect();
-    assert_eq!(stops, [(1, 1, "31390"), (2, 1, "31483")]);
-    assert_ne!(t.stops[0].date, t.stops[1].date);
-    assert!(t.csv.starts_with("jour;date;ordre;commune;"));
-    assert!(t.csv.contains(";Montréjeau;31390;7;5;< 5\n"), "{}", t.csv);
-    assert!(t.html.contains("Montréjeau (31390)"));
-    assert!(!t.partial);
-    // Each person counted has it in their audit (their access report says so).
-    let counted = hub
-        .hub
-        .store
-        .audit_page(0, 100_000)
+async fn open(path: &Path) -> Connector {
+    Connector::open(ConnectorConfig::load(path).unwrap())
         .await
         .unwrap()
-        .iter()
-        .filter(|e| e.doc.contains("\"read:PlanTour\"") && e.doc.contains("\"person\":\""))
-        .count();
-    assert!(
-        counted >= 2 * 20,
-        "{counted} per-person entries for two plans of 20 persons"
-    );
-    assert!(t.html.contains("&lt; 5"));
-    // No person-level data in any form of the answer.
-    for local_id in people.iter().map(|((l, _), _)| l) {
-        assert!(!t.csv.contains(local_id.as_str()) && !t.html.contains(local_id.as_str()));
-    }
-
-    // A tour is for aller_vers; bad bounds say which field.
-    let refused = bus
-        .territory
-        .clone()
-        .plan_tour(pb::PlanTourRequest {
-            context: ctx(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&refused), ["context.purpose"]);
-    let refused = bus
-        .territory
-        .clone()
-        .plan_tour(pb::PlanTourRequest {
-            context: with(pb::Purpose::AllerVers, "chauffeur-bus"),
-            days: 40,
-            stops_per_day: 9,
-            start_on: "2020-01-01".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(
-        violated_fields(&refused),
-        ["days", "stops_per_day", "start_on"]
-    );
-
-    // The sheet for the driver prints on A4, with ink on it.
-    match chromium() {
-        Some(chromium) => {
-            let printed = print_a4(&chromium, &t.html);
-            assert_eq!(printed.size(), (794, 1123));
-            assert!(printed.ink() > 0.005, "the sheet is not blank");
-            let (pages, a4) = printed.a4_pages();
-            assert!(a4 && pages >= 1, "{pages} pages, A4: {a4}");
-        }
-        None => eprintln!(
-            "NOT RUN: printing the tour sheet needs chromium (apt install chromium, or RELAIS_TEST_CHROMIUM)"
-        ),
-    }
 }
 
-#[tokio::test]
-async fn the_mediators_sheet_lists_what_is_pending_for_each_person_followed() {
+async fn resolve(p: &Partner, local_id: &str) -> String {
+    p.persons
+        .clone()
+        .resolve_person(pb::ResolvePersonRequest {
+            context: ctx(),
+            by: Some(pb::resolve_person_request::By::LocalId(local_id.into())),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .person_id
+}
+
+fn status_file(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("statuts/relais-statuts.csv")).unwrap_or_default()
+}
+
+async fn catch_up(c: &Connector) {
+    relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
+        .await
+        .unwrap();
+}
+
+const CSV_SETTLE: (&str, &str) = (
+    "status_dir = \"statuts\"",
+    "status_dir = \"statuts\"\nsettle_seconds = 0",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_partners_one_person_each_fact_entered_once() {
     let hub = TestHub::start().await;
-    let cc = hub
+    let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
-    let cd = hub
-        .partner("departement-31", PartnerKind::Departement)
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let cd31 = hub.partner("cd31", PartnerKind::Departement).await;
+    let sp = hub
+        .partner("sp-saint-gaudens", PartnerKind::SousPrefecture)
         .await;
-    let castet = pivot("Castet", "Jeanne", "1941-02-11", "31020");
-    cc.link("BUS-0001", castet.clone()).await;
-    cd.link("APA-77", castet).await;
-    // Mme Castet gives the médiateur a mandate for her social procedures.
-    cc.consent
+    let asso = hub
+        .partner("asso-mediation", PartnerKind::Association)
+        .await;
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+
+    // 1. At the Aspet stop, out of coverage: the intake sheet goes into the bus's outbox.
+    let offline = format!(
+        "https://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let bus_profile = install(
+        "communaute-de-communes",
+        dirs[0].path(),
+        &bus,
+        "cc-comminges.bundle.pem",
+        &offline,
+        &[CSV_SETTLE],
+    );
+    let bus_c = open(&bus_profile).await;
+    assert_eq!(
+        bus_c.adapter.poll(&bus_c.state).await.unwrap(),
+        2 + 4 + 2 + 1
+    );
+    assert!(
+        drain_once(&bus_c.hub, &bus_c.state).await.unwrap().blocked,
+        "no coverage"
+    );
+    drop(bus_c);
+    // Back in coverage (the same outbox; the profile now reaches the hub).
+    let text = std::fs::read_to_string(&bus_profile)
+        .unwrap()
+        .replace(&offline, &hub.url());
+    std::fs::write(&bus_profile, text).unwrap();
+    let bus_c = open(&bus_profile).await;
+    let pass = drain_once(&bus_c.hub, &bus_c.state).await.unwrap();
+    assert_eq!((pass.sent, pass.dead_lettered), (9, 0));
+
+    // 2. The mairie's evening export recognises her: same hub person, nothing retyped.
+    let mairie_c = open(&install(
+        "mairie-ccas",
+        dirs[1].path(),
+        &mairie,
+        "mairie-d-aspet.bundle.pem",
+        &hub.url(),
+        &[CSV_SETTLE],
+    ))
+    .await;
+    mairie_c.adapter.poll(&mairie_c.state).await.unwrap();
+    assert_eq!(
+        drain_once(&mairie_c.hub, &mairie_c.state)
+            .await
+            .unwrap()
+            .dead_lettered,
+        0
+    );
+    let rose = resolve(&bus, "BUS-2026-0311").await;
+    assert_eq!(
+        resolve(&mairie, "CCAS-0017").await,
+        rose,
+        "one person, known once"
+    );
+
+    // At the bus she agreed: the mairies may see her difficulties and know her; the
+    // sous-préfecture may receive fiches navettes about her.
+    bus.grant(
+        "BUS-2026-0311",
+        kind(PartnerKind::Mairie),
+        &["mobility", "digital", "social", "identity"],
+        &[pb::Purpose::Accompagnement],
+    )
+    .await;
+    bus.grant(
+        "BUS-2026-0311",
+        partner("sp-saint-gaudens"),
+        &["referrals", "case_status"],
+        &[pb::Purpose::Orientation],
+    )
+    .await;
+    catch_up(&mairie_c).await;
+    let mairie_status = status_file(dirs[1].path());
+    let eloignement = mairie_status
+        .lines()
+        .find(|l| l.contains("ELOIGNEMENT"))
+        .expect("the bus's flag reaches the CCAS's status file");
+    assert!(
+        eloignement.contains("CCAS-0017"),
+        "under the CCAS's own id: {eloignement}"
+    );
+
+    // 3. The association's médiateur visited her; she signs a mandate for her social procedures.
+    let asso_c = open(&install(
+        "association",
+        dirs[4].path(),
+        &asso,
+        "asso-mediation.bundle.pem",
+        &hub.url(),
+        &[CSV_SETTLE],
+    ))
+    .await;
+    asso_c.adapter.poll(&asso_c.state).await.unwrap();
+    assert_eq!(
+        drain_once(&asso_c.hub, &asso_c.state)
+            .await
+            .unwrap()
+            .dead_lettered,
+        0
+    );
+    asso.consent
         .clone()
         .grant_mandate(pb::GrantMandateRequest {
             context: ctx(),
-            person: Some(local("BUS-0001")),
+            person: Some(local("MED-2026-114")),
             mandatary: Some(pb::AgentRef {
                 partner: String::new(),
                 agent: "mediateur-1".into(),
@@ -275,177 +221,210 @@ async fn the_mediators_sheet_lists_what_is_pending_for_each_person_followed() {
         })
         .await
         .unwrap();
-    // The département's APA renewal (social) waits for two documents and falls due in 8 days;
-    // its housing case (logement) is not the mandate's.
-    cd.cases
-        .clone()
-        .open_case(pb::OpenCaseRequest {
-            context: ctx(),
-            person: Some(local("APA-77")),
-            procedure: "local:apa-renouvellement".into(),
-            missing_documents: vec!["avis d'imposition".into(), "RIB".into()],
-            due_date: in_days(8),
-            theme: "social".into(),
-            request_id: new_request_id(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    cd.cases
-        .clone()
-        .open_case(pb::OpenCaseRequest {
-            context: ctx(),
-            person: Some(local("APA-77")),
-            procedure: "F1342".into(),
-            theme: "logement".into(),
-            request_id: new_request_id(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let sheet = cc
-        .territory
-        .clone()
-        .get_mediator_sheet(pb::GetMediatorSheetRequest {
-            context: with(pb::Purpose::Accompagnement, "mediateur-1"),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(sheet.persons.len(), 1, "{sheet:?}");
-    let p = &sheet.persons[0];
-    assert_eq!(p.local_ids, ["BUS-0001"]);
-    assert_eq!(p.themes, ["Social - Santé"]);
-    assert_eq!(p.pending.len(), 1, "{:?}", p.pending);
-    assert!(
-        p.pending[0]
-            .starts_with("Renouvellement de l'APA chez Partner departement-31 : en préparation"),
-        "{}",
-        p.pending[0]
-    );
-    assert!(p.pending[0].contains("pièces à réunir : avis d'imposition, RIB"));
-    assert!(p.pending[0].contains("(dans 8 jours)"));
-    assert!(sheet.html.contains("font-size:18pt"));
 
-    // Another agent of the same partner follows nobody.
-    let other = cc
-        .territory
-        .clone()
-        .get_mediator_sheet(pb::GetMediatorSheetRequest {
-            context: with(pb::Purpose::Accompagnement, "agent-accueil"),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(other.persons.is_empty());
-
-    match chromium() {
-        Some(chromium) => {
-            let printed = print_a4(&chromium, &sheet.html);
-            assert!(printed.ink() > 0.005, "the sheet is not blank");
-            let (pages, a4) = printed.a4_pages();
-            assert!(a4 && pages >= 1, "{pages} pages, A4: {a4}");
+    // 4. The département's application moves her APA file to "waiting for documents".
+    let apa_db = dirs[2].path().join("action_sociale.db");
+    let apa_url = format!("sqlite://{}?mode=rwc", apa_db.display());
+    {
+        sqlx::any::install_default_drivers();
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&apa_url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE relais_dossiers (seq INTEGER PRIMARY KEY, numero_usager TEXT, nom_naissance TEXT, prenom TEXT, date_naissance TEXT, insee_naissance TEXT, numero_dossier TEXT, demarche TEXT, theme TEXT, etat TEXT, pieces_manquantes TEXT, apa_notifiee TEXT, apa_fin_droits TEXT)")
+            .execute(&db)
+            .await
+            .unwrap();
+        for (seq, etat, pieces) in [
+            (1, "in_progress", ""),
+            (2, "waiting_documents", "avis d'imposition 2025"),
+        ] {
+            sqlx::query("INSERT INTO relais_dossiers VALUES (?, 'U-7781', 'CASTET', 'Rose', '1943-02-17', '31021', 'APA-2026-7781', 'local:apa-renouvellement', 'social', ?, ?, 'oui', '2027-03-31')")
+                .bind(seq)
+                .bind(etat)
+                .bind(pieces)
+                .execute(&db)
+                .await
+                .unwrap();
         }
-        None => eprintln!(
-            "NOT RUN: printing the médiateur's sheet needs chromium (apt install chromium, or RELAIS_TEST_CHROMIUM)"
-        ),
+    }
+    let cd31_c = open(&install(
+        "departement",
+        dirs[2].path(),
+        &cd31,
+        "cd31.bundle.pem",
+        &hub.url(),
+        &[(
+            "postgres://relais_lecture@127.0.0.1:5432/action_sociale",
+            &apa_url,
+        )],
+    ))
+    .await;
+    cd31_c.adapter.poll(&cd31_c.state).await.unwrap();
+    assert_eq!(
+        drain_once(&cd31_c.hub, &cd31_c.state)
+            .await
+            .unwrap()
+            .dead_lettered,
+        0
+    );
+    assert_eq!(resolve(&cd31, "U-7781").await, rose);
+    // Its notification of her APA attests her loss of autonomy, to be reviewed when her
+    // rights end.
+    let attested = cd31.flags_of("U-7781", false).await;
+    let apa_flag = attested
+        .iter()
+        .find(|f| f.code == "PERTE_AUTONOMIE")
+        .unwrap_or_else(|| panic!("{attested:?}"));
+    let q = apa_flag.qualification.clone().unwrap();
+    assert_eq!(q.qualification, pb::Qualification::Attested as i32);
+    assert_eq!(q.evidence, "notification APA du département");
+    assert_eq!(apa_flag.review_on, "2027-03-31");
+
+    // …and the médiateur sees it, to bring the tax notice on his next visit.
+    catch_up(&asso_c).await;
+    let asso_status = status_file(dirs[4].path());
+    let apa = asso_status
+        .lines()
+        .find(|l| l.contains("local:apa-renouvellement"))
+        .unwrap_or_else(|| panic!("the APA status reaches the médiateur: {asso_status}"));
+    assert!(
+        apa.contains("waiting_documents") && apa.contains("avis d'imposition 2025"),
+        "{apa}"
+    );
+    assert!(
+        !asso_status.contains("ELOIGNEMENT") && !asso_status.contains("PERTE_AUTONOMIE"),
+        "no consent for the association's flags: {asso_status}"
+    );
+
+    // 5. A fiche navette from the bus to the sous-préfecture, answered by its application.
+    let (webhook, mut delivered) = webhook_receiver().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sp_c = std::sync::Arc::new(
+        open(&install(
+            "sous-prefecture",
+            dirs[3].path(),
+            &sp,
+            "sp-saint-gaudens.bundle.pem",
+            &hub.url(),
+            &[
+                (
+                    "listen = \"127.0.0.1:8740\"",
+                    &format!("listen = \"127.0.0.1:{port}\""),
+                ),
+                ("http://127.0.0.1:8741/relais/evenements", &webhook),
+            ],
+        ))
+        .await,
+    );
+    let running = sp_c.clone();
+    tokio::spawn(async move { running.run().await });
+    let (case_id, _) = bus_c
+        .state
+        .case_ref("BUS-D-0311")
+        .await
+        .unwrap()
+        .expect("the intake opened the case");
+    let sent = bus
+        .cases
+        .clone()
+        .send_referral(pb::SendReferralRequest {
+            context: Some(pb::RequestContext {
+                purpose: pb::Purpose::Orientation as i32,
+                agent: "bus-agent-1".into(),
+            }),
+            case_id,
+            to_partner: "sp-saint-gaudens".into(),
+            reason: "renouvellement CNI, aucun moyen de transport".into(),
+            requested_action: "rendez-vous au bus mardi à Aspet".into(),
+            due_date: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .referral
+        .unwrap();
+    let received = loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), delivered.recv())
+            .await
+            .expect("the webhook fires")
+            .unwrap();
+        if e["item"]["type"] == "referral" {
+            break e;
+        }
+    };
+    assert_eq!(received["item"]["id"], sent.id.as_str());
+    let answer = serde_json::json!({"source": "application titres", "writes": [
+        {"write": "answer_referral", "referral_id": sent.id, "answer": "rendez-vous fixé le 9 décembre au bus, apporter une photo"}
+    ]});
+    let posted = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/writes"))
+        .bearer_auth("remplacez-moi-par-un-jeton-de-32-caracteres-ou-plus")
+        .json(&answer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        catch_up(&bus_c).await;
+        let bus_status = status_file(dirs[0].path());
+        if let Some(row) = bus_status
+            .lines()
+            .find(|l| l.starts_with(&format!("referral:{}", sent.id)) && l.contains("answered"))
+        {
+            assert!(row.contains("rendez-vous fixé le 9 décembre"), "{row}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer did not come back: {bus_status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-#[tokio::test]
-async fn activity_figures_are_aggregates_with_small_counts_suppressed() {
-    let hub = TestHub::start().await;
-    let ccas = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
-    let bus = hub
-        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
-        .await;
-    for i in 0..7 {
-        let local_id = format!("L{i}");
-        let who = pivot(&format!("Nom{i}"), "Paul", "1960-03-03", "31483");
-        ccas.link(&local_id, who.clone()).await;
-        bus.link(&local_id, who).await;
-        let case = open_due(&ccas, &local_id, "F1342", "").await;
-        if i < 6 {
-            let case = ccas.move_case(&case, pb::CaseStatus::Sent).await;
-            let case = ccas.move_case(&case, pb::CaseStatus::Acknowledged).await;
-            let case = ccas.move_case(&case, pb::CaseStatus::InProgress).await;
-            // Five accepted, one refused: the refusal is not named, nor can it be read back
-            // from the total (6 closed) minus the named rows.
-            let to = if i < 5 {
-                pb::CaseStatus::Accepted
-            } else {
-                pb::CaseStatus::Refused
-            };
-            ccas.move_case(&case, to).await;
-        }
-    }
-    let figures = ccas
-        .territory
-        .clone()
-        .get_activity_figures(pb::GetActivityFiguresRequest {
-            context: with(pb::Purpose::Statistique, "dgs"),
-            from: String::new(),
-            to: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(figures.partner, "mairie-aspet");
-    assert_eq!(figures.months.len(), 1, "{figures:?}");
-    let m = &figures.months[0];
-    assert_eq!(shown(&m.persons_helped), "7");
-    assert_eq!(shown(&m.cases_opened), "7");
-    assert_eq!(shown(&m.cases_closed), "6");
-    assert_eq!(m.median_days_to_close, 0);
-    assert_eq!(shown(&m.referrals_received), "< 5");
-    let outcomes: Vec<(&str, &str)> = m
-        .by_outcome
-        .iter()
-        .map(|b| (b.label.as_str(), shown(&b.cases)))
-        .collect();
-    assert_eq!(outcomes, [("acceptée", "5"), ("autres", "< 5")]);
-    assert!(m.by_outcome.iter().all(|b| b.key != "refused"));
-    assert!(
-        figures
-            .csv
-            .starts_with("mois;personnes accompagnées;démarches ouvertes;")
+/// A webhook receiver with the sous-préfecture profile's secret; keeps the verified bodies.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    const SECRET: &str = "remplacez-moi-par-un-secret-de-32-caracteres-ou-plus";
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/relais/evenements",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let header = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                if header("x-relais-signature")
+                    != relais_adapter_http::sign(SECRET, &header("x-relais-timestamp"), &body)
+                {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
+                StatusCode::NO_CONTENT
+            }
+        }),
     );
-    assert!(!figures.csv.contains("L0"));
-
-    // Figures are for the statistique purpose; months are `YYYY-MM`.
-    let refused = ccas
-        .territory
-        .clone()
-        .get_activity_figures(pb::GetActivityFiguresRequest {
-            context: ctx(),
-            from: String::new(),
-            to: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&refused), ["context.purpose"]);
-    let refused = ccas
-        .territory
-        .clone()
-        .get_activity_figures(pb::GetActivityFiguresRequest {
-            context: with(pb::Purpose::Statistique, "dgs"),
-            from: "2026-13".into(),
-            to: "décembre".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(violated_fields(&refused), ["to", "from"]);
-    // The bus's figures do not include the CCAS's cases.
-    let theirs = bus
-        .territory
-        .clone()
-        .get_activity_figures(pb::GetActivityFiguresRequest {
-            context: with(pb::Purpose::Statistique, "dgs"),
-            from: String::new(),
-            to: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(theirs.months.is_empty());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/relais/evenements",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
 }

@@ -1023,13 +1023,24 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     }
                     None => String::new(),
                 };
+                let who = if item.local_ids.is_empty() {
+                    match &item.item {
+                        Some(pb::work_item::Item::Referral(x)) => {
+                            format!("(personne {}, pas encore liée chez vous)", x.person_id)
+                        }
+                        _ => String::new(),
+                    }
+                } else {
+                    item.local_ids.join(", ")
+                };
+                let why = if item.explanation.is_empty() {
+                    "rien de particulier"
+                } else {
+                    item.explanation.as_str()
+                };
                 println!(
-                    "{:>3}. [{:>3}] {} — {} : {}",
-                    item.rank,
-                    item.score,
-                    item.local_ids.join(", "),
-                    what,
-                    item.explanation
+                    "{:>3}. [{:>3}] {who} — {what} : {why}",
+                    item.rank, item.score
                 );
             }
         }
