@@ -521,3 +521,55 @@ async fn the_queue_filters_by_commune_only_where_the_partner_may_know_where_they
         .unwrap_err();
     assert_eq!(violated_fields(&refused), ["commune"]);
 }
+
+#[tokio::test]
+async fn rolling_back_the_first_version_restores_the_built_in_defaults() {
+    let hub = TestHub::start().await;
+    let mut admin = hub.admin.clone();
+    let defaults = admin
+        .get_priorities(pb::GetPrioritiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .text;
+    admin
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: "[referrals]\noverdue = 40\n".into(),
+            author: "Claire Sentenac".into(),
+            comment: "les fiches navettes d'abord".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let back = admin
+        .rollback_priorities(pb::RollbackPrioritiesRequest {
+            to_version: 0,
+            author: "Claire Sentenac".into(),
+            comment: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version
+        .unwrap();
+    assert_eq!(back.version, 2);
+    assert_eq!(back.comment, "rollback to the built-in defaults");
+    let now = admin
+        .get_priorities(pb::GetPrioritiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.text, defaults);
+    // Nothing before the defaults.
+    let refused = admin
+        .rollback_priorities(pb::RollbackPrioritiesRequest {
+            to_version: 7,
+            author: "Claire Sentenac".into(),
+            comment: String::new(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound);
+}

@@ -774,13 +774,19 @@ impl AdminService for Api {
         self.admin_call("RollbackPriorities", request, |call, req| async move {
             let (author, comment, request_id) =
                 Self::author_and_comment(&req.author, &req.comment, &req.request_id, false)?;
-            let (target, text) = self
-                .rollback_target(Setting::Priorities, req.to_version)
-                .await?;
-            let comment = if comment.is_empty() {
-                format!("rollback to version {target}")
+            // Before the first stored version come the built-in defaults: rolling back the
+            // first restores them.
+            let versions = self.store.setting_versions(Setting::Priorities).await?;
+            let (target, text) = if req.to_version == 0 && versions.len() == 1 {
+                (0, crate::domain::priority::DEFAULT_TEXT.to_string())
             } else {
-                comment
+                self.rollback_target(Setting::Priorities, req.to_version)
+                    .await?
+            };
+            let comment = match (comment.is_empty(), target) {
+                (false, _) => comment,
+                (true, 0) => "rollback to the built-in defaults".to_string(),
+                (true, _) => format!("rollback to version {target}"),
             };
             let version = self
                 .activate_priorities(&call, &text, &author, &comment, Some(target), request_id)
