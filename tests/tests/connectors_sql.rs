@@ -166,6 +166,21 @@ async fn the_apa_file_goes_to_the_hub_and_its_status_comes_back(partner_db: Stri
         priority(db.clone()).await,
         ("1".to_string(), "1 pièce manquante".to_string())
     );
+    // An event rewrites the row (on every database, MariaDB's TEXT included): the rank stays.
+    sqlx::query(&insert(&table, 3, "in_progress", ""))
+        .execute(&db)
+        .await
+        .unwrap();
+    adapter.poll(&state).await.unwrap();
+    outbox::drain_once(&hub_client, &state).await.unwrap();
+    relais_connector_sdk::feed::follow(&hub_client, &state, &adapter, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        priority(db.clone()).await,
+        ("1".to_string(), "1 pièce manquante".to_string()),
+        "kept until the next reading of the queue"
+    );
     adapter.prioritise(&[]).await.unwrap();
     assert_eq!(
         priority(db.clone()).await,

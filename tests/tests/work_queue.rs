@@ -573,3 +573,68 @@ async fn rolling_back_the_first_version_restores_the_built_in_defaults() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_dry_run_never_tells_the_administrator_who_has_a_health_difficulty() {
+    let hub = TestHub::start().await;
+    let due_in_5 = in_days(5);
+    let cd = hub
+        .partner("departement-31", PartnerKind::Departement)
+        .await;
+    for (id, name) in [("A", "Abadie"), ("B", "Barrère"), ("C", "Castet")] {
+        cd.link(id, pivot(name, "Marie", "1944-04-04", "31020"))
+            .await;
+        // A first (due in five days), then B, then C.
+        open(&cd, id, if id == "A" { &due_in_5 } else { "" }).await;
+    }
+    // B's handicap is the département's own flag: its queue may weigh it…
+    cd.qualify(
+        "B",
+        "HANDICAP",
+        pb::Qualification::Attested,
+        "décision MDPH",
+    )
+    .await
+    .unwrap();
+    // …but a dry run weighting only the handicap moves nothing the administrator sees.
+    let dry = hub
+        .admin
+        .clone()
+        .dry_run_priorities(pb::DryRunPrioritiesRequest {
+            text: "[difficulties.codes]\nHANDICAP = 1000\n".into(),
+            partner: "departement-31".into(),
+            purpose: pb::Purpose::Instruction as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.valid);
+    assert_eq!(dry.items, 3);
+    assert!(dry.changes.is_empty(), "{:?}", dry.changes);
+    // Activated, the same text does put B first in the département's own queue.
+    hub.admin
+        .clone()
+        .set_priorities(pb::SetPrioritiesRequest {
+            text: "[difficulties.codes]\nHANDICAP = 1000\n".into(),
+            author: "Claire Sentenac".into(),
+            comment: "essai".into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
+    let first = cd
+        .cases
+        .clone()
+        .list_work_queue(pb::ListWorkQueueRequest {
+            context: Some(pb::RequestContext {
+                purpose: pb::Purpose::Instruction as i32,
+                agent: "agent-1".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(first[0].local_ids, ["B"], "{first:?}");
+}

@@ -340,9 +340,21 @@ impl Adapter for CsvAdapter {
         self.write_status(&rows)
     }
 
-    async fn redact(&self, r: &pb::Redaction, _local_ids: &[String]) -> anyhow::Result<()> {
+    async fn redact(&self, r: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()> {
         let _guard = self.status.lock().await;
         let mut rows = self.read_status();
+        // The reasons beside the person's other rows may name what was redacted: blanked
+        // until the next reading of the queue.
+        let ids = local_ids.join(" ");
+        if !ids.is_empty() {
+            for cells in rows.values_mut() {
+                if cells.get(1) == Some(&ids) && cells.len() > 8 {
+                    cells.resize(CELLS, String::new());
+                    cells[8].clear();
+                    cells[9].clear();
+                }
+            }
+        }
         for id in &r.flag_ids {
             rows.remove(&format!("flag:{id}"));
         }

@@ -23,7 +23,7 @@ pub struct ConnectorConfig {
     #[serde(default = "poll")]
     pub poll_seconds: u64,
     /// Seconds between two readings of the partner's work queue (its priorities written beside
-    /// the statuses); 0: never.
+    /// the statuses; each reading is audited for each person on it); 0: never, at least 300.
     #[serde(default = "queue")]
     pub queue_seconds: u64,
     /// The adapter: `csv`, `http` or `sql`; its section has the same name.
@@ -42,7 +42,7 @@ fn poll() -> u64 {
 }
 
 fn queue() -> u64 {
-    300
+    3600
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +90,13 @@ impl ConnectorConfig {
             }
         });
         config.purpose()?;
+        if (1..300).contains(&config.queue_seconds) {
+            anyhow::bail!(
+                "{}: queue_seconds = {} — at least 300 (each reading of the work queue is audited for every person on it), or 0 for never",
+                path.display(),
+                config.queue_seconds
+            );
+        }
         Ok(config)
     }
 

@@ -291,7 +291,9 @@ impl SqlAdapter {
         let mut tx = pool.begin().await?;
         // The item's place in the work queue stays until the next reading of the queue.
         let kept: Option<AnyRow> = sqlx::query(&format!(
-            "SELECT priority_rank, priority_reason FROM {} WHERE item = {}",
+            "SELECT {}, {} FROM {} WHERE item = {}",
+            d.text("priority_rank"),
+            d.text("priority_reason"),
             self.config.status_table,
             d.param(1)
         ))
@@ -325,7 +327,8 @@ impl SqlAdapter {
     }
 
     /// Writes the work queue's rank and reason beside each open case's and awaiting
-    /// referral's status, in one transaction; the others have none.
+    /// referral's status, in one transaction; the others have none (empty). Only the rows
+    /// whose rank or reason changes are written.
     async fn write_priorities(
         &self,
         queue: &[relais_connector_sdk::Priority],
@@ -333,11 +336,18 @@ impl SqlAdapter {
         let pool = self.pool().await?;
         let d = self.dialect;
         let table = &self.config.status_table;
+        let wanted: std::collections::HashMap<&str, (String, &str)> = queue
+            .iter()
+            .map(|p| (p.key.as_str(), (p.rank.to_string(), p.explanation.as_str())))
+            .collect();
         let mut tx = pool.begin().await?;
-        sqlx::query(&format!(
-            "UPDATE {table} SET priority_rank = '', priority_reason = '' WHERE item LIKE 'case:%' OR item LIKE 'referral:%'"
+        let rows = sqlx::query(&format!(
+            "SELECT {}, {}, {} FROM {table} WHERE item LIKE 'case:%' OR item LIKE 'referral:%'",
+            d.text("item"),
+            d.text("priority_rank"),
+            d.text("priority_reason"),
         ))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         let sql = format!(
             "UPDATE {table} SET priority_rank = {}, priority_reason = {} WHERE item = {}",
@@ -345,11 +355,18 @@ impl SqlAdapter {
             d.param(2),
             d.param(3)
         );
-        for p in queue {
+        for row in rows {
+            let (item, rank, reason) = (text(&row, 0), text(&row, 1), text(&row, 2));
+            let (want_rank, want_reason) = wanted
+                .get(item.as_str())
+                .map_or((String::new(), ""), |(r, why)| (r.clone(), *why));
+            if rank == want_rank && reason == want_reason {
+                continue;
+            }
             sqlx::query(&sql)
-                .bind(p.rank.to_string())
-                .bind(&p.explanation)
-                .bind(&p.key)
+                .bind(want_rank)
+                .bind(want_reason)
+                .bind(&item)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -538,8 +555,20 @@ impl Adapter for SqlAdapter {
         self.write_priorities(queue).await
     }
 
-    async fn redact(&self, r: &pb::Redaction, _local_ids: &[String]) -> anyhow::Result<()> {
+    async fn redact(&self, r: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()> {
         let pool = self.pool().await?;
+        // The reasons beside the person's other rows may name what was redacted: blanked
+        // until the next reading of the queue.
+        if !local_ids.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE {} SET priority_rank = '', priority_reason = '' WHERE local_ids = {}",
+                self.config.status_table,
+                self.dialect.param(1)
+            ))
+            .bind(local_ids.join(" "))
+            .execute(pool)
+            .await?;
+        }
         let items = r
             .flag_ids
             .iter()

@@ -701,7 +701,7 @@ impl AdminService for Api {
             let mut v = Violations::new();
             let partner = v.field("partner", PartnerId::parse(&req.partner));
             let purpose = if req.purpose == 0 {
-                Some(crate::domain::Purpose::Instruction)
+                Some(crate::domain::Purpose::Accompagnement)
             } else {
                 v.field("purpose", convert::purpose_from_pb(req.purpose))
             };

@@ -168,14 +168,14 @@ with_context!(
     pb::ListMandatesRequest,
 );
 
-/// What a request asked for: its method and its body, so that a request id reused for another
-/// method with the same fields is told apart.
+/// What a request asked for: `<method>:<digest of its body>`, so that a request id reused for
+/// another method with the same fields is told apart (the store also accepts a bare digest,
+/// as recorded before the method was part of it, for retries across an upgrade).
 fn digest<M: prost::Message>(method: &str, m: &M) -> String {
-    let mut h = Sha256::new();
-    h.update(method.as_bytes());
-    h.update([0]);
-    h.update(m.encode_to_vec());
-    hex::encode(h.finalize())
+    format!(
+        "{method}:{}",
+        hex::encode(Sha256::digest(m.encode_to_vec()))
+    )
 }
 
 /// The request id of a write, parsed.

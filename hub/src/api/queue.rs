@@ -192,6 +192,7 @@ impl Api {
                 }
             }
         }
+        work.truncate(MOST);
         work.retain(|w| {
             let (procedure, item_theme) = match w {
                 Work::Case(c) => (Some(c.procedure.as_str()), c.theme),
@@ -436,7 +437,13 @@ impl Api {
             due_before: None,
             commune: None,
         };
-        let Gathered { people, shown } = self.gather(viewer, &filter, today).await?;
+        let Gathered { mut people, shown } = self.gather(viewer, &filter, today).await?;
+        // The administrator sees which items move: a special-category difficulty (health) is
+        // left out of both orders, so that no move tells who has one. The dry run is exact for
+        // every other weight.
+        for seen in people.values_mut() {
+            seen.known.retain(|k| !k.code.special());
+        }
         let before: HashMap<String, usize> = rank(&current, &shown, &people, today)
             .into_iter()
             .enumerate()
@@ -466,17 +473,20 @@ impl Api {
             }
         }
         // A move may rest on a difficulty of the person: each person listed has it in their
-        // audit, under the administrator.
+        // audit, under the administrator, with the decisions it rests on.
         moved.sort();
         moved.dedup();
-        let entries = moved
-            .into_iter()
-            .map(|person| {
-                let mut e = audit.clone();
-                e.person = Some(person);
-                e
-            })
-            .collect::<Vec<_>>();
+        let mut entries = Vec::new();
+        for person in moved {
+            if let Some(seen) = people.remove(&person) {
+                let (mut e, _) = seen
+                    .access
+                    .finish(audit.action.clone(), audit.detail.clone());
+                e.principal = audit.principal.clone();
+                e.agent = audit.agent.clone();
+                entries.push(e);
+            }
+        }
         for chunk in entries.chunks(500) {
             self.store.record_access(chunk.to_vec(), vec![]).await?;
         }

@@ -40,6 +40,9 @@ const IN_PERSON: [&str; 12] = [
 const COUNTED: &str =
     "counted in the per-commune totals of the bus's tour plan; nothing about the person was shown";
 
+/// …and to a person whose commune the caller may not know.
+const NOT_COUNTED: &str = "considered for the bus's tour plan but not counted: where the person lives is not the caller's to know";
+
 /// How far ahead a case "falls due soon".
 const DUE_SOON_DAYS: i64 = 14;
 
@@ -212,7 +215,7 @@ impl Api {
                 let facts = self.gate.facts(&call.partner, person).await?;
                 let mut access = Access::new(&self.gate, call.viewer(), facts);
                 if !access.residence(&residence) {
-                    audit.push(access.finish("read:PlanTour".into(), COUNTED.into()).0);
+                    audit.push(access.finish("read:PlanTour".into(), NOT_COUNTED.into()).0);
                     continue;
                 }
                 let cases: Vec<&Case> = cases.iter().filter(|c| access.case(c)).collect();
@@ -291,17 +294,31 @@ impl Api {
                 });
             }
         }
-        audit.push(aggregate_entry(
-            call,
-            "PlanTour",
-            &["identity", "case_status", "referrals"],
-            format!(
-                "tour planned from {} persons decided, {} communes with a need; counts under 5 suppressed; no person-level data{}",
-                audit.len(),
-                communes.len(),
-                if partial { "; partial: the first 50,000 residents only" } else { "" }
+        // The plan's own entry first, then each person's.
+        audit.insert(
+            0,
+            aggregate_entry(
+                call,
+                "PlanTour",
+                &[
+                    "identity",
+                    "case_status",
+                    "referrals",
+                    "mobility",
+                    "digital",
+                    "language",
+                    "administrative",
+                    "social",
+                    "health",
+                ],
+                format!(
+                    "tour planned from {} persons decided, {} communes with a need; counts under 5 suppressed; no person-level data{}",
+                    audit.len(),
+                    communes.len(),
+                    if partial { "; partial: the first 50,000 residents only" } else { "" }
+                ),
             ),
-        ));
+        );
         for chunk in audit.chunks(500) {
             self.store.record_access(chunk.to_vec(), vec![]).await?;
         }

@@ -231,8 +231,8 @@ enum PrioritiesCommand {
         /// Whose queue.
         #[arg(long)]
         partner: String,
-        /// The purpose of that partner's calls.
-        #[arg(long, default_value = "instruction")]
+        /// The purpose of that partner's calls (its connector's).
+        #[arg(long, default_value = "accompagnement")]
         purpose: String,
     },
     /// Activate a file as a new version.
