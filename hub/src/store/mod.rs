@@ -515,6 +515,18 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// Refuses a database whose schema a newer Relais made: this version would not know its
+/// tables (and must not write to them). `applied` is the newest migration the database has.
+pub(crate) fn check_schema(applied: Option<i64>, known: i64) -> anyhow::Result<()> {
+    match applied {
+        Some(v) if v > known => anyhow::bail!(
+            "the database's schema is version {v}, made by a newer Relais; this one knows up to version {known}. \
+             Run the newer version (or restore a backup taken before the upgrade): see the README, \"Upgrades\""
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The principals behind certificates, kept in memory: every call looks its caller up, and the
 /// answer changes only when a partner's status or certificates change. Those writes clear it
 /// on this replica once committed; with several replicas (PostgreSQL) they also count up an

@@ -141,6 +141,17 @@ pub async fn open(url: &str, batching: Batching, pool_size: u32) -> anyhow::Resu
         .connect(url)
         .await
         .context("connecting to PostgreSQL")?;
+    // A database a newer version upgraded is refused before anything is written to it.
+    let applied: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+    super::check_schema(
+        applied.and_then(|(v,)| v),
+        MIGRATIONS.last().map_or(0, |(v, _, _)| *v),
+    )?;
     Migrator::new(Embedded)
         .await
         .context("loading migrations")?

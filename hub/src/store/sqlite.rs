@@ -108,6 +108,17 @@ pub async fn open(url: &str, batching: Batching) -> anyhow::Result<SqlStore> {
         .connect_with(options.clone())
         .await
         .with_context(|| format!("opening {url}"))?;
+    // A database a newer version upgraded is refused before anything is written to it.
+    let applied: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_optional(&writer)
+            .await
+            .ok()
+            .flatten();
+    super::check_schema(
+        applied.and_then(|(v,)| v),
+        MIGRATIONS.last().map_or(0, |(v, _, _)| *v),
+    )?;
     Migrator::new(Embedded)
         .await
         .context("loading migrations")?
