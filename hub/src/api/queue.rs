@@ -122,6 +122,52 @@ fn rank<'w>(
 }
 
 impl Api {
+    /// The cases `filter` selects that `keep` keeps, page by page, at most `most`.
+    pub(crate) async fn all_cases(
+        &self,
+        filter: &CaseFilter,
+        most: usize,
+        keep: impl Fn(&Case) -> bool,
+    ) -> Result<Vec<Case>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        while out.len() < most {
+            let batch = self.store.list_cases(filter, after.as_deref(), 500).await?;
+            let exhausted = batch.len() < 500;
+            after = batch.last().map(|c| c.id.to_string());
+            out.extend(batch.into_iter().filter(|c| keep(c)));
+            if exhausted {
+                break;
+            }
+        }
+        out.truncate(most);
+        Ok(out)
+    }
+
+    /// The referrals `filter` selects, page by page, at most `most`.
+    pub(crate) async fn all_referrals(
+        &self,
+        filter: &ReferralFilter,
+        most: usize,
+    ) -> Result<Vec<Referral>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        while out.len() < most {
+            let batch = self
+                .store
+                .list_referrals(filter, after.as_deref(), 500)
+                .await?;
+            let exhausted = batch.len() < 500;
+            after = batch.last().map(|r| r.id.to_string());
+            out.extend(batch);
+            if exhausted {
+                break;
+            }
+        }
+        out.truncate(most);
+        Ok(out)
+    }
+
     /// The territory's priorities in force: the newest stored version, or the built-in
     /// defaults (version 0).
     pub(crate) async fn priorities(&self) -> Result<(i64, Priorities)> {
@@ -147,28 +193,21 @@ impl Api {
     ) -> Result<Gathered<'a>> {
         let partner = &viewer.partner.id;
         // Its open cases (not yet at an outcome).
-        let mut work = Vec::new();
         let cases = CaseFilter {
             owner: Some(partner.clone()),
             person: None,
             statuses: filter.statuses.clone(),
         };
-        let mut after: Option<String> = None;
-        loop {
-            let batch = self.store.list_cases(&cases, after.as_deref(), 256).await?;
-            let exhausted = batch.len() < 256;
-            for c in batch {
-                after = Some(c.id.to_string());
-                if !c.status.is_outcome() && !c.status.is_terminal() {
-                    work.push(Work::Case(c));
-                }
-            }
-            if exhausted || work.len() >= MOST {
-                break;
-            }
-        }
+        let mut work: Vec<Work> = self
+            .all_cases(&cases, MOST, |c| {
+                !c.status.is_outcome() && !c.status.is_terminal()
+            })
+            .await?
+            .into_iter()
+            .map(Work::Case)
+            .collect();
         // The referrals awaiting its answer, when no case status is asked for.
-        if filter.statuses.is_empty() {
+        if filter.statuses.is_empty() && work.len() < MOST {
             let referrals = ReferralFilter {
                 partner: partner.clone(),
                 direction: Some(Direction::Inbound),
@@ -176,23 +215,13 @@ impl Api {
                 states: vec![ReferralState::Sent, ReferralState::Acknowledged],
                 overdue_on: None,
             };
-            let mut after: Option<String> = None;
-            loop {
-                let batch = self
-                    .store
-                    .list_referrals(&referrals, after.as_deref(), 256)
-                    .await?;
-                let exhausted = batch.len() < 256;
-                for r in batch {
-                    after = Some(r.id.to_string());
-                    work.push(Work::Referral(r));
-                }
-                if exhausted || work.len() >= MOST {
-                    break;
-                }
-            }
+            work.extend(
+                self.all_referrals(&referrals, MOST - work.len())
+                    .await?
+                    .into_iter()
+                    .map(Work::Referral),
+            );
         }
-        work.truncate(MOST);
         work.retain(|w| {
             let (procedure, item_theme) = match w {
                 Work::Case(c) => (Some(c.procedure.as_str()), c.theme),

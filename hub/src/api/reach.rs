@@ -50,14 +50,11 @@ impl Api {
     /// A profile as said to a reader: each channel with the partner to go through, by name.
     pub(crate) async fn profile_to_pb(&self, p: &Profile) -> Result<pb::AccessibilityProfile> {
         let mut channels = Vec::new();
+        let mut names = std::collections::HashMap::new();
         for c in &p.channels {
             let mut label = c.kind.label_fr().to_string();
             if let Some(via) = &c.via {
-                let name = self
-                    .store
-                    .get_partner(via)
-                    .await?
-                    .map_or_else(|| via.to_string(), |p| p.name);
+                let name = self.partner_name(&mut names, via).await?;
                 label.push_str(&format!(", joindre via {name}"));
             }
             if !c.note.is_empty() {

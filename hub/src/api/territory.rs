@@ -386,14 +386,10 @@ impl Api {
             let mut pending = Vec::new();
             for c in cases.into_iter().filter(|c| withheld.keeps(*c)) {
                 let owner = self.partner_name(&mut names, &c.owner).await?;
-                let label = priorities
-                    .procedures
-                    .iter()
-                    .find(|p| p.code == c.procedure.as_str())
-                    .map_or_else(
-                        || format!("démarche {}", c.procedure.as_str()),
-                        |p| p.label.clone(),
-                    );
+                let label = priorities.procedure(c.procedure.as_str()).map_or_else(
+                    || format!("démarche {}", c.procedure.as_str()),
+                    |p| p.label.clone(),
+                );
                 let mut line = format!("{label} chez {owner} : {}", c.status.label_fr());
                 if !c.missing_documents.is_empty() {
                     line.push_str(&format!(
@@ -445,7 +441,8 @@ impl Api {
         Ok(pb::GetMediatorSheetResponse { persons, html })
     }
 
-    async fn partner_name(
+    /// A partner's name, looked up once per call.
+    pub(crate) async fn partner_name(
         &self,
         names: &mut HashMap<PartnerId, String>,
         id: &PartnerId,
@@ -511,87 +508,74 @@ impl Api {
         }
         let mut months: BTreeMap<String, Month> = BTreeMap::new();
         // Its own cases: always its own to count.
-        let filter = CaseFilter {
-            owner: Some(call.id().clone()),
-            person: None,
-            statuses: vec![],
-        };
-        let mut after: Option<String> = None;
-        loop {
-            let batch = self
-                .store
-                .list_cases(&filter, after.as_deref(), 500)
-                .await?;
-            let exhausted = batch.len() < 500;
-            for c in &batch {
-                after = Some(c.id.to_string());
-                let opened = c.opened_at.day().month();
-                if months_between(&opened) {
-                    let m = months.entry(opened).or_default();
-                    m.opened += 1;
-                    m.persons.insert(c.person);
-                    *m.procedures
-                        .entry(c.procedure.as_str().to_string())
-                        .or_default() += 1;
-                    if let Some(t) = c.theme {
-                        *m.themes.entry(t.as_str().to_string()).or_default() += 1;
-                    }
-                }
-                for t in &c.history {
-                    let at = t.at.day().month();
-                    if !months_between(&at) {
-                        continue;
-                    }
-                    let m = months.entry(at).or_default();
-                    m.persons.insert(c.person);
-                    if t.to.is_outcome() && !t.from.is_outcome() {
-                        m.closed += 1;
-                        m.days_to_close
-                            .push(c.opened_at.day().days_until(t.at.day()));
-                        *m.outcomes.entry(t.to.as_str().to_string()).or_default() += 1;
-                    }
+        let cases = self
+            .all_cases(
+                &CaseFilter {
+                    owner: Some(call.id().clone()),
+                    person: None,
+                    statuses: vec![],
+                },
+                usize::MAX,
+                |_| true,
+            )
+            .await?;
+        for c in &cases {
+            let opened = c.opened_at.day().month();
+            if months_between(&opened) {
+                let m = months.entry(opened).or_default();
+                m.opened += 1;
+                m.persons.insert(c.person);
+                *m.procedures
+                    .entry(c.procedure.as_str().to_string())
+                    .or_default() += 1;
+                if let Some(t) = c.theme {
+                    *m.themes.entry(t.as_str().to_string()).or_default() += 1;
                 }
             }
-            if exhausted {
-                break;
+            for t in &c.history {
+                let at = t.at.day().month();
+                if !months_between(&at) {
+                    continue;
+                }
+                let m = months.entry(at).or_default();
+                m.persons.insert(c.person);
+                if t.to.is_outcome() && !t.from.is_outcome() {
+                    m.closed += 1;
+                    m.days_to_close
+                        .push(c.opened_at.day().days_until(t.at.day()));
+                    *m.outcomes.entry(t.to.as_str().to_string()).or_default() += 1;
+                }
             }
         }
         // The referrals it received, and whether it answered them in time.
-        let filter = ReferralFilter {
-            partner: call.id().clone(),
-            direction: Some(Direction::Inbound),
-            person: None,
-            states: vec![],
-            overdue_on: None,
-        };
-        let mut after: Option<String> = None;
-        loop {
-            let batch = self
-                .store
-                .list_referrals(&filter, after.as_deref(), 500)
-                .await?;
-            let exhausted = batch.len() < 500;
-            for r in &batch {
-                after = Some(r.id.to_string());
-                let sent = r.sent_at.day().month();
-                if !months_between(&sent) {
-                    continue;
-                }
-                let m = months.entry(sent).or_default();
-                m.received += 1;
-                let answered = r
-                    .history
-                    .iter()
-                    .find(|t| t.to == ReferralState::Answered)
-                    .map(|t| t.at.day());
-                if let Some(answered) = answered
-                    && r.due_date.is_none_or(|due| answered <= due)
-                {
-                    m.answered_in_time += 1;
-                }
+        let received = self
+            .all_referrals(
+                &ReferralFilter {
+                    partner: call.id().clone(),
+                    direction: Some(Direction::Inbound),
+                    person: None,
+                    states: vec![],
+                    overdue_on: None,
+                },
+                usize::MAX,
+            )
+            .await?;
+        for r in &received {
+            let sent = r.sent_at.day().month();
+            if !months_between(&sent) {
+                continue;
             }
-            if exhausted {
-                break;
+            let m = months.entry(sent).or_default();
+            m.received += 1;
+            let answered = r
+                .history
+                .iter()
+                .find(|t| t.to == ReferralState::Answered)
+                .map(|t| t.at.day());
+            if let Some(answered) = answered
+                && r.due_date.is_none_or(|due| answered <= due)
+            {
+                m.answered_in_time += 1;
             }
         }
         let (_, priorities) = self.priorities().await?;
@@ -619,9 +603,7 @@ impl Api {
         };
         let procedure_label = |k: &str| {
             priorities
-                .procedures
-                .iter()
-                .find(|p| p.code == k)
+                .procedure(k)
                 .map_or_else(|| k.to_string(), |p| p.label.clone())
         };
         let theme_label = |k: &str| {

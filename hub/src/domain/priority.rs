@@ -395,6 +395,11 @@ impl Priorities {
         Ok(p)
     }
 
+    /// A procedure of the catalogue by its code.
+    pub fn procedure(&self, code: &str) -> Option<&Procedure> {
+        self.procedures.iter().find(|p| p.code == code)
+    }
+
     /// The score of one item on `today`, with its reasons.
     pub fn score(&self, s: &Situation<'_>, today: Day) -> Scored {
         let mut reasons = Vec::new();
@@ -416,7 +421,7 @@ impl Priorities {
             });
         }
         if let Some(due) = s.due {
-            let procedure = self.procedures.iter().find(|p| p.code == s.procedure);
+            let procedure = self.procedure(s.procedure);
             let weight = procedure.map_or(1, |p| p.weight);
             let left = today.days_until(due);
             let lost = procedure
