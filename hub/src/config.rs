@@ -30,6 +30,136 @@ pub struct Config {
     pub expiry: ExpiryConfig,
     pub flags: FlagsConfig,
     pub referrals: ReferralsConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// What one partner, one connection or one client may take of the hub, so that none can starve
+/// the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections at most (TLS handshakes included). Kept below the process's open-files
+    /// limit, which the hub raises to its hard limit at start.
+    pub max_connections: usize,
+    /// TLS handshakes in progress at most; past it the oldest handshake of the address holding
+    /// the most is dropped, so idle connections from one client cannot lock others out.
+    pub max_pending_handshakes: usize,
+    /// Seconds a client has to complete its TLS handshake.
+    pub handshake_timeout_seconds: u64,
+    /// Concurrent calls (HTTP/2 streams) per connection.
+    pub max_concurrent_streams: u32,
+    /// Feed subscriptions open at once per partner, all its connections together.
+    pub max_subscriptions_per_partner: usize,
+    /// Seconds a call may take at most (a client's shorter `grpc-timeout` wins); feed
+    /// subscriptions are not cut.
+    pub request_timeout_seconds: u64,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Calls per second and burst, by partner kind (token bucket per partner).
+    pub rate: std::collections::BTreeMap<String, Rate>,
+    /// Per-partner overrides of `rate`, by partner id.
+    pub partners: std::collections::BTreeMap<String, Rate>,
+}
+
+/// A token bucket: `per_second` calls on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let rate = |per_second, burst| Rate { per_second, burst };
+        Self {
+            max_connections: 2048,
+            max_pending_handshakes: 256,
+            handshake_timeout_seconds: 10,
+            max_concurrent_streams: 256,
+            max_subscriptions_per_partner: 1000,
+            request_timeout_seconds: 30,
+            max_message_bytes: 4 * 1024 * 1024,
+            rate: [
+                ("communaute_de_communes", rate(100, 300)),
+                ("mairie", rate(50, 150)),
+                ("departement", rate(200, 600)),
+                ("sous_prefecture", rate(50, 150)),
+                ("association", rate(20, 60)),
+                ("operateur", rate(200, 600)),
+            ]
+            .into_iter()
+            .map(|(k, r)| (k.to_string(), r))
+            .collect(),
+            partners: Default::default(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The bucket of a partner: its override, else its kind's.
+    pub fn rate_for(&self, partner: &str, kind: crate::domain::partner::PartnerKind) -> Rate {
+        self.partners
+            .get(partner)
+            .or_else(|| self.rate.get(kind.as_str()))
+            .copied()
+            .unwrap_or(Rate {
+                per_second: 50,
+                burst: 150,
+            })
+    }
+
+    /// The same limits for every kind (tests and benchmarks that drive one partner hard).
+    pub fn with_rate(mut self, per_second: u32, burst: u32) -> Self {
+        for r in self.rate.values_mut() {
+            *r = Rate { per_second, burst };
+        }
+        self
+    }
+}
+
+/// Stopping on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds the hub waits for calls in flight after it stops accepting, before it exits
+    /// anyway. 1 to 300.
+    pub timeout_seconds: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: 10,
+        }
+    }
+}
+
+/// OpenTelemetry: traces and metrics over OTLP/gRPC when an endpoint is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint of a collector (`http://127.0.0.1:4317`); empty exports nothing.
+    pub otlp_endpoint: String,
+    /// `service.name` of the hub's telemetry.
+    pub service_name: String,
+    /// Seconds between two metric exports.
+    pub metrics_seconds: u64,
+    /// Fraction of calls traced, 0.0 to 1.0 (a connector's sampled parent is followed).
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "relais-hub".into(),
+            metrics_seconds: 10,
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// Fiches navettes: how long a recipient has to answer, and how long after that an unanswered
@@ -162,6 +292,9 @@ impl Default for Config {
             store: crate::store::StoreConfig::default(),
             flags: FlagsConfig::default(),
             referrals: ReferralsConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -267,6 +400,70 @@ impl Config {
         anyhow::ensure!(
             !self.server_names.is_empty(),
             "server_names cannot be empty"
+        );
+        let l = &self.limits;
+        anyhow::ensure!(
+            l.max_connections >= 16,
+            "limits.max_connections must be at least 16"
+        );
+        anyhow::ensure!(
+            (1..=l.max_connections).contains(&l.max_pending_handshakes),
+            "limits.max_pending_handshakes must be between 1 and limits.max_connections"
+        );
+        anyhow::ensure!(
+            (1..=120).contains(&l.handshake_timeout_seconds),
+            "limits.handshake_timeout_seconds must be between 1 and 120"
+        );
+        anyhow::ensure!(
+            l.max_concurrent_streams >= 1,
+            "limits.max_concurrent_streams must be positive"
+        );
+        anyhow::ensure!(
+            l.max_subscriptions_per_partner >= 1,
+            "limits.max_subscriptions_per_partner must be positive"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&l.request_timeout_seconds),
+            "limits.request_timeout_seconds must be between 1 and 3600"
+        );
+        anyhow::ensure!(
+            (64 * 1024..=64 * 1024 * 1024).contains(&l.max_message_bytes),
+            "limits.max_message_bytes must be between 65536 and 67108864"
+        );
+        for (key, rate) in &l.rate {
+            anyhow::ensure!(
+                crate::domain::partner::PartnerKind::parse(key).is_some(),
+                "limits.rate.{key}: not a partner kind (communaute_de_communes, mairie, departement, sous_prefecture, association, operateur)"
+            );
+            anyhow::ensure!(
+                rate.per_second >= 1 && rate.burst >= 1,
+                "limits.rate.{key}: per_second and burst must be positive"
+            );
+        }
+        for (key, rate) in &l.partners {
+            anyhow::ensure!(
+                rate.per_second >= 1 && rate.burst >= 1,
+                "limits.partners.{key}: per_second and burst must be positive"
+            );
+        }
+        anyhow::ensure!(
+            (1..=300).contains(&self.shutdown.timeout_seconds),
+            "shutdown.timeout_seconds must be between 1 and 300"
+        );
+        let t = &self.telemetry;
+        anyhow::ensure!(
+            t.otlp_endpoint.is_empty()
+                || t.otlp_endpoint.starts_with("http://")
+                || t.otlp_endpoint.starts_with("https://"),
+            "telemetry.otlp_endpoint must start with http:// or https:// (an OTLP/gRPC collector, port 4317)"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&t.metrics_seconds),
+            "telemetry.metrics_seconds must be between 1 and 3600"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&t.sample_ratio),
+            "telemetry.sample_ratio must be between 0.0 and 1.0"
         );
         Ok(())
     }

@@ -54,6 +54,16 @@ pub enum Error {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller is over one of its limits (call rate, open subscriptions); with
+    /// `retry_after`, the call may be sent again after that long.
+    #[error("{message}")]
+    Exhausted {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The hub is stopping; the call can be sent again (to another replica, or once restarted).
+    #[error("the hub is shutting down: retry, or resume the feed from your cursor")]
+    ShuttingDown,
     /// The database cannot be reached for now; the call can be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -274,6 +274,22 @@ impl Bundle {
         })
     }
 
+    /// The name the bundle's certificate was issued to (the partner id).
+    pub fn common_name(&self) -> anyhow::Result<String> {
+        let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+            .next()
+            .context("no certificate")??;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
+        let name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .context("the certificate names no one")?;
+        Ok(name.to_string())
+    }
+
     /// The fingerprint of the bundle's client certificate.
     pub fn fingerprint(&self) -> anyhow::Result<String> {
         let der = rustls_pemfile::certs(&mut self.cert_pem.as_bytes())

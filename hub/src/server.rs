@@ -5,6 +5,7 @@ use crate::api::{Api, Settings};
 use crate::config::Config;
 use crate::domain::SystemClock;
 use crate::domain::pivot::MatchingKey;
+use crate::lifecycle::Lifecycle;
 use crate::pki::{Bundle, TlsPaths};
 use crate::policy::engine::DEFAULT_RULES;
 use crate::policy::{Engine, Gate};
@@ -16,10 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 /// A running hub.
 pub struct RunningHub {
@@ -29,7 +28,7 @@ pub struct RunningHub {
     pub store: DynStore,
     /// True when this start created the CA and the administrator bundle.
     pub first_start: bool,
-    shutdown: Option<oneshot::Sender<()>>,
+    life: Arc<Lifecycle>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -39,22 +38,22 @@ impl RunningHub {
         format!("https://{}", self.addr)
     }
 
-    /// The trigger that stops the server gracefully (taken once).
-    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
-        self.shutdown.take()
+    /// What stops the hub (`Lifecycle::stop`), for a signal handler.
+    pub fn lifecycle(&self) -> Arc<Lifecycle> {
+        self.life.clone()
     }
 
-    /// Waits until the server stops (a signal, or `shutdown`).
+    /// Waits until the server stops (after `Lifecycle::stop`).
     pub async fn wait(mut self) -> anyhow::Result<()> {
         (&mut self.task).await.context("server task")?
     }
 
-    /// Stops accepting calls, lets calls in flight finish, and waits for the server to stop.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task).await.context("server task")?
+    /// Stops: refuses new calls and connections, reports NOT_SERVING, ends the feed
+    /// subscriptions with UNAVAILABLE, lets the calls in flight finish (at most
+    /// `[shutdown] timeout_seconds`), and waits for the server to stop.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.life.stop();
+        self.wait().await
     }
 }
 
@@ -170,6 +169,66 @@ fn spawn_expiry(store: DynStore, clock: Arc<dyn crate::domain::Clock>, every: Du
     });
 }
 
+/// Checks the database every second (every quarter second while it is down): calls are
+/// refused at once while it does not answer, and the health service says NOT_SERVING, so a
+/// load balancer takes this replica out until it answers again. Stopping also reports
+/// NOT_SERVING.
+async fn spawn_health(
+    store: DynStore,
+    life: Arc<Lifecycle>,
+    reporter: tonic_health::server::HealthReporter,
+    services: Vec<&'static str>,
+) {
+    use tonic_health::ServingStatus;
+    let set = move |serving: bool| {
+        let reporter = reporter.clone();
+        let services = services.clone();
+        async move {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in services {
+                reporter.set_service_status(name, status).await;
+            }
+        }
+    };
+    set(true).await;
+    tokio::spawn(async move {
+        let mut stopping = life.stopping();
+        loop {
+            if life.is_stopping() {
+                set(false).await;
+                return;
+            }
+            let up = matches!(
+                tokio::time::timeout(Duration::from_millis(750), store.ping()).await,
+                Ok(Ok(()))
+            );
+            if life.set_database_up(up) {
+                if up {
+                    tracing::info!("the database answers again: serving");
+                } else {
+                    tracing::error!(
+                        "the database does not answer: NOT_SERVING, calls refused with UNAVAILABLE"
+                    );
+                }
+                set(up).await;
+            }
+            let pause = if up {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(250)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        }
+    });
+}
+
 /// Starts the hub and returns once it accepts connections.
 pub async fn start(config: Config) -> anyhow::Result<RunningHub> {
     start_with_clock(config, Arc::new(SystemClock)).await
@@ -214,12 +273,11 @@ pub async fn start_with_clock(
             .await
             .context("registering the administrator certificate")?;
     }
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(
-            &tls.server_cert_pem,
-            &tls.server_key_pem,
-        ))
-        .client_ca_root(Certificate::from_pem(tls.authority.cert_pem()));
+    let tls_config = crate::frontdoor::tls_config(
+        &tls.server_cert_pem,
+        &tls.server_key_pem,
+        tls.authority.cert_pem(),
+    )?;
 
     let engine = Arc::new(load_rules(&store, clock.as_ref()).await?);
     let gate = Arc::new(Gate::new(engine, store.clone(), clock.clone()));
@@ -229,7 +287,11 @@ pub async fn start_with_clock(
         clock.clone(),
         Duration::from_secs(config.expiry.check_seconds),
     );
+    let life = Arc::new(Lifecycle::default());
+    let limits = Arc::new(crate::limits::Limits::new(config.limits.clone()));
     let api = Api {
+        limits: limits.clone(),
+        life: life.clone(),
         store: store.clone(),
         gate,
         clock,
@@ -253,27 +315,19 @@ pub async fn start_with_clock(
     use pb::person_service_server::PersonServiceServer;
     use pb::sync_service_server::SyncServiceServer;
     use pb::territory_service_server::TerritoryServiceServer;
-    health_reporter
-        .set_serving::<PersonServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<FlagServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<CaseServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<SyncServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<ConsentServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServiceServer<Api>>()
-        .await;
-    health_reporter
-        .set_serving::<TerritoryServiceServer<Api>>()
-        .await;
+    use tonic::server::NamedService;
+    // "" is the whole server (what `grpc_health_probe` and load balancers ask by default).
+    let services = vec![
+        "",
+        <PersonServiceServer<Api> as NamedService>::NAME,
+        <FlagServiceServer<Api> as NamedService>::NAME,
+        <CaseServiceServer<Api> as NamedService>::NAME,
+        <SyncServiceServer<Api> as NamedService>::NAME,
+        <ConsentServiceServer<Api> as NamedService>::NAME,
+        <AdminServiceServer<Api> as NamedService>::NAME,
+        <TerritoryServiceServer<Api> as NamedService>::NAME,
+    ];
+    spawn_health(store.clone(), life.clone(), health_reporter, services).await;
     // Reflection in both versions: grpcurl, Postman and Evans of a few years ago ask v1alpha.
     let reflection_builder = || {
         tonic_reflection::server::Builder::configure()
@@ -291,39 +345,65 @@ pub async fn start_with_clock(
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let incoming = crate::frontdoor::serve(listener, tls_config, &config.limits, life.stopping());
 
+    let l = &config.limits;
+    let size = l.max_message_bytes;
+    macro_rules! sized {
+        ($server:ident) => {
+            $server::new(api.clone())
+                .max_decoding_message_size(size)
+                .max_encoding_message_size(size)
+        };
+    }
     let router = Server::builder()
-        .tls_config(tls_config)
-        .context("configuring TLS")?
         // Keepalive pings find dead subscribers (a bus leaving coverage) and free their tasks.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(l.max_concurrent_streams)
+        // A client's shorter grpc-timeout wins; streams (the feed) are not cut.
+        .timeout(Duration::from_secs(l.request_timeout_seconds))
+        .layer(crate::limits::RateLimitLayer(limits))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(PersonServiceServer::new(api.clone()))
-        .add_service(FlagServiceServer::new(api.clone()))
-        .add_service(CaseServiceServer::new(api.clone()))
-        .add_service(ConsentServiceServer::new(api.clone()))
-        .add_service(SyncServiceServer::new(api.clone()))
-        .add_service(TerritoryServiceServer::new(api.clone()))
-        .add_service(AdminServiceServer::new(api));
-    // Small answers go out at once: without TCP_NODELAY a response written in two segments
-    // waits for the client's delayed acknowledgement (40 ms on Linux).
-    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
-        conn.inspect(|c| {
-            let _ = c.set_nodelay(true);
+        .add_service(sized!(PersonServiceServer))
+        .add_service(sized!(FlagServiceServer))
+        .add_service(sized!(CaseServiceServer))
+        .add_service(sized!(ConsentServiceServer))
+        .add_service(sized!(SyncServiceServer))
+        .add_service(sized!(TerritoryServiceServer))
+        .add_service(sized!(AdminServiceServer));
+    let grace = Duration::from_secs(config.shutdown.timeout_seconds);
+    let task = {
+        let life = life.clone();
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut stopping = life.stopping();
+            let serve = router.serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopping.wait_for(|s| *s).await;
+                tracing::info!("shutting down: no new calls, finishing those in flight");
+            });
+            let mut stopping = life.stopping();
+            let deadline = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            };
+            let served = tokio::select! {
+                served = serve => served.context("serving gRPC"),
+                () = deadline => {
+                    tracing::warn!(
+                        seconds = grace.as_secs(),
+                        "calls still in flight at the shutdown timeout: stopping anyway"
+                    );
+                    Ok(())
+                }
+            };
+            // Every acknowledged write was committed before its answer; the pools close.
+            store.close().await;
+            served
         })
-    });
-    let task = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = shutdown_rx.await;
-            })
-            .await
-            .context("serving gRPC")
-    });
+    };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "relais hub listening");
     Ok(RunningHub {
         addr,
@@ -331,7 +411,7 @@ pub async fn start_with_clock(
         tls: paths,
         store,
         first_start,
-        shutdown: Some(shutdown_tx),
+        life,
         task,
     })
 }

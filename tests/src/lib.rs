@@ -44,11 +44,170 @@ pub struct TestHub {
     pub database: Option<TestDatabase>,
 }
 
+/// A hub's configuration for tests: the defaults, on a free port, except the call rates — the
+/// tests drive a few partners much harder than a territory's would (the `limits` test checks
+/// the rates themselves).
 pub fn config_for(data_dir: &Path) -> relais_hub::Config {
     relais_hub::Config {
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("loopback address"),
+        limits: relais_hub::config::LimitsConfig::default().with_rate(1_000_000, 1_000_000),
         ..relais_hub::Config::default()
+    }
+}
+
+/// A hub running as its own process (`relais serve`), for tests of what only a process shows:
+/// a crash, signals, telemetry export.
+pub struct HubProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+/// The `relais` program built for the tests (`src/bin/relais-under-test.rs`), beside the test
+/// binaries: cargo builds it for this crate's integration tests.
+pub fn hub_program() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let program = deps.parent().unwrap_or(deps).join("relais-under-test");
+    assert!(
+        program.exists(),
+        "{} is missing: run the tests with cargo (it builds the crate's binaries)",
+        program.display()
+    );
+    program
+}
+
+/// Starts `relais serve` on a free port over `data_dir`, with the test rates (see
+/// `config_for`), `extra_config` appended to its configuration file, and `env` set; returns
+/// once it listens.
+pub fn spawn_hub_process(
+    data_dir: &Path,
+    database_url: &str,
+    extra_config: &str,
+    env: &[(&str, &str)],
+) -> HubProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    std::fs::create_dir_all(data_dir).expect("data directory");
+    let config = data_dir.join("test-hub.toml");
+    let mut text = String::from("[limits.rate]\n");
+    for kind in [
+        "communaute_de_communes",
+        "mairie",
+        "departement",
+        "sous_prefecture",
+        "association",
+        "operateur",
+    ] {
+        text.push_str(&format!(
+            "{kind} = {{ per_second = 1000000, burst = 1000000 }}\n"
+        ));
+    }
+    text.push_str(extra_config);
+    std::fs::write(&config, text).expect("test configuration");
+    let mut command = Command::new(hub_program());
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .env("RELAIS_DATA_DIR", data_dir)
+        .env("RELAIS_DATABASE_URL", database_url)
+        .env("RELAIS_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("hub process starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the hub prints its address")
+            .expect("readable output");
+        if let Some(rest) = line.split("hub listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    // Keep draining stdout so the hub never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    HubProcess { child, url }
+}
+
+impl HubProcess {
+    /// Sends a signal (SIGTERM, SIGINT, SIGKILL).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal sent");
+    }
+
+    /// Waits for the process to exit, at most `within`; `None` if it is still running (then
+    /// it is killed).
+    pub fn exit_within(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("process state") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The administrator's client of this hub (its bundle is in `data_dir/admin`).
+    pub async fn admin(&self, data_dir: &Path) -> AdminServiceClient<Channel> {
+        let bundle = relais_hub::pki::Bundle::read(&data_dir.join("admin/admin.bundle.pem"))
+            .expect("admin bundle");
+        AdminServiceClient::new(
+            relais_hub::cli::connect::channel(&self.url, &bundle)
+                .await
+                .expect("admin channel"),
+        )
+    }
+
+    /// Adds a partner through the administrator and connects as it.
+    pub async fn partner(&self, data_dir: &Path, id: &str, kind: pb::PartnerKind) -> Partner {
+        let (key, csr_pem) = relais_hub::pki::new_key_and_csr(id).expect("key and CSR");
+        let added = self
+            .admin(data_dir)
+            .await
+            .add_partner(pb::AddPartnerRequest {
+                id: id.into(),
+                kind: kind as i32,
+                name: id.into(),
+                territory: vec!["31483".into()],
+                cog_vintage: 0,
+                csr_pem,
+                request_id: new_request_id(),
+            })
+            .await
+            .expect("partner added")
+            .into_inner();
+        let bundle = relais_hub::pki::Bundle {
+            cert_pem: added.certificate_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: added.ca_certificate_pem,
+        };
+        Partner::connect(id, &self.url, bundle).await
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

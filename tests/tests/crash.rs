@@ -4,49 +4,20 @@
 use relais_hub::pki::Bundle;
 use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Starts `relais serve` on a free port and returns the process and its URL.
-fn spawn_hub(data_dir: &Path, database_url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relais-under-test"))
-        .arg("serve")
-        .env("RELAIS_DATA_DIR", data_dir)
-        .env("RELAIS_DATABASE_URL", database_url)
-        .env("RELAIS_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("hub process starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the hub prints its address")
-            .expect("readable output");
-        if let Some(rest) = line.split("hub listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    // Keep draining stdout so the hub never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+fn spawn_hub(data_dir: &Path, database_url: &str) -> (HubProcess, String) {
+    let hub = spawn_hub_process(data_dir, database_url, "", &[]);
+    let url = hub.url.clone();
+    (hub, url)
 }
 
-fn kill(child: &mut Child) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
-    let _ = child.wait();
+fn kill(hub: &mut HubProcess) {
+    hub.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = hub.child.wait();
 }
 
 async fn every_acknowledged_write_survives_a_sigkill(backend: Backend) {

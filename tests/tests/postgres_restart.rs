@@ -1,5 +1,6 @@
-//! PostgreSQL restarts under the hub: meanwhile the hub answers UNAVAILABLE, then recovers on
-//! its own — no hub restart — with every acknowledged write kept and the feed following again.
+//! PostgreSQL restarts under the hub: meanwhile the hub answers UNAVAILABLE within a second and
+//! its health says NOT_SERVING, then it recovers on its own (SERVING again) — no hub restart —
+//! with every acknowledged write kept and the feed following again.
 //! It stops and starts the machine's PostgreSQL service, so it is alone in its test binary
 //! (cargo runs test binaries one after the other).
 
@@ -40,6 +41,23 @@ async fn raise(p: &Partner, local_id: &str, code: &str) -> Result<pb::Flag, toni
         .map(|r| r.into_inner().flag.expect("flag"))
 }
 
+use tonic_health::pb::health_check_response::ServingStatus as Serving;
+
+async fn overall(
+    health: &tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+) -> Serving {
+    let status = health
+        .clone()
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status;
+    Serving::try_from(status).unwrap_or(Serving::Unknown)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_rides_out_a_postgresql_restart() {
     let Some(backend) = Backend::postgres("the_hub_rides_out_a_postgresql_restart") else {
@@ -62,12 +80,46 @@ async fn the_hub_rides_out_a_postgresql_restart() {
     let before = raise(&bus, "B1", "ELOIGNEMENT")
         .await
         .expect("a write before");
+    let channel = relais_hub::cli::connect::channel(&hub.url(), &bus.bundle)
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    assert_eq!(overall(&health).await, Serving::Serving);
     assert!(cluster("stop"), "PostgreSQL stops");
-    let refused = raise(&bus, "B1", "SANS_INTERNET").await;
+    // Every call fails fast (within a second) while it is down, instead of waiting on the pool.
+    let mut slowest = Duration::ZERO;
+    let mut refused = None;
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let outcome = raise(&bus, "B1", "SANS_INTERNET").await;
+        slowest = slowest.max(asked.elapsed());
+        refused = Some(outcome);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The health check says NOT_SERVING: a load balancer takes this replica out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = overall(&health).await;
+    while seen != Serving::NotServing && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen = overall(&health).await;
+    }
     let started = cluster("start");
     assert!(started, "PostgreSQL starts again");
-    let status = refused.expect_err("no write while PostgreSQL is down");
+    let status = refused
+        .expect("asked")
+        .expect_err("no write while PostgreSQL is down");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a call took {slowest:?} to fail while PostgreSQL was down"
+    );
+    assert_eq!(seen, Serving::NotServing, "health while PostgreSQL is down");
+    // SERVING again once it is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while overall(&health).await != Serving::Serving {
+        assert!(Instant::now() < deadline, "health never said SERVING again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The hub recovers by itself: the same request succeeds once PostgreSQL is back.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -26,6 +26,10 @@ pub struct ConnectorConfig {
     /// the statuses; each reading is audited for each person on it); 0: never, at least 300.
     #[serde(default = "queue")]
     pub queue_seconds: u64,
+    /// OpenTelemetry (`[telemetry]`, the hub's keys): the trace context of each write sent,
+    /// and the outbox, dead-letter and cursor-lag gauges, over OTLP/gRPC. Absent: nothing.
+    #[serde(default = "telemetry")]
+    pub telemetry: relais_hub::config::TelemetryConfig,
     /// The adapter: `csv`, `http` or `sql`; its section has the same name.
     #[serde(rename = "adapter")]
     adapter_name: String,
@@ -35,6 +39,13 @@ pub struct ConnectorConfig {
     /// The adapter's configuration, from its section.
     #[serde(skip)]
     pub adapter: Option<AdapterConfig>,
+}
+
+fn telemetry() -> relais_hub::config::TelemetryConfig {
+    relais_hub::config::TelemetryConfig {
+        service_name: "relais-connector".into(),
+        ..Default::default()
+    }
 }
 
 fn poll() -> u64 {

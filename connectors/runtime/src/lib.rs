@@ -127,13 +127,44 @@ impl Connector {
                 }
             })
         };
+        // The outbox, dead letters and lag, for the telemetry gauges.
+        let gauges = {
+            let (hub, state) = (self.hub.clone(), self.state.clone());
+            tokio::spawn(async move {
+                if !relais_connector_sdk::telemetry::enabled() {
+                    std::future::pending::<()>().await;
+                }
+                loop {
+                    if let (Ok((outbox, dead)), Ok(cursor)) =
+                        (state.counts().await, state.cursor().await)
+                    {
+                        let lag = hub.position().await.ok().map(|h| h.saturating_sub(cursor));
+                        relais_connector_sdk::telemetry::record(outbox, dead, lag);
+                    }
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            })
+        };
+        let stop = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                },
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
         tokio::select! {
+            r = gauges => r.map_err(anyhow::Error::from),
             r = prioritiser => r.map_err(anyhow::Error::from),
             r = poller => r.map_err(anyhow::Error::from),
             r = sender => r.map_err(anyhow::Error::from),
             r = follower => r.map_err(anyhow::Error::from),
             r = server => r.map_err(anyhow::Error::from).and_then(|r| r),
-            _ = tokio::signal::ctrl_c() => {
+            () = stop => {
                 tracing::info!("stopping: what is in the outbox stays there for the next run");
                 Ok(())
             }

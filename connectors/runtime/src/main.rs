@@ -45,9 +45,25 @@ enum Dlq {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let connector = Connector::open(ConnectorConfig::load(&cli.config)?).await?;
+    let config = ConnectorConfig::load(&cli.config)?;
+    if let Command::Run = cli.command {
+        let (telemetry, spans) = relais_hub::telemetry::Telemetry::export(&config.telemetry)?;
+        init_logging(spans);
+        let connector = Connector::open(config).await?;
+        if relais_connector_sdk::telemetry::enabled() {
+            let partner = relais_hub::pki::Bundle::read(&connector.config.identity)?
+                .common_name()
+                .unwrap_or_default();
+            relais_connector_sdk::telemetry::register(&partner);
+        }
+        let ran = connector.run().await;
+        telemetry.flush().await;
+        return ran;
+    }
+    init_logging(None);
+    let connector = Connector::open(config).await?;
     match cli.command {
-        Command::Run => connector.run().await,
+        Command::Run => unreachable!("handled above"),
         Command::Status => {
             let s = connector.status().await?;
             match s.head {
@@ -89,15 +105,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logs to stderr (`RUST_LOG`, `info` by default); with `spans`, the send spans are also
+/// exported.
+fn init_logging(spans: Option<relais_hub::telemetry::SpanLayer>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(spans)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .try_init();
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

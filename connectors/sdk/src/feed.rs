@@ -98,7 +98,8 @@ pub async fn follow(
             Err(r) => {
                 tracing::info!(code = ?r.code, error = %r.message, "feed unreachable; retrying");
                 hub.reset().await;
-                tokio::time::sleep(backoff.next_delay()).await;
+                // The hub says how long when the partner is over its rate (RetryInfo).
+                tokio::time::sleep(r.retry_after.unwrap_or_else(|| backoff.next_delay())).await;
                 continue;
             }
         };

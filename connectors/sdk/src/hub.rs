@@ -16,20 +16,42 @@ use tonic::transport::Channel;
 pub struct Refusal {
     pub code: tonic::Code,
     pub message: String,
+    /// How long the hub asked to wait before trying again (`google.rpc.RetryInfo`: a partner
+    /// over its call rate).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
-    fn from_status(s: tonic::Status) -> Self {
+    pub fn from_status(s: tonic::Status) -> Self {
+        use tonic_types::StatusExt;
         use tonic_types_details::describe;
         Self {
             code: s.code(),
             message: describe(&s),
+            retry_after: s.get_details_retry_info().and_then(|r| r.retry_delay),
+        }
+    }
+
+    /// A refusal made here, not by the hub.
+    pub fn local(code: tonic::Code, message: String) -> Self {
+        Self {
+            code,
+            message,
+            retry_after: None,
         }
     }
 
     pub fn retryable(&self) -> bool {
         crate::retry::retryable(self.code)
     }
+}
+
+/// A request carrying the current span's trace context (W3C `traceparent`), so that the hub's
+/// span of the call joins the connector's trace. Without telemetry, a plain request.
+pub fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    crate::telemetry::inject(request.metadata_mut());
+    request
 }
 
 mod tonic_types_details {
@@ -71,10 +93,7 @@ impl Hub {
         }
         let c = relais_hub::cli::connect::channel(&self.url, &self.bundle)
             .await
-            .map_err(|e| Refusal {
-                code: tonic::Code::Unavailable,
-                message: format!("{e:#}"),
-            })?;
+            .map_err(|e| Refusal::local(tonic::Code::Unavailable, format!("{e:#}")))?;
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -87,7 +106,7 @@ impl Hub {
     pub async fn position(&self) -> Result<u64, Refusal> {
         let c = self.channel().await?;
         SyncServiceClient::new(c)
-            .get_position(pb::GetPositionRequest {})
+            .get_position(traced(pb::GetPositionRequest {}))
             .await
             .map(|r| r.into_inner().position)
             .map_err(Refusal::from_status)
@@ -101,12 +120,12 @@ impl Hub {
         let mut token = String::new();
         loop {
             let page = client
-                .list_work_queue(pb::ListWorkQueueRequest {
+                .list_work_queue(traced(pb::ListWorkQueueRequest {
                     context: self.context(),
                     page_size: 200,
                     page_token: token,
                     ..Default::default()
-                })
+                }))
                 .await
                 .map_err(Refusal::from_status)?
                 .into_inner();
@@ -135,10 +154,10 @@ impl Hub {
     ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Refusal> {
         let c = self.channel().await?;
         SyncServiceClient::new(c)
-            .subscribe(pb::SubscribeRequest {
+            .subscribe(traced(pb::SubscribeRequest {
                 context: self.context(),
                 after_position: after,
-            })
+            }))
             .await
             .map(tonic::Response::into_inner)
             .map_err(Refusal::from_status)
@@ -153,14 +172,13 @@ impl Hub {
     /// Sends one outbox write; its request id makes a repeated send harmless.
     pub async fn send(&self, p: &Pending, state: &State) -> Result<(), Refusal> {
         let c = self.channel().await?;
-        let internal = |e: anyhow::Error| Refusal {
-            code: tonic::Code::Internal,
-            message: format!("connector state: {e:#}"),
+        let internal = |e: anyhow::Error| {
+            Refusal::local(tonic::Code::Internal, format!("connector state: {e:#}"))
         };
         match &p.write {
             Write::Link { local_id, pivot } => {
                 PersonServiceClient::new(c)
-                    .link_person(pb::LinkPersonRequest {
+                    .link_person(traced(pb::LinkPersonRequest {
                         context: self.context(),
                         local_id: local_id.clone(),
                         pivot: pivot.as_ref().map(|p| pb::PivotIdentity {
@@ -171,7 +189,7 @@ impl Hub {
                         }),
                         person_id: String::new(),
                         request_id: p.request_id.clone(),
-                    })
+                    }))
                     .await
                     .map_err(Refusal::from_status)?;
             }
@@ -183,13 +201,10 @@ impl Hub {
                 evidence,
                 review_on,
             } => {
-                let qualification =
-                    crate::write::qualification(qualification).map_err(|message| Refusal {
-                        code: tonic::Code::InvalidArgument,
-                        message,
-                    })?;
+                let qualification = crate::write::qualification(qualification)
+                    .map_err(|message| Refusal::local(tonic::Code::InvalidArgument, message))?;
                 FlagServiceClient::new(c)
-                    .raise_flag(pb::RaiseFlagRequest {
+                    .raise_flag(traced(pb::RaiseFlagRequest {
                         context: self.context(),
                         person: Self::person(local_id),
                         code: code.clone(),
@@ -199,7 +214,7 @@ impl Hub {
                         qualification: qualification as i32,
                         evidence: evidence.clone(),
                         review_on: review_on.clone(),
-                    })
+                    }))
                     .await
                     .map_err(Refusal::from_status)?;
             }
@@ -211,7 +226,7 @@ impl Hub {
                 missing_documents,
             } => {
                 let case = CaseServiceClient::new(c)
-                    .open_case(pb::OpenCaseRequest {
+                    .open_case(traced(pb::OpenCaseRequest {
                         context: self.context(),
                         person: Self::person(local_id),
                         procedure: procedure.clone(),
@@ -220,7 +235,7 @@ impl Hub {
                         initial_status: 0,
                         request_id: p.request_id.clone(),
                         theme: theme.clone(),
-                    })
+                    }))
                     .await
                     .map_err(Refusal::from_status)?
                     .into_inner()
@@ -239,12 +254,10 @@ impl Hub {
             } => {
                 let Some((case_id, version)) = state.case_ref(case_ref).await.map_err(internal)?
                 else {
-                    return Err(Refusal {
-                        code: tonic::Code::FailedPrecondition,
-                        message: format!(
-                            "case `{case_ref}` was never opened through this connector"
-                        ),
-                    });
+                    return Err(Refusal::local(
+                        tonic::Code::FailedPrecondition,
+                        format!("case `{case_ref}` was never opened through this connector"),
+                    ));
                 };
                 let to_status = pb::CaseStatus::from_str_name(&format!(
                     "CASE_STATUS_{}",
@@ -266,21 +279,23 @@ impl Hub {
                     redirect_procedure: String::new(),
                     request_id: p.request_id.clone(),
                 };
-                let moved = match cases.transition_case(request(version)).await {
+                let moved = match cases.transition_case(traced(request(version))).await {
                     // The partner's system is the record: on a stale version (moved meanwhile
                     // by this partner from elsewhere), read the case and move it from there.
                     Err(s) if s.code() == tonic::Code::Aborted => {
                         let current = cases
-                            .get_case(pb::GetCaseRequest {
+                            .get_case(traced(pb::GetCaseRequest {
                                 context: self.context(),
                                 case_id: case_id.clone(),
-                            })
+                            }))
                             .await
                             .map_err(Refusal::from_status)?
                             .into_inner()
                             .r#case
                             .unwrap_or_default();
-                        cases.transition_case(request(current.version)).await
+                        cases
+                            .transition_case(traced(request(current.version)))
+                            .await
                     }
                     other => other,
                 }
@@ -299,10 +314,10 @@ impl Hub {
             } => {
                 let mut cases = CaseServiceClient::new(c);
                 let current = cases
-                    .get_referral(pb::GetReferralRequest {
+                    .get_referral(traced(pb::GetReferralRequest {
                         context: self.context(),
                         referral_id: referral_id.clone(),
-                    })
+                    }))
                     .await
                     .map_err(Refusal::from_status)?
                     .into_inner()
@@ -310,13 +325,13 @@ impl Hub {
                     .unwrap_or_default();
                 // A retry after the answer went through: the hub recognises the request id.
                 cases
-                    .answer_referral(pb::AnswerReferralRequest {
+                    .answer_referral(traced(pb::AnswerReferralRequest {
                         context: self.context(),
                         referral_id: referral_id.clone(),
                         expected_version: current.version,
                         answer: answer.clone(),
                         request_id: p.request_id.clone(),
-                    })
+                    }))
                     .await
                     .map_err(Refusal::from_status)?;
             }

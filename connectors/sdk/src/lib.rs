@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod private;
 pub mod retry;
 pub mod state;
+pub mod telemetry;
 pub mod write;
 
 pub use adapter::{Adapter, Priority, Received};

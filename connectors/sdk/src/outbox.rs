@@ -19,6 +19,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Lanes sent at once.
 pub const PIPELINE: usize = 32;
@@ -32,6 +33,8 @@ pub struct Drained {
     pub dead_lettered: u64,
     /// The hub could not be reached (or was busy): the rest waits.
     pub blocked: bool,
+    /// How long the hub asked to wait (`RetryInfo`), when it said.
+    pub retry_after: Option<Duration>,
 }
 
 /// What orders a write: the person, case or referral it is about.
@@ -104,7 +107,15 @@ async fn send_lane(
             done.blocked = true;
             return Ok(done);
         }
-        match hub.send(&p, state).await {
+        // The write's span: the hub's span of the call joins its trace. No local id in it.
+        let span = tracing::info_span!(
+            target: "relais::rpc",
+            "send",
+            otel.name = p.write.kind(),
+            otel.kind = "client",
+            relais.outbox_seq = p.seq,
+        );
+        match hub.send(&p, state).instrument(span).await {
             Ok(()) => {
                 state.sent(p.seq).await?;
                 done.sent += 1;
@@ -113,6 +124,7 @@ async fn send_lane(
                 tracing::info!(seq = p.seq, code = ?r.code, error = %r.message, "hub not reachable; the outbox waits");
                 state.attempt_failed(p.seq, &r.message).await?;
                 stop.store(true, Ordering::Release);
+                done.retry_after = r.retry_after;
                 if r.code == tonic::Code::Unavailable {
                     hub.reset().await;
                 }
@@ -153,6 +165,7 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
             done.sent += pass.sent;
             done.dead_lettered += pass.dead_lettered;
             done.blocked |= pass.blocked;
+            done.retry_after = done.retry_after.max(pass.retry_after);
         }
         if done.blocked {
             return Ok(done);
@@ -161,7 +174,7 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
 }
 
 /// Drains for ever: immediately when woken, otherwise every `idle`; after a blocked pass,
-/// waits a backoff with jitter.
+/// waits as long as the hub asked (`RetryInfo`), or else a backoff with jitter.
 pub async fn drain(
     hub: &Hub,
     state: &State,
@@ -172,7 +185,17 @@ pub async fn drain(
     loop {
         let pass = drain_once(hub, state).await?;
         if pass.blocked {
-            tokio::time::sleep(backoff.next_delay()).await;
+            let wait = match pass.retry_after {
+                Some(asked) => {
+                    tracing::info!(
+                        wait_ms = asked.as_millis() as u64,
+                        "the hub asked to slow down; the outbox waits as long as it said"
+                    );
+                    asked
+                }
+                None => backoff.next_delay(),
+            };
+            tokio::time::sleep(wait).await;
         } else {
             backoff.reset();
             tokio::select! {

@@ -60,6 +60,17 @@ pub enum Write {
 }
 
 impl Write {
+    /// The hub method a write becomes (telemetry names spans with it: no id in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Write::Link { .. } => "LinkPerson",
+            Write::RaiseFlag { .. } => "RaiseFlag",
+            Write::OpenCase { .. } => "OpenCase",
+            Write::MoveCase { .. } => "TransitionCase",
+            Write::AnswerReferral { .. } => "AnswerReferral",
+        }
+    }
+
     /// A short description for logs and the dead-letter list.
     pub fn describe(&self) -> String {
         match self {

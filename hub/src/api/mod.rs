@@ -45,6 +45,10 @@ pub struct Api {
     pub(crate) gate: Arc<Gate>,
     /// Subscriptions sharing their decisions.
     pub(crate) feed: Arc<crate::feed::Groups>,
+    /// Per-partner call rates and subscription caps.
+    pub(crate) limits: Arc<crate::limits::Limits>,
+    /// Stopping, and whether the database answers.
+    pub(crate) life: Arc<crate::lifecycle::Lifecycle>,
 }
 
 /// Service settings from the configuration.
@@ -196,7 +200,13 @@ impl Api {
         let leaf = certs
             .first()
             .ok_or_else(|| Error::Unauthenticated("empty client certificate chain".into()))?;
-        let fingerprint = crate::pki::fingerprint(leaf);
+        let fingerprint = match request
+            .extensions()
+            .get::<crate::limits::CertificateFingerprint>()
+        {
+            Some(known) => known.0.clone(),
+            None => crate::pki::fingerprint(leaf),
+        };
         let found = self.store.principal_by_fingerprint(&fingerprint).await?;
         if let Some((_, record)) = &found
             && let Some(why) = record.refused_at(self.clock.now())
@@ -220,12 +230,17 @@ impl Api {
                     }
                 )))
             }
-            Some(principal) => Ok((principal, fingerprint)),
+            Some(principal) => {
+                if let Principal::Partner(p) = &principal {
+                    self.limits.learn(&fingerprint, p);
+                }
+                Ok((principal, fingerprint))
+            }
         }
     }
 
     /// Runs a partner's call: authenticates, parses the context, logs the outcome with
-    /// partner, agent and purpose, and maps the error.
+    /// partner, agent and purpose, records the call's span and metrics, and maps the error.
     pub(crate) async fn partner_call<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
@@ -237,29 +252,25 @@ impl Api {
         F: FnOnce(Call, Req) -> Fut,
         Fut: Future<Output = Result<Resp>>,
     {
-        let span = tracing::info_span!(
-            "rpc",
-            method,
-            partner = tracing::field::Empty,
-            agent = tracing::field::Empty,
-            purpose = tracing::field::Empty,
-        );
+        let span = rpc_span(method, &request);
+        let started = std::time::Instant::now();
         async move {
-            let result = async {
+            let mut who: Option<(PartnerId, AgentId)> = None;
+            let (result, store, policy) = crate::telemetry::timed(async {
+                self.ready()?;
                 let (principal, certificate) = self.principal(&request).await?;
                 let Principal::Partner(partner) = principal else {
                     return Err(Error::PermissionDenied(
                         "the administrator is not a partner: use a partner's identity".into(),
                     ));
                 };
-                tracing::Span::current().record("partner", partner.id.as_str());
+                tracing::Span::current().record("relais.partner", partner.id.as_str());
                 let body = request.into_inner();
                 let mut v = Violations::new();
                 let ctx = convert::context(body.context(), &mut v);
                 if let Some(ctx) = &ctx {
-                    let span = tracing::Span::current();
-                    span.record("agent", ctx.agent.as_str());
-                    span.record("purpose", ctx.purpose.as_str());
+                    tracing::Span::current().record("relais.purpose", ctx.purpose.as_str());
+                    who = Some((partner.id.clone(), ctx.agent.clone()));
                 }
                 v.finish()?;
                 let ctx = ctx.ok_or_else(|| Error::Internal("context lost".into()))?;
@@ -272,10 +283,18 @@ impl Api {
                     at: self.clock.now(),
                 };
                 handler(call, body).await
-            }
+            })
             .await;
-            log_outcome(result.as_ref().err());
-            result.map(Response::new).map_err(status::to_status)
+            let (partner, agent) = who.unzip();
+            finish_call(
+                method,
+                partner.as_ref().map(|p| p.as_str()),
+                agent.as_ref().map(|a| a.as_str()),
+                result,
+                started,
+                store,
+                policy,
+            )
         }
         .instrument(span)
         .await
@@ -293,16 +312,15 @@ impl Api {
         F: FnOnce(AdminCall, Req) -> Fut,
         Fut: Future<Output = Result<Resp>>,
     {
-        let span = tracing::info_span!(
-            "rpc",
-            method,
-            partner = "admin",
-            agent = tracing::field::Empty
-        );
+        let span = rpc_span(method, &request);
+        span.record("relais.partner", "admin");
+        let started = std::time::Instant::now();
         async move {
-            let result = async {
-                let name = match self.principal(&request).await?.0 {
-                    Principal::Admin(name) => name,
+            let mut name = None;
+            let (result, store, policy) = crate::telemetry::timed(async {
+                self.ready()?;
+                let admin = match self.principal(&request).await?.0 {
+                    Principal::Admin(admin) => admin,
                     Principal::Partner(p) => {
                         return Err(Error::PermissionDenied(format!(
                             "partner `{}` is not the administrator",
@@ -310,22 +328,43 @@ impl Api {
                         )));
                     }
                 };
-                tracing::Span::current().record("agent", name.as_str());
+                name = Some(admin.clone());
                 let body = request.into_inner();
                 let call = AdminCall {
                     method,
-                    name,
+                    name: admin,
                     fingerprint: digest(method, &body),
                     at: self.clock.now(),
                 };
                 handler(call, body).await
-            }
+            })
             .await;
-            log_outcome(result.as_ref().err());
-            result.map(Response::new).map_err(status::to_status)
+            finish_call(
+                method,
+                Some("admin"),
+                name.as_deref(),
+                result,
+                started,
+                store,
+                policy,
+            )
         }
         .instrument(span)
         .await
+    }
+
+    /// Refuses at once, instead of waiting on the database, while the hub stops or while its
+    /// database is unreachable.
+    fn ready(&self) -> Result<()> {
+        if self.life.is_stopping() {
+            return Err(Error::ShuttingDown);
+        }
+        if !self.life.database_up() {
+            return Err(Error::Unavailable(
+                "the database did not answer the last health check".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The facts about a person the caller may know of, or `NOT_FOUND` — the very answer a
@@ -492,12 +531,71 @@ impl AdminCall {
     }
 }
 
-fn log_outcome(error: Option<&Error>) {
-    match error {
-        None => tracing::info!(outcome = "ok", "request"),
-        Some(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
-            tracing::error!(outcome = "error", error = %e, "request")
-        }
-        Some(e) => tracing::info!(outcome = "refused", error = %e, "request"),
+/// The span of one call: the only span exported as telemetry, so its fields are chosen to
+/// name no person and no agent (see `telemetry`). A connector's trace context, if it sent one,
+/// is its parent.
+fn rpc_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "relais::rpc",
+        "rpc",
+        otel.name = method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        relais.partner = tracing::field::Empty,
+        relais.purpose = tracing::field::Empty,
+        relais.outcome = tracing::field::Empty,
+        relais.store_ms = tracing::field::Empty,
+        relais.policy_ms = tracing::field::Empty,
+    );
+    if let Some(parent) = crate::telemetry::parent_context(request.metadata()) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(parent);
     }
+    span
+}
+
+/// Logs the outcome (with the agent: the local log may name them, telemetry does not),
+/// records it on the span and in the metrics, and maps the error to its status.
+fn finish_call<Resp>(
+    method: &'static str,
+    partner: Option<&str>,
+    agent: Option<&str>,
+    result: Result<Resp>,
+    started: std::time::Instant,
+    store: std::time::Duration,
+    policy: std::time::Duration,
+) -> Result<Response<Resp>, Status> {
+    let span = tracing::Span::current();
+    span.record("relais.store_ms", store.as_secs_f64() * 1000.0);
+    span.record("relais.policy_ms", policy.as_secs_f64() * 1000.0);
+    let agent = agent.unwrap_or("");
+    let result = match result {
+        Ok(r) => {
+            tracing::info!(outcome = "ok", agent, "request");
+            span.record("relais.outcome", "ok");
+            Ok(Response::new(r))
+        }
+        Err(e) => {
+            let outcome = match &e {
+                Error::Internal(_) | Error::Unavailable(_) => {
+                    tracing::error!(outcome = "error", agent, error = %e, "request");
+                    span.record("otel.status_code", "ERROR");
+                    "error"
+                }
+                _ => {
+                    tracing::info!(outcome = "refused", agent, error = %e, "request");
+                    "refused"
+                }
+            };
+            span.record("relais.outcome", outcome);
+            Err(status::to_status(e))
+        }
+    };
+    let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+    span.record("rpc.grpc.status_code", code as i64);
+    crate::telemetry::call_done(method, partner.unwrap_or("-"), code, started.elapsed());
+    result
 }

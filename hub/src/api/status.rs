@@ -33,7 +33,22 @@ pub fn to_status(e: Error) -> Status {
         Error::FailedPrecondition(m) => info(Code::FailedPrecondition, "FAILED_PRECONDITION", m),
         Error::Unauthenticated(m) => info(Code::Unauthenticated, "UNAUTHENTICATED", m),
         Error::PermissionDenied(m) => info(Code::PermissionDenied, "PERMISSION_DENIED", m),
-        // The detail of these two is in the hub's log (see `api::log_outcome`), not for callers.
+        Error::Exhausted {
+            message,
+            retry_after,
+        } => {
+            let mut details = ErrorDetails::with_error_info(
+                "RESOURCE_EXHAUSTED",
+                DOMAIN,
+                std::collections::HashMap::new(),
+            );
+            if let Some(wait) = retry_after {
+                details.set_retry_info(Some(wait));
+            }
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+        e @ Error::ShuttingDown => info(Code::Unavailable, "SHUTTING_DOWN", e.to_string()),
+        // The detail of these two is in the hub's log (see `api::finish_call`), not for callers.
         Error::Unavailable(_) => info(
             Code::Unavailable,
             "STORE_UNAVAILABLE",

@@ -65,6 +65,34 @@ enum AdminCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Is the hub serving? Asks its health service (SERVING, NOT_SERVING while its database is
+    /// unreachable or while it stops); exits 0 only when SERVING.
+    Health,
+    /// Backs up a running hub's data directory on this machine: a consistent snapshot of the
+    /// SQLite database taken while it writes, the matching key, the TLS files and the
+    /// administrator bundle, with a manifest of their SHA-256 (on PostgreSQL, the keys and TLS
+    /// files, and how to run pg_dump). Needs no connection to the hub.
+    Backup {
+        /// The hub's configuration file, for its data directory, database and TLS paths.
+        #[arg(long, env = "RELAIS_CONFIG", conflicts_with = "data_dir")]
+        config: Option<PathBuf>,
+        /// The hub's data directory, when it runs with the default paths.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A new directory for the backup (it must not exist or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restores a backup into a new data directory, after checking every file against the
+    /// backup's manifest and the database's integrity; start the hub on it afterwards.
+    Restore {
+        /// The backup (made by `relais admin backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (it must not exist or be empty).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -494,7 +522,10 @@ async fn other(
     command: AdminCommand,
 ) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Partner(_) => unreachable!("partners are handled by `run`"),
+        AdminCommand::Partner(_)
+        | AdminCommand::Health
+        | AdminCommand::Backup { .. }
+        | AdminCommand::Restore { .. } => unreachable!("handled by `run`"),
         AdminCommand::Consent(ConsentCommand::List { person }) => {
             let r = client
                 .list_person_consents(pb::ListPersonConsentsRequest { person_id: person })
@@ -1114,6 +1145,86 @@ async fn priorities(
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    match args.command {
+        AdminCommand::Backup {
+            config,
+            data_dir,
+            to,
+        } => {
+            let mut hub = crate::Config::load(config.as_deref())?;
+            if let Some(dir) = data_dir {
+                hub.data_dir = dir;
+            }
+            let manifest = crate::backup::backup(&hub, &to).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+                return Ok(());
+            }
+            println!(
+                "backup of {} in {}: {} files, database {}{}",
+                hub.data_dir.display(),
+                to.display(),
+                manifest.files.len(),
+                manifest.database,
+                if manifest.schema_version > 0 {
+                    format!(" (schema version {})", manifest.schema_version)
+                } else {
+                    String::new()
+                }
+            );
+            if !manifest.postgresql.is_empty() {
+                println!("{}", manifest.postgresql);
+            }
+            println!(
+                "keep it where the hub's own data is protected: it holds the CA key and the matching key"
+            );
+            return Ok(());
+        }
+        AdminCommand::Restore { from, data_dir } => {
+            let manifest = crate::backup::restore(&from, &data_dir).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+                return Ok(());
+            }
+            println!(
+                "restored the backup of {} ({} files) into {}: start the hub with data_dir = \"{}\"",
+                manifest.created_at,
+                manifest.files.len(),
+                data_dir.display(),
+                data_dir.display()
+            );
+            if !manifest.postgresql.is_empty() {
+                println!("{}", manifest.postgresql);
+            }
+            return Ok(());
+        }
+        AdminCommand::Health => {
+            let bundle = Bundle::read(&args.identity)?;
+            let mut health = tonic_health::pb::health_client::HealthClient::new(
+                channel(&args.hub, &bundle).await?,
+            );
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner()
+                .status();
+            let name = status.as_str_name();
+            if args.json {
+                println!("{}", serde_json::json!({ "status": name }));
+            } else {
+                println!("{name}");
+            }
+            anyhow::ensure!(
+                status == tonic_health::pb::health_check_response::ServingStatus::Serving,
+                "the hub at {} is not serving ({name})",
+                args.hub
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let bundle = Bundle::read(&args.identity)?;
     let mut client = AdminServiceClient::new(channel(&args.hub, &bundle).await?);
     let json = args.json;

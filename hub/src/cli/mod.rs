@@ -36,19 +36,7 @@ pub enum Command {
 /// The `relais` program: parses the command line, sets up logging and the runtime, runs the
 /// command and prints its error, if any, for a person to read.
 pub fn main() -> std::process::ExitCode {
-    use tracing_subscriber::EnvFilter;
     let cli = Cli::parse();
-    // RUST_LOG wins; otherwise the configured filter applies.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        let configured = crate::Config::load(None)
-            .map(|c| c.log.filter)
-            .unwrap_or_else(|_| "info".into());
-        EnvFilter::new(configured)
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,6 +49,31 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The log filter of the configuration read from the environment alone (commands other than
+/// `serve` have no configuration file).
+fn configured_filter() -> String {
+    crate::Config::load(None)
+        .map(|c| c.log.filter)
+        .unwrap_or_else(|_| "info".into())
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` or else `filter`; with `spans`, the call spans are
+/// also exported (see `telemetry`), whatever the log filter.
+fn init_logging(filter: &str, spans: Option<crate::telemetry::SpanLayer>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let _ = tracing_subscriber::registry()
+        .with(spans)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .try_init();
 }
 
 /// An error as a person reads it: a gRPC status with its code and field violations, or the
@@ -82,15 +95,27 @@ fn describe(e: &anyhow::Error) -> String {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => serve(config).await,
-        Command::Admin(args) => admin::run(args).await,
-        Command::Client(args) => client::run(args).await,
+        Command::Serve { config } => {
+            let config = crate::Config::load(config.as_deref())?;
+            let (telemetry, spans) = crate::telemetry::Telemetry::start(&config.telemetry)?;
+            init_logging(&config.log.filter, spans);
+            let served = serve(config).await;
+            telemetry.flush().await;
+            served
+        }
+        Command::Admin(args) => {
+            init_logging(&configured_filter(), None);
+            admin::run(args).await
+        }
+        Command::Client(args) => {
+            init_logging(&configured_filter(), None);
+            client::run(args).await
+        }
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = crate::Config::load(config.as_deref())?;
-    let mut hub = crate::start(config).await?;
+async fn serve(config: crate::Config) -> anyhow::Result<()> {
+    let hub = crate::start(config).await?;
     let admin = hub.tls.admin_bundle.display().to_string();
     if hub.first_start {
         println!(
@@ -103,13 +128,32 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
         hub.url(),
         hub.url()
     );
-    if let Some(stop) = hub.take_shutdown() {
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("shutting down: finishing calls in flight");
-                let _ = stop.send(());
-            }
-        });
-    }
-    hub.wait().await
+    // SIGTERM (systemd, Kubernetes) or SIGINT (Ctrl-C) stops the hub cleanly; a second one
+    // exits at once.
+    let life = hub.lifecycle();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot listen for SIGTERM and SIGINT");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stopping");
+        life.stop();
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        eprintln!("relais: second signal: exiting now");
+        std::process::exit(130);
+    });
+    hub.wait().await?;
+    println!("relais: hub stopped");
+    Ok(())
 }

@@ -140,8 +140,10 @@ impl Engine {
 
     /// Decides with the rules in force.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
-        let rules = self.active();
-        self.decide_with(&rules, req)
+        crate::telemetry::in_policy(|| {
+            let rules = self.active();
+            self.decide_with(&rules, req)
+        })
     }
 
     /// Decides with a candidate rule set (dry run): nothing in force changes.
@@ -163,10 +165,13 @@ impl Engine {
 
     fn decide_with(&self, rules: &Rules, req: &DecisionRequest<'_>) -> Decision {
         let Some(cache) = &self.cache else {
-            return self.evaluate_uncached(rules, req);
+            let decision = self.evaluate_uncached(rules, req);
+            crate::telemetry::decision(decision.allowed, None);
+            return decision;
         };
         let key = cache_key(rules.version, req);
         let cached = cache.lock().ok().and_then(|c| c.get(&key).cloned());
+        let hit = cached.is_some();
         let evaluated = match cached {
             Some(e) => e,
             None => {
@@ -180,7 +185,9 @@ impl Engine {
                 e
             }
         };
-        floor(rules.version, req, &evaluated)
+        let decision = floor(rules.version, req, &evaluated);
+        crate::telemetry::decision(decision.allowed, Some(hit));
+        decision
     }
 
     fn evaluate_uncached(&self, rules: &Rules, req: &DecisionRequest<'_>) -> Decision {

@@ -509,6 +509,10 @@ pub trait Store: Send + Sync + 'static {
     fn decisions_epoch(&self) -> u64;
     /// The position of the newest committed change (0 when none).
     async fn head_position(&self) -> Result<u64>;
+    /// Does the database answer? One trivial query (the health check).
+    async fn ping(&self) -> Result<()>;
+    /// Closes the connections (at shutdown, after the last call); later calls fail.
+    async fn close(&self);
     /// Follows the head position: changes each time a write commits.
     fn watch_head(&self) -> watch::Receiver<u64>;
 }

@@ -79,6 +79,8 @@ macro_rules! sql_store {
 
         pub struct SqlStore {
             read: Pool<$db>,
+            /// The committer's pool, kept to close it at shutdown.
+            write: Pool<$db>,
             jobs: mpsc::Sender<Job>,
             head: watch::Sender<u64>,
             audience: std::sync::Arc<Audience>,
@@ -98,12 +100,13 @@ macro_rules! sql_store {
                 audience.everyone(head.borrow().to_owned());
                 let (jobs, rx) = mpsc::channel(1024);
                 let epoch: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
-                tokio::spawn(committer(write, rx, batching, head.clone(), audience.clone(), epoch.clone()));
-                Self { read, jobs, head, audience, principals: Default::default(), rows_read: Default::default(), epoch }
+                tokio::spawn(committer(write.clone(), rx, batching, head.clone(), audience.clone(), epoch.clone()));
+                Self { read, write, jobs, head, audience, principals: Default::default(), rows_read: Default::default(), epoch }
             }
 
             /// The head position moved (a commit here, or a notification from another replica).
             fn advance(head: &watch::Sender<u64>, position: u64) {
+                crate::telemetry::feed_head(position);
                 head.send_if_modified(|h| {
                     if position > *h {
                         *h = position;
@@ -252,6 +255,7 @@ macro_rules! sql_store {
             epoch: &std::sync::atomic::AtomicU64,
         ) {
             let narrows = jobs.iter().any(|j| j.narrows);
+            crate::telemetry::commit_batch(jobs.len());
             let mut tx = match pool.begin().await {
                 Ok(tx) => tx,
                 Err(e) => return fail(jobs.into_iter().map(|j| j.reply), &Error::from(e)),
@@ -462,6 +466,7 @@ macro_rules! sql_store {
                     .execute(&mut *conn)
                     .await?;
             }
+            crate::telemetry::audit_length(seq);
             let _ = AUDIT_HEAD.try_with(|h| *h.borrow_mut() = Some((seq, prev)));
             Ok(())
         }
@@ -1003,6 +1008,7 @@ macro_rules! sql_store {
         #[async_trait]
         impl Store for SqlStore {
             async fn register_admin_certificate(&self, cert: &CertificateRecord) -> Result<()> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let cert = cert.clone();
                 let done = NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
@@ -1017,6 +1023,7 @@ macro_rules! sql_store {
             }
 
             async fn principal_by_fingerprint(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 // Another replica may have changed a partner: the cache is cleared first then.
                 principals_current(&self.read, &self.principals).await?;
                 if let Some(found) = self.principals.get(fingerprint) {
@@ -1031,6 +1038,7 @@ macro_rules! sql_store {
             }
 
             async fn add_administrator(&self, name: &str, cert: CertificateRecord, meta: &WriteMeta) -> Result<()> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let name = name.to_string();
                 let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
@@ -1061,6 +1069,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_administrator(&self, name: &str, meta: &WriteMeta) -> Result<u32> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let name = name.to_string();
                 let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
@@ -1086,6 +1095,7 @@ macro_rules! sql_store {
             }
 
             async fn administrators(&self) -> Result<Vec<(String, CertificateRecord)>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(String, String, i64, i64, Option<i64>)> = sqlx::query_as(
                     "SELECT name, fingerprint, not_after, issued_at, revoked_at FROM certificates
                      WHERE partner_id IS NULL ORDER BY name, issued_at",
@@ -1112,6 +1122,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_certificate(&self, fingerprint: &str, reason: String, meta: &WriteMeta) -> Result<Option<PartnerId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let fingerprint = fingerprint.to_string();
                 let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
@@ -1148,6 +1159,7 @@ macro_rules! sql_store {
             }
 
             async fn add_partner(&self, partner: Partner, meta: &WriteMeta) -> Result<Partner> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let done = NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         principals_changed(conn).await?;
@@ -1171,6 +1183,7 @@ macro_rules! sql_store {
             }
 
             async fn add_certificate(&self, id: &PartnerId, cert: CertificateRecord, retire_others_at: Option<Timestamp>) -> Result<Partner> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let id = id.clone();
                 let done = NARROWS.scope(true, self.write(move |conn| {
                     Box::pin(async move {
@@ -1213,6 +1226,7 @@ macro_rules! sql_store {
                 reason: String,
                 meta: &WriteMeta,
             ) -> Result<Partner> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let id = id.clone();
                 let done = NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
@@ -1234,6 +1248,7 @@ macro_rules! sql_store {
             }
 
             async fn get_partner(&self, id: &PartnerId) -> Result<Option<Partner>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM partners WHERE id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&self.read)
@@ -1242,6 +1257,7 @@ macro_rules! sql_store {
             }
 
             async fn list_partners(&self, after: Option<&str>, limit: u32) -> Result<Vec<Partner>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as("SELECT doc FROM partners WHERE id > $1 ORDER BY id LIMIT $2")
                     .bind(after_key(after))
                     .bind(i64::from(limit))
@@ -1257,6 +1273,7 @@ macro_rules! sql_store {
                 target: LinkTarget,
                 meta: &WriteMeta,
             ) -> Result<LinkResult> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let (partner, local_id) = (partner.clone(), local_id.clone());
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
@@ -1347,6 +1364,7 @@ macro_rules! sql_store {
             }
 
             async fn unlink_person(&self, partner: &PartnerId, local_id: &LocalId, meta: &WriteMeta) -> Result<PersonId> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let (partner, local_id) = (partner.clone(), local_id.clone());
                 NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
@@ -1369,6 +1387,7 @@ macro_rules! sql_store {
             }
 
             async fn person_by_local_id(&self, partner: &PartnerId, local_id: &LocalId) -> Result<Option<PersonId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as(
                     "SELECT person_id FROM person_links WHERE partner_id = $1 AND local_id = $2",
                 )
@@ -1380,6 +1399,7 @@ macro_rules! sql_store {
             }
 
             async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT person_id FROM person_pivots WHERE pivot_key = $1")
                     .bind(key.as_str())
                     .fetch_optional(&self.read)
@@ -1388,6 +1408,7 @@ macro_rules! sql_store {
             }
 
             async fn local_ids(&self, partner: &PartnerId, person: PersonId) -> Result<Vec<LocalId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(String,)> = sqlx::query_as(
                     "SELECT local_id FROM person_links WHERE person_id = $1 AND partner_id = $2 ORDER BY local_id",
                 )
@@ -1401,6 +1422,7 @@ macro_rules! sql_store {
             }
 
             async fn set_residence(&self, person: PersonId, residence: Residence, meta: &WriteMeta) -> Result<Residence> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(
@@ -1421,6 +1443,7 @@ macro_rules! sql_store {
             }
 
             async fn residence(&self, person: PersonId) -> Result<Option<Residence>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String, String, i64)> = sqlx::query_as(
                     "SELECT commune, partner_id, recorded_at FROM residences WHERE person_id = $1",
                 )
@@ -1431,6 +1454,7 @@ macro_rules! sql_store {
             }
 
             async fn residences(&self, after: Option<PersonId>, limit: u32) -> Result<Vec<(PersonId, Residence)>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
                     "SELECT person_id, commune, partner_id, recorded_at FROM residences WHERE person_id > $1
                      ORDER BY person_id LIMIT $2",
@@ -1448,6 +1472,7 @@ macro_rules! sql_store {
             }
 
             async fn set_accessibility(&self, person: PersonId, profile: Profile, meta: &WriteMeta) -> Result<Profile> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         let (version,): (i64,) = sqlx::query_as(
@@ -1475,6 +1500,7 @@ macro_rules! sql_store {
             }
 
             async fn accessibility(&self, person: PersonId) -> Result<Option<Profile>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM accessibility_profiles WHERE person_id = $1")
                     .bind(person.to_string())
                     .fetch_optional(&self.read)
@@ -1483,6 +1509,7 @@ macro_rules! sql_store {
             }
 
             async fn facts_of(&self, partner: &PartnerId, person: PersonId) -> Result<crate::store::FactRows> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                     "SELECT 'relation',
                         CASE WHEN EXISTS (SELECT 1 FROM person_links WHERE person_id = $1 AND partner_id = $2) THEN 'l' ELSE '-' END
@@ -1538,6 +1565,7 @@ macro_rules! sql_store {
             }
 
             async fn merge_persons(&self, kept: PersonId, merged: PersonId, meta: &WriteMeta) -> Result<u32> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         for id in [kept, merged] {
@@ -1667,6 +1695,7 @@ macro_rules! sql_store {
             }
 
             async fn raise_flag(&self, flag: Flag, meta: &WriteMeta) -> Result<(Flag, crate::store::Raised)> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 use crate::store::Raised;
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
@@ -1717,6 +1746,7 @@ macro_rules! sql_store {
             }
 
             async fn update_flag(&self, id: FlagId, expected_version: i64, update: Update<Flag>, meta: &WriteMeta) -> Result<Flag> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Flag = load_for_update(conn, "flags", "flag", id.to_string(), expected_version).await?;
@@ -1739,6 +1769,7 @@ macro_rules! sql_store {
             }
 
             async fn get_flag(&self, id: FlagId) -> Result<Option<Flag>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM flags WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
@@ -1747,6 +1778,7 @@ macro_rules! sql_store {
             }
 
             async fn list_flags(&self, person: PersonId, include_retracted: bool, after: Option<&str>, limit: u32) -> Result<Vec<Flag>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as(
                     "SELECT doc FROM flags WHERE person_id = $1 AND ($2 OR active = $3) AND id > $4 ORDER BY id LIMIT $5",
                 )
@@ -1761,6 +1793,7 @@ macro_rules! sql_store {
             }
 
             async fn open_case(&self, case: Case, meta: &WriteMeta) -> Result<Case> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         insert_case(conn, &case).await?;
@@ -1778,6 +1811,7 @@ macro_rules! sql_store {
                 update: Update<Case, (Case, Option<Case>)>,
                 meta: &WriteMeta,
             ) -> Result<(Case, Option<Case>)> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Case = load_for_update(conn, "cases", "case", id.to_string(), expected_version).await?;
@@ -1809,6 +1843,7 @@ macro_rules! sql_store {
             }
 
             async fn get_case(&self, id: CaseId) -> Result<Option<Case>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM cases WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
@@ -1817,6 +1852,7 @@ macro_rules! sql_store {
             }
 
             async fn list_cases(&self, filter: &CaseFilter, after: Option<&str>, limit: u32) -> Result<Vec<Case>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let mut q = QueryBuilder::<$db>::new("SELECT doc FROM cases WHERE id > ");
                 q.push_bind(after_key(after));
                 if let Some(owner) = &filter.owner {
@@ -1839,6 +1875,7 @@ macro_rules! sql_store {
             }
 
             async fn send_referral(&self, referral: Referral, meta: &WriteMeta) -> Result<Referral> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         sqlx::query(
@@ -1874,6 +1911,7 @@ macro_rules! sql_store {
                 update: Update<Referral>,
                 meta: &WriteMeta,
             ) -> Result<Referral> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Referral =
@@ -1890,6 +1928,7 @@ macro_rules! sql_store {
             }
 
             async fn get_referral(&self, id: ReferralId) -> Result<Option<Referral>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM referrals WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
@@ -1898,6 +1937,7 @@ macro_rules! sql_store {
             }
 
             async fn referrals_of_person(&self, person: PersonId, limit: u32) -> Result<Vec<Referral>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as("SELECT doc FROM referrals WHERE person_id = $1 ORDER BY id LIMIT $2")
                     .bind(person.to_string())
                     .bind(i64::from(limit))
@@ -1907,6 +1947,7 @@ macro_rules! sql_store {
             }
 
             async fn list_referrals(&self, filter: &ReferralFilter, after: Option<&str>, limit: u32) -> Result<Vec<Referral>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let mut q = QueryBuilder::<$db>::new("SELECT doc FROM referrals WHERE id > ");
                 q.push_bind(after_key(after));
                 let partner = filter.partner.as_str().to_string();
@@ -1946,6 +1987,7 @@ macro_rules! sql_store {
             }
 
             async fn grant_consent(&self, consent: Consent, notice: ConsentNotice, meta: &WriteMeta) -> Result<Consent> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         save_record(conn, &consent, false).await?;
@@ -1959,6 +2001,7 @@ macro_rules! sql_store {
             }
 
             async fn countersign_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<Consent> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
@@ -1971,6 +2014,7 @@ macro_rules! sql_store {
             }
 
             async fn withdraw_consent(&self, id: ConsentId, update: Update<Consent>, meta: &WriteMeta) -> Result<(Consent, Vec<Redaction>)> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Consent = load_doc(conn, "consents", "consent", id.to_string()).await?;
@@ -1985,6 +2029,7 @@ macro_rules! sql_store {
             }
 
             async fn get_consent(&self, id: ConsentId) -> Result<Option<Consent>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM consents WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
@@ -1993,6 +2038,7 @@ macro_rules! sql_store {
             }
 
             async fn consents_of(&self, person: PersonId) -> Result<Vec<Consent>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as("SELECT doc FROM consents WHERE person_id = $1 ORDER BY id")
                     .bind(person.to_string())
                     .fetch_all(&self.read)
@@ -2001,6 +2047,7 @@ macro_rules! sql_store {
             }
 
             async fn grant_mandate(&self, mandate: Mandate, meta: &WriteMeta) -> Result<Mandate> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         save_record(conn, &mandate, false).await?;
@@ -2021,6 +2068,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_mandate(&self, id: MandateId, update: Update<Mandate>, meta: &WriteMeta) -> Result<(Mandate, Vec<Redaction>)> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, meta| {
                     Box::pin(async move {
                         let current: Mandate = load_doc(conn, "mandates", "mandate", id.to_string()).await?;
@@ -2035,6 +2083,7 @@ macro_rules! sql_store {
             }
 
             async fn get_mandate(&self, id: MandateId) -> Result<Option<Mandate>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM mandates WHERE id = $1")
                     .bind(id.to_string())
                     .fetch_optional(&self.read)
@@ -2043,6 +2092,7 @@ macro_rules! sql_store {
             }
 
             async fn mandates_held(&self, partner: &PartnerId, agent: &AgentId) -> Result<Vec<Mandate>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as(
                     "SELECT m.doc FROM mandates m JOIN mandate_holders h ON h.mandate_id = m.id
                      WHERE h.partner_id = $1 AND h.agent = $2 AND m.ended = $3 ORDER BY m.id LIMIT 1000",
@@ -2056,6 +2106,7 @@ macro_rules! sql_store {
             }
 
             async fn mandates_of(&self, person: PersonId) -> Result<Vec<Mandate>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as("SELECT doc FROM mandates WHERE person_id = $1 ORDER BY id")
                     .bind(person.to_string())
                     .fetch_all(&self.read)
@@ -2064,6 +2115,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_expiries(&self, now: Timestamp, limit: u32) -> Result<Expiries> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 // Most runs find nothing: asked on the read pool first, so an idle run is no
                 // write (a narrowing write would end every shared feed decision).
                 let (anything,): (bool,) = sqlx::query_as(
@@ -2223,6 +2275,7 @@ macro_rules! sql_store {
             }
 
             async fn record_access(&self, entries: Vec<AuditEntry>, disclosures: Vec<Disclosure>) -> Result<Vec<Item>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 if entries.is_empty() && disclosures.is_empty() {
                     return Ok(vec![]);
                 }
@@ -2326,6 +2379,7 @@ macro_rules! sql_store {
             }
 
             async fn audit_page(&self, after_seq: u64, limit: u32) -> Result<Vec<StoredEntry>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
                     "SELECT seq, doc, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
@@ -2345,6 +2399,7 @@ macro_rules! sql_store {
             }
 
             async fn audit_anchor(&self) -> Result<Anchor> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
                     .fetch_optional(&self.read)
                     .await?;
@@ -2352,6 +2407,7 @@ macro_rules! sql_store {
             }
 
             async fn audit_of_person(&self, person: PersonId) -> Result<Vec<AuditEntry>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows = sqlx::query_as("SELECT doc FROM audit WHERE person_id = $1 ORDER BY seq")
                     .bind(person.to_string())
                     .fetch_all(&self.read)
@@ -2360,6 +2416,7 @@ macro_rules! sql_store {
             }
 
             async fn purge_audit(&self, before: Timestamp) -> Result<u64> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 self.write(move |conn| {
                     Box::pin(async move {
                         let last: Option<(i64, String)> =
@@ -2391,6 +2448,7 @@ macro_rules! sql_store {
             }
 
             async fn setting_versions(&self, setting: Setting) -> Result<Vec<RulesVersion>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(i64, String, String, i64, Option<i64>)> = sqlx::query_as(&format!(
                     "SELECT version, author, comment, created_at, restores FROM {} ORDER BY version",
                     setting.table()
@@ -2401,6 +2459,7 @@ macro_rules! sql_store {
             }
 
             async fn setting_text(&self, setting: Setting, version: i64) -> Result<Option<String>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as(&format!("SELECT text FROM {} WHERE version = $1", setting.table()))
                     .bind(version)
                     .fetch_optional(&self.read)
@@ -2409,6 +2468,7 @@ macro_rules! sql_store {
             }
 
             async fn active_setting(&self, setting: Setting) -> Result<Option<(RulesVersion, String)>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(i64, String, String, i64, Option<i64>, String)> = sqlx::query_as(&format!(
                     "SELECT version, author, comment, created_at, restores, text FROM {} ORDER BY version DESC LIMIT 1",
                     setting.table()
@@ -2419,6 +2479,7 @@ macro_rules! sql_store {
             }
 
             async fn add_setting(&self, setting: Setting, text: &str, author: &str, comment: &str, restores: Option<i64>, meta: &WriteMeta) -> Result<RulesVersion> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let (text, author, comment) = (text.to_string(), author.to_string(), comment.to_string());
                 let table = setting.table();
                 NARROWS.scope(setting == Setting::Rules, self.idempotent(meta, move |conn, meta| {
@@ -2449,6 +2510,7 @@ macro_rules! sql_store {
             }
 
             async fn alert_plan(&self) -> Result<AlertPlan> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM settings WHERE key = 'alert_plan'")
                     .fetch_optional(&self.read)
                     .await?;
@@ -2456,6 +2518,7 @@ macro_rules! sql_store {
             }
 
             async fn set_alert_plan(&self, plan: AlertPlan, meta: &WriteMeta) -> Result<AlertPlan> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 NARROWS.scope(true, self.idempotent(meta, move |conn, _meta| {
                     Box::pin(async move {
                         sqlx::query(
@@ -2473,6 +2536,7 @@ macro_rules! sql_store {
             }
 
             async fn changes_after(&self, position: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
                     "SELECT position, committed_at, kind, principal, agent, doc FROM changes
                      WHERE position > $1 ORDER BY position LIMIT $2",
@@ -2485,6 +2549,7 @@ macro_rules! sql_store {
             }
 
             async fn changes_for(&self, partner: &PartnerId, after: u64, upto: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let rows: Vec<(i64, i64, String, String, String, String)> = sqlx::query_as(
                     "SELECT c.position, c.committed_at, c.kind, c.principal, c.agent, c.doc
                      FROM change_audience a JOIN changes c ON c.position = a.position
@@ -2514,10 +2579,26 @@ macro_rules! sql_store {
             }
 
             async fn head_position(&self) -> Result<u64> {
+                let _timer = crate::telemetry::StoreTimer::start();
                 let (position,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
                     .fetch_one(&self.read)
                     .await?;
                 Ok(position as u64)
+            }
+
+            async fn close(&self) {
+                let close = async {
+                    self.read.close().await;
+                    self.write.close().await;
+                };
+                if tokio::time::timeout(std::time::Duration::from_secs(2), close).await.is_err() {
+                    tracing::warn!("database connections still busy at shutdown");
+                }
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
             }
 
             fn watch_head(&self) -> watch::Receiver<u64> {

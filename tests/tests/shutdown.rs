@@ -1,0 +1,198 @@
+//! Stopping the hub process: SIGTERM with subscriptions open and writes in flight ends the
+//! subscriptions with UNAVAILABLE "shutting down", exits within the configured time, and loses
+//! no acknowledged write; SIGINT with one idle subscription exits too; health says NOT_SERVING
+//! while it stops.
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use relais_tests::proto::{self as pb, PartnerKind};
+use relais_tests::*;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn subscribe(p: &Partner) -> tonic::Streaming<pb::SubscribeResponse> {
+    let mut stream = p
+        .sync
+        .clone()
+        .subscribe(pb::SubscribeRequest {
+            context: ctx(),
+            after_position: 0,
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    // Wait until it is live (caught up).
+    while let Some(item) = stream.next().await {
+        if let Some(pb::subscribe_response::Payload::CaughtUp(_)) = item.expect("feed").payload {
+            break;
+        }
+    }
+    stream
+}
+
+/// What a subscription ends with.
+async fn end_of(mut stream: tonic::Streaming<pb::SubscribeResponse>) -> Option<tonic::Status> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(status))) => return Some(status),
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_subscriptions_and_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = spawn_hub_process(dir.path(), "", "[shutdown]\ntimeout_seconds = 4\n", &[]);
+    let bus = hub
+        .partner(
+            dir.path(),
+            "cc-comminges",
+            PartnerKind::CommunauteDeCommunes,
+        )
+        .await;
+    let mut subscriptions = Vec::new();
+    for _ in 0..3 {
+        subscriptions.push(tokio::spawn(end_of(subscribe(&bus).await)));
+    }
+
+    // Writers raise flags as fast as they can, recording what the hub acknowledged.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let bus = bus.clone();
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let local_id = format!("W{w}-{i}");
+                let linked = bus
+                    .persons
+                    .clone()
+                    .link_person(pb::LinkPersonRequest {
+                        context: ctx(),
+                        local_id: local_id.clone(),
+                        pivot: None,
+                        person_id: String::new(),
+                        request_id: new_request_id(),
+                    })
+                    .await;
+                if linked.is_err() {
+                    return;
+                }
+                let raised = bus
+                    .flags
+                    .clone()
+                    .raise_flag(pb::RaiseFlagRequest {
+                        context: ctx(),
+                        person: Some(local(&local_id)),
+                        code: "ISOLEMENT".into(),
+                        request_id: new_request_id(),
+                        ..Default::default()
+                    })
+                    .await;
+                match raised {
+                    Ok(r) => acked
+                        .lock()
+                        .unwrap()
+                        .push((local_id, r.into_inner().flag.unwrap().id)),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 50 {
+        assert!(Instant::now() < deadline, "writes are too slow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let signalled = Instant::now();
+    hub.signal(Signal::SIGTERM);
+    for s in subscriptions {
+        let status = s
+            .await
+            .unwrap()
+            .expect("the subscription ends with a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("shutting down"), "{status:?}");
+    }
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = hub.exit_within(Duration::from_secs(10));
+        (hub, status)
+    });
+    let (_hub, status) = exit.await.unwrap();
+    let took = signalled.elapsed();
+    let status = status.expect("the hub exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(4 + 2),
+        "exited {took:?} after SIGTERM, past the 4 s configured"
+    );
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    // Restarted on the same data directory: every acknowledged write is there.
+    let again = spawn_hub_process(dir.path(), "", "", &[]);
+    let bus = Partner::connect("cc-comminges", &again.url, bus.bundle.clone()).await;
+    let mut missing = Vec::new();
+    for (local_id, flag_id) in &acked {
+        let flags = bus.flags_of(local_id, true).await;
+        if !flags.iter().any(|f| &f.id == flag_id) {
+            missing.push(local_id.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_with_an_idle_subscription_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = spawn_hub_process(dir.path(), "", "", &[]);
+    let p = hub
+        .partner(dir.path(), "mairie-aspet", PartnerKind::Mairie)
+        .await;
+    let stream = subscribe(&p).await;
+    let ended = tokio::spawn(end_of(stream));
+
+    // Health answers SERVING until the signal.
+    let channel = relais_hub::cli::connect::channel(&hub.url, &p.bundle)
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        serving,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let signalled = Instant::now();
+    hub.signal(Signal::SIGINT);
+    let status = ended.await.unwrap().expect("ended with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let exit = tokio::task::spawn_blocking(move || hub.exit_within(Duration::from_secs(15)));
+    let status = exit
+        .await
+        .unwrap()
+        .expect("the hub exits on SIGINT with a subscription open");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        signalled.elapsed()
+    );
+}
