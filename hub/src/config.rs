@@ -14,8 +14,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the gRPC server listens on.
     pub listen: SocketAddr,
+    /// Address of a plaintext gRPC health service (`grpc.health.v1` alone: SERVING or
+    /// NOT_SERVING, nothing else), for load balancers and Kubernetes probes, which cannot
+    /// present a client certificate. Empty: none.
+    pub health_listen: String,
     /// Database URL; empty means `sqlite://<data_dir>/relais.db`.
     pub database_url: String,
+    /// The matching key's file; empty means `<data_dir>/matching.key`, created on first start.
+    /// A file named here must exist (replicas share one, from a secret).
+    pub matching_key: String,
     /// DNS names and IP addresses written into a generated server certificate.
     pub server_names: Vec<String>,
     /// Validity of the partner certificates the hub signs, in days.
@@ -280,7 +287,9 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./relais-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            health_listen: String::new(),
             database_url: String::new(),
+            matching_key: String::new(),
             server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             certificate_validity_days: 365,
             cog_vintage: 2026,
@@ -401,6 +410,10 @@ impl Config {
             !self.server_names.is_empty(),
             "server_names cannot be empty"
         );
+        anyhow::ensure!(
+            self.health_listen.is_empty() || self.health_listen.parse::<SocketAddr>().is_ok(),
+            "health_listen must be an address and port (127.0.0.1:7444) or empty"
+        );
         let l = &self.limits;
         anyhow::ensure!(
             l.max_connections >= 16,
@@ -491,7 +504,11 @@ impl Config {
     }
 
     pub fn matching_key_path(&self) -> PathBuf {
-        self.data_dir.join("matching.key")
+        if self.matching_key.is_empty() {
+            self.data_dir.join("matching.key")
+        } else {
+            PathBuf::from(&self.matching_key)
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use tonic::transport::Server;
 /// A running hub.
 pub struct RunningHub {
     pub addr: SocketAddr,
+    /// The plaintext health service's address, when `health_listen` is set.
+    pub health_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub tls: TlsPaths,
     pub store: DynStore,
@@ -244,6 +246,11 @@ pub async fn start_with_clock(
     let paths = config.tls_paths();
     let tls = crate::pki::ensure_tls(&paths, &config.server_names)?;
     let first_start = tls.new_admin.is_some();
+    anyhow::ensure!(
+        config.matching_key.is_empty() || Path::new(&config.matching_key).exists(),
+        "the matching key {} is missing: replicas share one (32 random bytes in hex: `openssl rand -hex 32`), kept with the database's backups",
+        config.matching_key
+    );
     let matching = matching_key(&config.matching_key_path())?;
     let store = crate::store::open(&config.database_url(), &config.store).await?;
     // The administrator's certificate is registered at every start, so a new database still
@@ -364,7 +371,7 @@ pub async fn start_with_clock(
         // A client's shorter grpc-timeout wins; streams (the feed) are not cut.
         .timeout(Duration::from_secs(l.request_timeout_seconds))
         .layer(crate::limits::RateLimitLayer(limits))
-        .add_service(health_service)
+        .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(sized!(PersonServiceServer))
@@ -374,6 +381,20 @@ pub async fn start_with_clock(
         .add_service(sized!(SyncServiceServer))
         .add_service(sized!(TerritoryServiceServer))
         .add_service(sized!(AdminServiceServer));
+    // The plaintext health port: grpc.health.v1 alone, for probes without a certificate.
+    let (health_addr, health_task) = if config.health_listen.is_empty() {
+        (None, None)
+    } else {
+        let listener = TcpListener::bind(&config.health_listen)
+            .await
+            .with_context(|| format!("health_listen {}", config.health_listen))?;
+        let addr = listener.local_addr()?;
+        let server = Server::builder()
+            .timeout(Duration::from_secs(5))
+            .add_service(health_service.clone())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        (Some(addr), Some(tokio::spawn(server)))
+    };
     let grace = Duration::from_secs(config.shutdown.timeout_seconds);
     let task = {
         let life = life.clone();
@@ -401,12 +422,16 @@ pub async fn start_with_clock(
             };
             // Every acknowledged write was committed before its answer; the pools close.
             store.close().await;
+            if let Some(health) = health_task {
+                health.abort();
+            }
             served
         })
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "relais hub listening");
     Ok(RunningHub {
         addr,
+        health_addr,
         data_dir: config.data_dir.clone(),
         tls: paths,
         store,

@@ -221,3 +221,39 @@ async fn a_backup_under_writes_restores_and_still_matches_people() {
     assert!(said.contains("matching.key"), "{said}");
     assert!(!backups.path().join("never").exists());
 }
+
+/// Replicas share one matching key from a secret (`matching_key`): the hub reads it there,
+/// matches people with it, and refuses to start when the file is missing instead of making a
+/// new key nobody else has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_matching_key_is_read_from_where_the_configuration_says() {
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("matching.key");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(dir.path());
+    config.matching_key = key.display().to_string();
+    let refused = relais_hub::start(config.clone())
+        .await
+        .err()
+        .expect("no hub without its shared key");
+    assert!(
+        format!("{refused:#}").contains("matching key"),
+        "{refused:#}"
+    );
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let hub = TestHub::start_with(config, dir, None).await;
+    assert!(
+        !hub.dir.path().join("matching.key").exists(),
+        "no second key in the data directory"
+    );
+    let bus = hub
+        .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
+        .await;
+    let first = bus
+        .link("A-1", pivot("Castet", "Rose", "1943-02-17", "31021"))
+        .await;
+    let again = bus
+        .link("A-2", pivot("CASTET", "Rose", "1943-02-17", "31021"))
+        .await;
+    assert_eq!(first.person_id, again.person_id);
+}

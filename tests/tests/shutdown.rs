@@ -196,3 +196,38 @@ async fn sigint_with_an_idle_subscription_exits() {
         signalled.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plaintext_health_port_answers_without_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(dir.path());
+    config.health_listen = "127.0.0.1:0".into();
+    let hub = TestHub::start_with(config, dir, None).await;
+    let addr = hub.hub.health_addr.expect("the health port listens");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(hub_program())
+            .args(["admin", "--hub", &format!("http://{addr}"), "health"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+    // Only health is served there: a partner service is not.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = pb::sync_service_client::SyncServiceClient::new(channel)
+        .get_position(pb::GetPositionRequest {})
+        .await
+        .expect_err("no partner service on the health port");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+}

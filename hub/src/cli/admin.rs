@@ -1199,10 +1199,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         AdminCommand::Health => {
-            let bundle = Bundle::read(&args.identity)?;
-            let mut health = tonic_health::pb::health_client::HealthClient::new(
-                channel(&args.hub, &bundle).await?,
-            );
+            // `--hub http://…` asks the plaintext health port (`health_listen`), which needs no
+            // identity; `https://…` the hub itself, with the administrator's.
+            let connection = if args.hub.starts_with("http://") {
+                tonic::transport::Endpoint::from_shared(args.hub.clone())?
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .connect()
+                    .await
+                    .with_context(|| format!("is the hub's health port at {}?", args.hub))?
+            } else {
+                channel(&args.hub, &Bundle::read(&args.identity)?).await?
+            };
+            let mut health = tonic_health::pb::health_client::HealthClient::new(connection);
             let status = health
                 .check(tonic_health::pb::HealthCheckRequest {
                     service: String::new(),

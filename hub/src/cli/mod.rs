@@ -26,6 +26,9 @@ pub enum Command {
         /// Configuration file (TOML); see deploy/hub.example.toml. `RELAIS_*` variables override it.
         #[arg(long, env = "RELAIS_CONFIG")]
         config: Option<PathBuf>,
+        /// Only check the configuration (file and `RELAIS_*` variables) and print it, then exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Administer a running hub.
     Admin(admin::AdminArgs),
@@ -95,8 +98,13 @@ fn describe(e: &anyhow::Error) -> String {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, check } => {
             let config = crate::Config::load(config.as_deref())?;
+            if check {
+                print!("{}", toml::to_string(&config)?);
+                eprintln!("relais: the configuration is valid");
+                return Ok(());
+            }
             let (telemetry, spans) = crate::telemetry::Telemetry::start(&config.telemetry)?;
             init_logging(&config.log.filter, spans);
             let served = serve(config).await;
@@ -115,6 +123,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: crate::Config) -> anyhow::Result<()> {
+    // Files the hub creates (database, keys, bundles) are its own, whatever umask it got.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let hub = crate::start(config).await?;
     let admin = hub.tls.admin_bundle.display().to_string();
     if hub.first_start {
@@ -128,6 +138,11 @@ async fn serve(config: crate::Config) -> anyhow::Result<()> {
         hub.url(),
         hub.url()
     );
+    if let Some(health) = hub.health_addr {
+        println!(
+            "relais: health (plaintext grpc.health.v1) on {health}; check it with `relais admin --hub http://{health} health`"
+        );
+    }
     // SIGTERM (systemd, Kubernetes) or SIGINT (Ctrl-C) stops the hub cleanly; a second one
     // exits at once.
     let life = hub.lifecycle();

@@ -108,6 +108,21 @@ pub async fn open(url: &str, batching: Batching) -> anyhow::Result<SqlStore> {
         .connect_with(options.clone())
         .await
         .with_context(|| format!("opening {url}"))?;
+    // Personal data: the database and its journal files are the hub's alone, whatever the
+    // umask it was started with.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let db = options.get_filename().to_path_buf();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            let path = std::path::PathBuf::from(path);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private", path.display()))?;
+            }
+        }
+    }
     // A database a newer version upgraded is refused before anything is written to it.
     let applied: Option<(Option<i64>,)> =
         sqlx::query_as("SELECT MAX(version) FROM _sqlx_migrations")
