@@ -139,6 +139,15 @@ check([p["port"] for p in service["spec"]["ports"]] == [port(k8s["listen"])]
       and all(p["protocol"] == "TCP" for p in service["spec"]["ports"]),
       "kubernetes: the Service is not a TCP passthrough of the gRPC port")
 
+policy = kinds.get("NetworkPolicy")
+check(policy is not None and [p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]]
+      == [port(k8s["listen"])], "kubernetes: no NetworkPolicy keeping the health port off the network")
+check(volumes.get("admin", {}).get("secret", {}).get("secretName") == "relais-admin"
+      and mounts.get("admin") == PACKAGE["data"] + "/admin",
+      "kubernetes: the administrator bundle does not come from a secret (each pod would make one)")
+check(int(hub.get("stop_grace_period", "0s").rstrip("s")) >= 15 + container.get("shutdown", {}).get("timeout_seconds", 10),
+      "compose: stop_grace_period shorter than the hub's shutdown")
+
 # The ConfigMap's configuration, as the hub reads it, with its secrets mounted where it says.
 with tempfile.TemporaryDirectory() as tmp:
     text = config_text

@@ -55,19 +55,31 @@ pub struct LimitsConfig {
     pub max_pending_handshakes: usize,
     /// Seconds a client has to complete its TLS handshake.
     pub handshake_timeout_seconds: u64,
+    /// Connections one client certificate may hold at once (a certificate the hub refuses —
+    /// unregistered, revoked, expired — two).
+    pub max_connections_per_certificate: usize,
     /// Concurrent calls (HTTP/2 streams) per connection.
     pub max_concurrent_streams: u32,
+    /// Calls of one partner being answered at once, all its connections together (a call
+    /// counts until its answer starts: a feed subscription counts only while it opens).
+    pub max_calls_in_flight_per_partner: usize,
+    /// Calls being answered at once, all callers together.
+    pub max_calls_in_flight: usize,
+    /// Largest request message, in bytes.
+    pub max_request_bytes: usize,
     /// Feed subscriptions open at once per partner, all its connections together.
     pub max_subscriptions_per_partner: usize,
     /// Seconds a call may take at most (a client's shorter `grpc-timeout` wins); feed
     /// subscriptions are not cut.
     pub request_timeout_seconds: u64,
-    /// Largest request or response message, in bytes.
+    /// Largest response message, in bytes.
     pub max_message_bytes: usize,
     /// Calls per second and burst, by partner kind (token bucket per partner).
     pub rate: std::collections::BTreeMap<String, Rate>,
     /// Per-partner overrides of `rate`, by partner id.
     pub partners: std::collections::BTreeMap<String, Rate>,
+    /// The administrators' calls, all administrator certificates together.
+    pub admin: Rate,
 }
 
 /// A token bucket: `per_second` calls on average, `burst` at once.
@@ -85,7 +97,11 @@ impl Default for LimitsConfig {
             max_connections: 2048,
             max_pending_handshakes: 256,
             handshake_timeout_seconds: 10,
+            max_connections_per_certificate: 32,
             max_concurrent_streams: 256,
+            max_calls_in_flight_per_partner: 64,
+            max_calls_in_flight: 512,
+            max_request_bytes: 1024 * 1024,
             max_subscriptions_per_partner: 1000,
             request_timeout_seconds: 30,
             max_message_bytes: 4 * 1024 * 1024,
@@ -101,6 +117,7 @@ impl Default for LimitsConfig {
             .map(|(k, r)| (k.to_string(), r))
             .collect(),
             partners: Default::default(),
+            admin: rate(100, 500),
         }
     }
 }
@@ -123,6 +140,7 @@ impl LimitsConfig {
         for r in self.rate.values_mut() {
             *r = Rate { per_second, burst };
         }
+        self.admin = Rate { per_second, burst };
         self
     }
 }
@@ -154,7 +172,8 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// Seconds between two metric exports.
     pub metrics_seconds: u64,
-    /// Fraction of calls traced, 0.0 to 1.0 (a connector's sampled parent is followed).
+    /// Fraction of calls traced, 0.0 to 1.0, by trace id (the same ratio on the connectors
+    /// keeps whole traces).
     pub sample_ratio: f64,
 }
 
@@ -432,6 +451,18 @@ impl Config {
             "limits.max_concurrent_streams must be positive"
         );
         anyhow::ensure!(
+            l.max_connections_per_certificate >= 1,
+            "limits.max_connections_per_certificate must be positive"
+        );
+        anyhow::ensure!(
+            l.max_calls_in_flight_per_partner >= 1 && l.max_calls_in_flight >= 1,
+            "limits.max_calls_in_flight and max_calls_in_flight_per_partner must be positive"
+        );
+        anyhow::ensure!(
+            (4 * 1024..=64 * 1024 * 1024).contains(&l.max_request_bytes),
+            "limits.max_request_bytes must be between 4096 and 67108864"
+        );
+        anyhow::ensure!(
             l.max_subscriptions_per_partner >= 1,
             "limits.max_subscriptions_per_partner must be positive"
         );
@@ -453,6 +484,10 @@ impl Config {
                 "limits.rate.{key}: per_second and burst must be positive"
             );
         }
+        anyhow::ensure!(
+            l.admin.per_second >= 1 && l.admin.burst >= 1,
+            "limits.admin: per_second and burst must be positive"
+        );
         for (key, rate) in &l.partners {
             anyhow::ensure!(
                 rate.per_second >= 1 && rate.burst >= 1,

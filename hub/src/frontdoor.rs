@@ -9,6 +9,7 @@
 use crate::config::LimitsConfig;
 use anyhow::Context;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -90,11 +91,34 @@ pub fn fit_connections(wanted: usize) -> usize {
     }
 }
 
+/// Who a client certificate is, as far as connections go: decided once per connection, right
+/// after its handshake, before any call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A registered partner or administrator certificate in force.
+    Known,
+    /// Signed by the CA but not registered, revoked, retired or expired: kept to a couple of
+    /// connections (its calls get the reason), so that it cannot hold the hub's places.
+    Refused,
+}
+
+/// Looks up the certificate of a new connection (by fingerprint), teaching the rate limiter
+/// whose it is; the hub's implementation is in `server`.
+pub type Admission = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Admitted> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Connections a refused certificate may hold at once.
+const REFUSED_CONNECTIONS: usize = 2;
+
 /// Accepts connections on `listener` until `stop` turns true; the stream ends after it.
 pub fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: &LimitsConfig,
+    admission: Admission,
     mut stop: watch::Receiver<bool>,
 ) -> ReceiverStream<io::Result<Connection>> {
     let (tx, rx) = mpsc::channel(64);
@@ -102,6 +126,10 @@ pub fn serve(
     let connections = Arc::new(Semaphore::new(fit_connections(limits.max_connections)));
     let pending = Arc::new(Pending::new(limits.max_pending_handshakes));
     let timeout = Duration::from_secs(limits.handshake_timeout_seconds);
+    let per_certificate = Arc::new(PerCertificate {
+        cap: limits.max_connections_per_certificate,
+        open: Default::default(),
+    });
     tokio::spawn(async move {
         let mut warned = Warned::default();
         loop {
@@ -151,12 +179,16 @@ pub fn serve(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let pending = pending.clone();
+            let admission = admission.clone();
+            let per_certificate = per_certificate.clone();
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(
                     timeout,
                     acceptor.accept(Counted {
                         io: tcp,
                         _permit: permit,
+                        _certificate: None,
+                        deadline: None,
                     }),
                 );
                 let outcome = tokio::select! {
@@ -168,7 +200,28 @@ pub fn serve(
                 };
                 pending.done(peer.ip(), id);
                 match outcome {
-                    Ok(Ok(stream)) => {
+                    Ok(Ok(mut stream)) => {
+                        // Whose certificate, and how many connections it holds already.
+                        let Some(fingerprint) = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|leaf| crate::pki::fingerprint(leaf))
+                        else {
+                            return;
+                        };
+                        let admitted = admission(fingerprint.clone()).await;
+                        let cap = match admitted {
+                            Admitted::Known => per_certificate.cap,
+                            Admitted::Refused => REFUSED_CONNECTIONS,
+                        };
+                        let Some(slot) = per_certificate.take(&fingerprint, cap) else {
+                            tracing::debug!(%peer, %fingerprint, ?admitted, "certificate at its connection cap");
+                            crate::telemetry::connection_refused("certificate_connections");
+                            return;
+                        };
+                        stream.get_mut().0._certificate = Some(slot);
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => {
@@ -214,7 +267,26 @@ struct Pending {
 struct PendingInner {
     next: u64,
     count: usize,
-    by_address: HashMap<IpAddr, VecDeque<(u64, oneshot::Sender<()>)>>,
+    /// By network (a /24 in IPv4, a /64 in IPv6: one client's addresses count together).
+    by_address: HashMap<IpAddr, VecDeque<(u64, Instant, oneshot::Sender<()>)>>,
+}
+
+/// The network an address belongs to, for fairness between clients.
+fn network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(IpAddr::V4(v4)),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::from(segments)
+            }
+        },
+    }
 }
 
 impl Pending {
@@ -225,9 +297,10 @@ impl Pending {
         }
     }
 
-    /// Registers a handshake; at the cap, first drops the oldest handshake of the address
+    /// Registers a handshake; at the cap, first drops the oldest handshake of the network
     /// holding the most.
     fn admit(&self, address: IpAddr) -> (u64, oneshot::Receiver<()>) {
+        let address = network(address);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.count >= self.cap {
             inner.evict();
@@ -240,7 +313,7 @@ impl Pending {
             .by_address
             .entry(address)
             .or_default()
-            .push_back((id, tx));
+            .push_back((id, Instant::now(), tx));
         (id, rx)
     }
 
@@ -250,9 +323,10 @@ impl Pending {
     }
 
     fn done(&self, address: IpAddr, id: u64) {
+        let address = network(address);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(queue) = inner.by_address.get_mut(&address)
-            && let Some(at) = queue.iter().position(|(i, _)| *i == id)
+            && let Some(at) = queue.iter().position(|(i, _, _)| *i == id)
         {
             queue.remove(at);
             if queue.is_empty() {
@@ -264,11 +338,14 @@ impl Pending {
 }
 
 impl PendingInner {
+    /// Drops the oldest handshake of the network holding the most; between networks holding as
+    /// many, the one whose oldest handshake is the oldest (a client's handshake in progress is
+    /// younger than the flood around it).
     fn evict(&mut self) -> bool {
         let busiest = self
             .by_address
             .iter()
-            .max_by_key(|(_, q)| q.len())
+            .max_by_key(|(_, q)| (q.len(), std::cmp::Reverse(q.front().map(|(_, at, _)| *at))))
             .map(|(a, _)| *a);
         let Some(busiest) = busiest else {
             return false;
@@ -276,7 +353,7 @@ impl PendingInner {
         let Some(queue) = self.by_address.get_mut(&busiest) else {
             return false;
         };
-        let evicted = queue.pop_front().map(|(_, evict)| {
+        let evicted = queue.pop_front().map(|(_, _, evict)| {
             let _ = evict.send(());
         });
         if queue.is_empty() {
@@ -289,10 +366,100 @@ impl PendingInner {
     }
 }
 
-/// A TCP connection holding one of the `max_connections` places until it closes.
+/// Live connections per client certificate.
+struct PerCertificate {
+    cap: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+impl PerCertificate {
+    fn take(self: &Arc<Self>, fingerprint: &str, cap: usize) -> Option<CertificateSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(fingerprint.to_string()).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(CertificateSlot {
+            of: self.clone(),
+            fingerprint: fingerprint.to_string(),
+        })
+    }
+}
+
+/// One of a certificate's connections, counted until it closes.
+pub struct CertificateSlot {
+    of: Arc<PerCertificate>,
+    fingerprint: String,
+}
+
+impl Drop for CertificateSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.fingerprint) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.fingerprint);
+            }
+        }
+    }
+}
+
+/// A TCP connection holding one of the `max_connections` places (and one of its certificate's)
+/// until it closes; with a deadline, it reads as closed once the deadline passes.
 pub struct Counted {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
+    _certificate: Option<CertificateSlot>,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        self.deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// The plaintext health port's connections: at most `cap` at once, each closed after `life`
+/// (a probe asks once and goes), the oldest first when the cap is reached.
+pub fn serve_plain(
+    listener: TcpListener,
+    cap: usize,
+    life: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> ReceiverStream<io::Result<Counted>> {
+    let (tx, rx) = mpsc::channel(16);
+    let places = Arc::new(Semaphore::new(cap.max(1)));
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((tcp, _)) = accepted else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let Ok(permit) = places.clone().try_acquire_owned() else {
+                crate::telemetry::connection_refused("health_connections");
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let counted = Counted {
+                io: tcp,
+                _permit: permit,
+                _certificate: None,
+                deadline: Some(Box::pin(tokio::time::sleep(life))),
+            };
+            if tx.send(Ok(counted)).await.is_err() {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 impl Connected for Counted {
@@ -309,6 +476,10 @@ impl AsyncRead for Counted {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.expired(cx) {
+            // Past its time: reads as closed.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -319,6 +490,9 @@ impl AsyncWrite for Counted {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -351,7 +525,7 @@ mod tests {
     fn the_busiest_address_gives_way() {
         let pending = Pending::new(3);
         let flood: IpAddr = "10.0.0.9".parse().unwrap();
-        let partner: IpAddr = "10.0.0.1".parse().unwrap();
+        let partner: IpAddr = "10.0.1.1".parse().unwrap();
         let (_, mut first) = pending.admit(flood);
         let (_, mut second) = pending.admit(flood);
         let (p, mut mine) = pending.admit(partner);
@@ -364,5 +538,32 @@ mod tests {
         );
         pending.done(partner, p);
         assert_eq!(pending.inner.lock().unwrap().count, 2);
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_gives_way_oldest_first() {
+        let pending = Pending::new(4);
+        // One network's addresses count together.
+        assert_eq!(
+            network("192.0.2.7".parse().unwrap()),
+            network("192.0.2.200".parse().unwrap())
+        );
+        assert_eq!(
+            network("2001:db8::1".parse().unwrap()),
+            network("2001:db8::ffff:1".parse().unwrap())
+        );
+        let mut flood = Vec::new();
+        for i in 0..3u8 {
+            flood.push(pending.admit(IpAddr::from([198, 51, i, 1])).1);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (_, mut mine) = pending.admit("203.0.113.5".parse().unwrap());
+        // Every network holds one: the oldest handshake overall goes, not the newest.
+        let (_, _next) = pending.admit(IpAddr::from([198, 51, 9, 1]));
+        assert!(flood[0].try_recv().is_ok(), "the oldest is dropped");
+        assert!(
+            mine.try_recv().is_err(),
+            "the partner's newer handshake stays"
+        );
     }
 }

@@ -25,11 +25,21 @@ pub struct CertificateFingerprint(pub String);
 #[derive(Debug)]
 pub struct Limits {
     config: LimitsConfig,
-    /// Which partner a certificate authenticated, learnt at its first accepted call.
+    /// Whose bucket a certificate draws on, learnt when its connection is admitted (and again
+    /// at each accepted call).
     known: RwLock<HashMap<String, (PartnerId, Rate)>>,
     buckets: Mutex<HashMap<PartnerId, Bucket>>,
     subscriptions: Mutex<HashMap<PartnerId, usize>>,
+    in_flight: Mutex<HashMap<PartnerId, usize>>,
+    in_flight_total: std::sync::atomic::AtomicUsize,
 }
+
+/// The bucket of a certificate the hub refuses (unregistered, revoked, expired), of its own:
+/// its calls are answered with the reason, slowly.
+const REFUSED_RATE: Rate = Rate {
+    per_second: 1,
+    burst: 5,
+};
 
 #[derive(Debug)]
 struct Bucket {
@@ -44,7 +54,67 @@ impl Limits {
             known: Default::default(),
             buckets: Default::default(),
             subscriptions: Default::default(),
+            in_flight: Default::default(),
+            in_flight_total: Default::default(),
         }
+    }
+
+    /// Records whose a certificate is, from the principal it names (`None`: refused): partners
+    /// draw on their bucket, administrators on theirs, refused certificates each on a small one.
+    pub fn learn_principal(&self, fingerprint: &str, principal: Option<&crate::store::Principal>) {
+        use crate::store::Principal;
+        let (bucket, rate) = match principal {
+            Some(Principal::Partner(p)) => {
+                return self.learn(fingerprint, p);
+            }
+            Some(Principal::Admin(_)) => ("admin".to_string(), self.config.admin),
+            None => (
+                format!("refused-{}", &fingerprint[..fingerprint.len().min(16)]),
+                REFUSED_RATE,
+            ),
+        };
+        let Ok(id) = PartnerId::parse(&bucket) else {
+            return;
+        };
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fingerprint.to_string(), (id, rate));
+    }
+
+    /// Counts one call being answered, refused past the partner's or the hub's cap; the count
+    /// is given back when the guard drops.
+    pub fn enter(self: &Arc<Self>, fingerprint: &str) -> Result<InFlight, String> {
+        use std::sync::atomic::Ordering;
+        let total = self.in_flight_total.fetch_add(1, Ordering::AcqRel);
+        let partner = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .map(|(p, _)| p.clone());
+        let mut guard = InFlight {
+            limits: self.clone(),
+            partner: None,
+        };
+        if total >= self.config.max_calls_in_flight {
+            return Err(format!(
+                "the hub is answering {total} calls already, its most: retry shortly"
+            ));
+        }
+        let Some(partner) = partner else {
+            return Ok(guard);
+        };
+        let mut open = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(partner.clone()).or_insert(0);
+        if *count >= self.config.max_calls_in_flight_per_partner {
+            return Err(format!(
+                "partner `{partner}` has {count} calls being answered already, its most: wait for their answers"
+            ));
+        }
+        *count += 1;
+        guard.partner = Some(partner);
+        Ok(guard)
     }
 
     /// Records that `fingerprint` authenticated `partner`: its later calls draw on the
@@ -66,17 +136,39 @@ impl Limits {
     }
 
     /// Takes one call from the bucket of the certificate's partner; `Err` is how long to wait.
-    /// A certificate not yet seen passes (the authentication that follows learns it).
+    /// Every connection's certificate is learnt when it is admitted; one that was not (a
+    /// connection from before a restart of the limiter) draws on a small bucket of its own.
     pub fn take(&self, fingerprint: &str) -> Result<(), (PartnerId, Duration)> {
-        let Some((partner, rate)) = self
+        let known = self
             .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(fingerprint)
-            .cloned()
-        else {
-            return Ok(());
+            .cloned();
+        let (partner, rate) = match known {
+            Some(k) => k,
+            None => {
+                self.learn_principal(fingerprint, None);
+                return self.take_known(fingerprint);
+            }
         };
+        self.draw(partner, rate)
+    }
+
+    fn take_known(&self, fingerprint: &str) -> Result<(), (PartnerId, Duration)> {
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .cloned();
+        match known {
+            Some((partner, rate)) => self.draw(partner, rate),
+            None => Ok(()),
+        }
+    }
+
+    fn draw(&self, partner: PartnerId, rate: Rate) -> Result<(), (PartnerId, Duration)> {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets.entry(partner.clone()).or_insert(Bucket {
@@ -120,6 +212,15 @@ impl Limits {
         })
     }
 
+    /// The partner (or `admin`, or a refused certificate's own name) a certificate draws on.
+    pub fn partner_of(&self, fingerprint: &str) -> Option<PartnerId> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .map(|(p, _)| p.clone())
+    }
+
     /// Subscriptions open now, all partners together.
     pub fn subscriptions_open(&self) -> usize {
         self.subscriptions
@@ -127,6 +228,34 @@ impl Limits {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .sum()
+    }
+}
+
+/// One call being answered, counted until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    limits: Arc<Limits>,
+    partner: Option<PartnerId>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.limits
+            .in_flight_total
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(partner) = &self.partner {
+            let mut open = self
+                .limits
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(partner) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    open.remove(partner);
+                }
+            }
+        }
     }
 }
 
@@ -153,9 +282,14 @@ impl Drop for SubscriptionSlot {
     }
 }
 
-/// The tower layer that applies the per-partner rate.
+/// The tower layer that applies the per-partner limits: call rate, calls in flight, the
+/// reflection stream counted as a subscription, no health Watch.
 #[derive(Debug, Clone)]
-pub struct RateLimitLayer(pub Arc<Limits>);
+pub struct RateLimitLayer {
+    pub limits: Arc<Limits>,
+    /// Turns true when the hub stops (long streams end then).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
 
 impl<S> tower::Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
@@ -163,7 +297,8 @@ impl<S> tower::Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimited {
             inner,
-            limits: self.0.clone(),
+            limits: self.limits.clone(),
+            stopping: self.stopping.clone(),
         }
     }
 }
@@ -172,16 +307,61 @@ impl<S> tower::Layer<S> for RateLimitLayer {
 pub struct RateLimited<S> {
     inner: S,
     limits: Arc<Limits>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A response body holding a subscription slot while it streams, and ending when the hub
+/// stops.
+struct Guarded {
+    inner: tonic::body::Body,
+    _slot: SubscriptionSlot,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+fn guarded(
+    inner: tonic::body::Body,
+    slot: SubscriptionSlot,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> tonic::body::Body {
+    tonic::body::Body::new(Guarded {
+        inner,
+        _slot: slot,
+        stop: Box::pin(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }),
+    })
+}
+
+impl http_body::Body for Guarded {
+    type Data = tonic::codegen::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            // An error resets the stream, both ways: the server does not wait for the client
+            // to close its side.
+            return Poll::Ready(Some(Err(tonic::Status::unavailable(
+                "the hub is shutting down",
+            ))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RateLimited<S>
+impl<S, ReqBody> tower::Service<http::Request<ReqBody>> for RateLimited<S>
 where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -192,6 +372,13 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // A health Watch never ends: checkers ask `Check` (load balancers, Kubernetes probes).
+        if request.uri().path() == "/grpc.health.v1.Health/Watch" {
+            let status = tonic::Status::unimplemented(
+                "grpc.health.v1.Health/Watch is not served here: ask Check",
+            );
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
         let fingerprint = request
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
@@ -210,9 +397,45 @@ where
                 });
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
+            let in_flight = match self.limits.enter(&fingerprint) {
+                Ok(guard) => guard,
+                Err(message) => {
+                    let status = crate::api::status::to_status(Error::Exhausted {
+                        message,
+                        retry_after: Some(Duration::from_millis(100)),
+                    });
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            };
+            // The reflection stream lasts as long as the client keeps it: it is counted as one
+            // of the partner's subscriptions, and ends with them when the hub stops.
+            let reflection = request.uri().path().starts_with("/grpc.reflection.v1");
+            let slot = if reflection {
+                let partner = self.limits.partner_of(&fingerprint);
+                match partner.map(|p| self.limits.open_subscription(&p)) {
+                    Some(Ok(slot)) => Some(slot),
+                    Some(Err(e)) => {
+                        let status = crate::api::status::to_status(e);
+                        return Box::pin(std::future::ready(Ok(status.into_http())));
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
             request
                 .extensions_mut()
                 .insert(CertificateFingerprint(fingerprint));
+            let call = self.inner.call(request);
+            let stopping = self.stopping.clone();
+            return Box::pin(async move {
+                let response = call.await;
+                drop(in_flight);
+                match slot {
+                    Some(slot) => response.map(|r| r.map(|body| guarded(body, slot, stopping))),
+                    None => response,
+                }
+            });
         }
         Box::pin(self.inner.call(request))
     }

@@ -331,9 +331,61 @@ pub struct TlsMaterial {
     pub new_admin: Option<CertificateRecord>,
 }
 
+/// The names a certificate is issued for (its subject alternative names), as written in
+/// `server_names`.
+fn certificate_names(pem: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    use x509_parser::extensions::GeneralName;
+    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+        .next()
+        .context("no certificate")??;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
+    let mut names = std::collections::BTreeSet::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    names.insert(d.to_string());
+                }
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                        16 => <[u8; 16]>::try_from(*bytes)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                        _ => None,
+                    };
+                    names.extend(ip);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// The names of `server_names`, normalised as certificates carry them.
+fn wanted_names(server_names: &[String]) -> std::collections::BTreeSet<String> {
+    server_names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => n.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 /// Loads the CA and server certificate, creating a development CA, a server certificate and an
-/// administrator bundle on first start.
-pub fn ensure_tls(paths: &TlsPaths, server_names: &[String]) -> anyhow::Result<TlsMaterial> {
+/// administrator bundle on first start. A server certificate the hub made itself (`generated`)
+/// is made again when `server_names` no longer matches it (the hub's name added after a
+/// package's first start).
+pub fn ensure_tls(
+    paths: &TlsPaths,
+    server_names: &[String],
+    generated: bool,
+) -> anyhow::Result<TlsMaterial> {
     let authority = if paths.ca_cert.exists() {
         Authority::load(&paths.ca_cert, &paths.ca_key)?
     } else {
@@ -343,7 +395,19 @@ pub fn ensure_tls(paths: &TlsPaths, server_names: &[String]) -> anyhow::Result<T
         tracing::info!(path = %paths.ca_cert.display(), "created a development certificate authority");
         authority
     };
-    if !paths.server_cert.exists() {
+    let stale = generated
+        && paths.server_cert.exists()
+        && std::fs::read_to_string(&paths.server_cert)
+            .ok()
+            .and_then(|pem| certificate_names(&pem).ok())
+            .is_some_and(|names| names != wanted_names(server_names));
+    if stale {
+        tracing::info!(
+            names = ?server_names,
+            "server_names changed: issuing the hub a new server certificate"
+        );
+    }
+    if !paths.server_cert.exists() || stale {
         let (cert, key) = authority.issue_server(server_names, 825)?;
         write_private(&paths.server_key, &key)?;
         write_private(&paths.server_cert, &cert)?;
@@ -373,6 +437,28 @@ pub fn ensure_tls(paths: &TlsPaths, server_names: &[String]) -> anyhow::Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_server_certificate_follows_server_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = TlsPaths::in_data_dir(dir.path());
+        let first = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        ensure_tls(&paths, &first, true).unwrap();
+        let before = std::fs::read_to_string(&paths.server_cert).unwrap();
+        assert_eq!(certificate_names(&before).unwrap(), wanted_names(&first));
+        ensure_tls(&paths, &first, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&paths.server_cert).unwrap(), before);
+        let second = vec![
+            "hub.relais.cc-comminges.fr".to_string(),
+            "127.0.0.1".to_string(),
+        ];
+        ensure_tls(&paths, &second, true).unwrap();
+        let after = std::fs::read_to_string(&paths.server_cert).unwrap();
+        assert_eq!(certificate_names(&after).unwrap(), wanted_names(&second));
+        // A certificate the territory provided is never replaced.
+        ensure_tls(&paths, &first, false).unwrap();
+        assert_eq!(std::fs::read_to_string(&paths.server_cert).unwrap(), after);
+    }
 
     #[test]
     fn signed_csr_gets_the_hub_chosen_subject_and_round_trips_as_a_bundle() {

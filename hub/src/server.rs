@@ -204,10 +204,18 @@ async fn spawn_health(
                 set(false).await;
                 return;
             }
-            let up = matches!(
-                tokio::time::timeout(Duration::from_millis(750), store.ping()).await,
-                Ok(Ok(()))
-            );
+            let probe = || async {
+                matches!(
+                    tokio::time::timeout(Duration::from_millis(750), store.ping()).await,
+                    Ok(Ok(()))
+                )
+            };
+            // One late answer is not an outage: a failed check is retried once before the
+            // replica is taken out.
+            let up = probe().await || {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                probe().await
+            };
             if life.set_database_up(up) {
                 if up {
                     tracing::info!("the database answers again: serving");
@@ -244,7 +252,11 @@ pub async fn start_with_clock(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let paths = config.tls_paths();
-    let tls = crate::pki::ensure_tls(&paths, &config.server_names)?;
+    let tls = crate::pki::ensure_tls(
+        &paths,
+        &config.server_names,
+        config.tls.server_cert.is_empty(),
+    )?;
     let first_start = tls.new_admin.is_some();
     anyhow::ensure!(
         config.matching_key.is_empty() || Path::new(&config.matching_key).exists(),
@@ -286,6 +298,7 @@ pub async fn start_with_clock(
         tls.authority.cert_pem(),
     )?;
 
+    let clock_for_admission = clock.clone();
     let engine = Arc::new(load_rules(&store, clock.as_ref()).await?);
     let gate = Arc::new(Gate::new(engine, store.clone(), clock.clone()));
     spawn_audit_retention(store.clone(), clock.clone(), config.audit.retention_days);
@@ -352,14 +365,46 @@ pub async fn start_with_clock(
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let incoming = crate::frontdoor::serve(listener, tls_config, &config.limits, life.stopping());
+    // Each connection's certificate, looked up once after its handshake: the rate limiter knows
+    // whose it is before its first call, and a certificate the hub refuses holds two
+    // connections at most.
+    let admission: crate::frontdoor::Admission = {
+        let (store, limits, clock) = (store.clone(), limits.clone(), clock_for_admission.clone());
+        Arc::new(move |fingerprint: String| {
+            let (store, limits, clock) = (store.clone(), limits.clone(), clock.clone());
+            Box::pin(async move {
+                use crate::frontdoor::Admitted;
+                match store.principal_by_fingerprint(&fingerprint).await {
+                    Ok(Some((principal, record))) if record.refused_at(clock.now()).is_none() => {
+                        limits.learn_principal(&fingerprint, Some(&principal));
+                        Admitted::Known
+                    }
+                    Ok(_) => {
+                        limits.learn_principal(&fingerprint, None);
+                        Admitted::Refused
+                    }
+                    // The database does not answer: the calls will say so; the certificate
+                    // is not known to be good.
+                    Err(_) => Admitted::Refused,
+                }
+            })
+        })
+    };
+    let incoming = crate::frontdoor::serve(
+        listener,
+        tls_config,
+        &config.limits,
+        admission,
+        life.stopping(),
+    );
 
     let l = &config.limits;
     let size = l.max_message_bytes;
+    let request_size = l.max_request_bytes;
     macro_rules! sized {
         ($server:ident) => {
             $server::new(api.clone())
-                .max_decoding_message_size(size)
+                .max_decoding_message_size(request_size)
                 .max_encoding_message_size(size)
         };
     }
@@ -370,7 +415,10 @@ pub async fn start_with_clock(
         .max_concurrent_streams(l.max_concurrent_streams)
         // A client's shorter grpc-timeout wins; streams (the feed) are not cut.
         .timeout(Duration::from_secs(l.request_timeout_seconds))
-        .layer(crate::limits::RateLimitLayer(limits))
+        .layer(crate::limits::RateLimitLayer {
+            limits: limits.clone(),
+            stopping: life.stopping(),
+        })
         .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -389,10 +437,22 @@ pub async fn start_with_clock(
             .await
             .with_context(|| format!("health_listen {}", config.health_listen))?;
         let addr = listener.local_addr()?;
+        // Probes ask once and go: few connections, each for a short time, few streams.
+        let incoming = crate::frontdoor::serve_plain(
+            listener,
+            (config.limits.max_connections / 4).clamp(1, 64),
+            Duration::from_secs(config.limits.handshake_timeout_seconds),
+            life.stopping(),
+        );
         let server = Server::builder()
             .timeout(Duration::from_secs(5))
+            .max_concurrent_streams(4)
+            .layer(crate::limits::RateLimitLayer {
+                limits: limits.clone(),
+                stopping: life.stopping(),
+            })
             .add_service(health_service.clone())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+            .serve_with_incoming(incoming);
         (Some(addr), Some(tokio::spawn(server)))
     };
     let grace = Duration::from_secs(config.shutdown.timeout_seconds);

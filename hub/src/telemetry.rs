@@ -82,9 +82,12 @@ impl Telemetry {
             .context("the OTLP span exporter")?;
         let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_batch_exporter(spans)
-            .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-                opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(config.sample_ratio),
-            )))
+            // By trace id alone: a caller's `sampled` flag does not decide what the hub
+            // exports (a partner cannot make it export every call); with the same ratio on
+            // the connectors, a trace is kept on both sides or on neither.
+            .with_sampler(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(
+                config.sample_ratio,
+            ))
             .with_resource(resource.clone())
             .build();
         let metrics = opentelemetry_otlp::MetricExporter::builder()
@@ -141,7 +144,7 @@ impl Telemetry {
                 eprintln!("relais: telemetry: metrics not flushed: {e}");
             }
         });
-        let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), done).await;
     }
 }
 
@@ -339,20 +342,29 @@ fn register_gauges() {
     let meter = opentelemetry::global::meter("relais-hub");
     let _lag = meter
         .u64_observable_gauge("relais.feed.lag")
-        .with_description("Positions a subscription is behind the feed's head")
+        .with_description(
+            "Positions the furthest-behind subscription of a partner, for a purpose, is behind the feed's head",
+        )
         .with_callback(|observer| {
             let head = HEAD.load(Ordering::Relaxed);
             let Some(subs) = SUBSCRIPTIONS.get() else {
                 return;
             };
+            // The furthest behind of each partner's subscriptions for a purpose: one series per
+            // partner and purpose, however many connections come and go.
+            let mut worst: HashMap<(String, &'static str), u64> = HashMap::new();
             let subs = subs.lock().unwrap_or_else(|e| e.into_inner());
-            for (id, lag) in subs.iter() {
+            for lag in subs.values() {
+                let behind = head.saturating_sub(lag.cursor.load(Ordering::Relaxed));
+                let entry = worst.entry((lag.partner.clone(), lag.purpose)).or_default();
+                *entry = (*entry).max(behind);
+            }
+            for ((partner, purpose), behind) in worst {
                 observer.observe(
-                    head.saturating_sub(lag.cursor.load(Ordering::Relaxed)),
+                    behind,
                     &[
-                        KeyValue::new("relais.partner", lag.partner.clone()),
-                        KeyValue::new("relais.purpose", lag.purpose),
-                        KeyValue::new("relais.subscription", *id as i64),
+                        KeyValue::new("relais.partner", partner),
+                        KeyValue::new("relais.purpose", purpose),
                     ],
                 );
             }

@@ -7,8 +7,9 @@
 //!   per-partner cap that bounds the feed's subscriptions.
 //! - `the_plaintext_health_port_caps_its_connections`: `health_listen` has no front door: no
 //!   connection cap, no handshake timeout — every connection holds a file descriptor for ever.
-//! - `an_open_health_watch_does_not_hold_the_shutdown`: stopping ends feed subscriptions at
-//!   once, but a `Watch` keeps the server draining until `[shutdown] timeout_seconds`.
+//! - `an_open_stream_does_not_hold_the_shutdown`: stopping ends feed subscriptions at once; a
+//!   `Watch` (not served) or a reflection stream must not keep the server draining until
+//!   `[shutdown] timeout_seconds`.
 
 use relais_hub::config::LimitsConfig;
 use relais_tests::proto::PartnerKind;
@@ -87,7 +88,11 @@ async fn the_plaintext_health_port_caps_its_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_open_health_watch_does_not_hold_the_shutdown() {
+async fn an_open_stream_does_not_hold_the_shutdown() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_for(dir.path());
     config.shutdown.timeout_seconds = 6;
@@ -96,19 +101,78 @@ async fn an_open_health_watch_does_not_hold_the_shutdown() {
     let channel = relais_hub::cli::connect::channel(&hub.url(), &p.bundle)
         .await
         .unwrap();
-    let _watch = HealthClient::new(channel)
+    // A health Watch is not served at all.
+    let watch = HealthClient::new(channel.clone())
         .watch(HealthCheckRequest {
             service: String::new(),
         })
         .await
-        .expect("watch")
+        .expect_err("Watch is not served");
+    assert_eq!(watch.code(), tonic::Code::Unimplemented, "{watch:?}");
+    // A reflection stream the client never closes.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    })
+    .await
+    .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("reflection")
         .into_inner();
+    assert!(reflection.message().await.unwrap().is_some());
     let TestHub { hub: running, .. } = hub;
     let started = Instant::now();
     running.shutdown().await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(3),
-        "one idle Watch stream kept the hub draining for {:?} (the whole shutdown timeout)",
+        "one idle reflection stream kept the hub draining for {:?} (the whole shutdown timeout)",
         started.elapsed()
     );
+    drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_streams_count_as_subscriptions() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(dir.path());
+    config.limits = LimitsConfig {
+        max_subscriptions_per_partner: 2,
+        ..LimitsConfig::default().with_rate(1_000_000, 1_000_000)
+    };
+    let hub = TestHub::start_with(config, dir, None).await;
+    let p = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+    let channel = relais_hub::cli::connect::channel(&hub.url(), &p.bundle)
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    let mut refused = None;
+    for _ in 0..3 {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .unwrap();
+        match ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
+            Ok(stream) => open.push((tx, stream.into_inner())),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("the third stream is refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(open.len(), 2);
 }

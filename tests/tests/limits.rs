@@ -239,7 +239,7 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_size_limit_is_refused() {
     let limits = LimitsConfig {
-        max_message_bytes: 64 * 1024,
+        max_request_bytes: 64 * 1024,
         ..generous()
     };
     let hub = hub_with(limits).await;

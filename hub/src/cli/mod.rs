@@ -44,7 +44,13 @@ pub fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(cli)));
+        .and_then(|rt| {
+            let result = rt.block_on(run(cli));
+            // What is still running (a telemetry export to a collector that does not answer)
+            // does not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

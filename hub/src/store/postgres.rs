@@ -163,7 +163,13 @@ pub async fn open(url: &str, batching: Batching, pool_size: u32) -> anyhow::Resu
     let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
         .fetch_one(&pool)
         .await?;
-    let store = SqlStore::start(pool.clone(), pool.clone(), head as u64, batching);
+    // The health check's own connection: it never waits behind calls.
+    let probe = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(750))
+        .connect_lazy(url)
+        .context("the health check's connection to PostgreSQL")?;
+    let store = SqlStore::start(pool.clone(), pool.clone(), probe, head as u64, batching);
     tokio::spawn(follow(
         pool,
         store.head.clone(),

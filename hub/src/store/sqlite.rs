@@ -143,11 +143,24 @@ pub async fn open(url: &str, batching: Batching) -> anyhow::Result<SqlStore> {
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options.read_only(true))
+        .connect_with(options.clone().read_only(true))
         .await
         .with_context(|| format!("opening {url} for reading"))?;
+    // The health check's own connection: it never waits behind calls.
+    let probe = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(750))
+        .connect_with(options.read_only(true))
+        .await
+        .with_context(|| format!("opening {url} for the health check"))?;
     let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(position), 0) FROM changes")
         .fetch_one(&reader)
         .await?;
-    Ok(SqlStore::start(reader, writer, head as u64, batching))
+    Ok(SqlStore::start(
+        reader,
+        writer,
+        probe,
+        head as u64,
+        batching,
+    ))
 }
