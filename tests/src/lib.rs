@@ -44,14 +44,18 @@ pub struct TestHub {
     pub database: Option<TestDatabase>,
 }
 
-/// A hub's configuration for tests: the defaults, on a free port, except the call rates — the
-/// tests drive a few partners much harder than a territory's would (the `limits` test checks
-/// the rates themselves).
+/// A hub's configuration for tests: the defaults, on a free port, except the call rates and
+/// the calls in flight — the tests and the benchmarks drive a few partners much harder than a
+/// territory's would (the `limits` test checks the limits themselves).
 pub fn config_for(data_dir: &Path) -> relais_hub::Config {
     relais_hub::Config {
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().expect("loopback address"),
-        limits: relais_hub::config::LimitsConfig::default().with_rate(1_000_000, 1_000_000),
+        limits: relais_hub::config::LimitsConfig {
+            max_calls_in_flight_per_partner: 100_000,
+            max_calls_in_flight: 100_000,
+            ..relais_hub::config::LimitsConfig::default().with_rate(1_000_000, 1_000_000)
+        },
         ..relais_hub::Config::default()
     }
 }
