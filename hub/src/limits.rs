@@ -87,12 +87,7 @@ impl Limits {
     pub fn enter(self: &Arc<Self>, fingerprint: &str) -> Result<InFlight, String> {
         use std::sync::atomic::Ordering;
         let total = self.in_flight_total.fetch_add(1, Ordering::AcqRel);
-        let partner = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(fingerprint)
-            .map(|(p, _)| p.clone());
+        let partner = self.partner_of(fingerprint);
         let mut guard = InFlight {
             limits: self.clone(),
             partner: None,
@@ -139,33 +134,21 @@ impl Limits {
     /// Every connection's certificate is learnt when it is admitted; one that was not (a
     /// connection from before a restart of the limiter) draws on a small bucket of its own.
     pub fn take(&self, fingerprint: &str) -> Result<(), (PartnerId, Duration)> {
-        let known = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(fingerprint)
-            .cloned();
-        let (partner, rate) = match known {
-            Some(k) => k,
-            None => {
-                self.learn_principal(fingerprint, None);
-                return self.take_known(fingerprint);
-            }
-        };
-        self.draw(partner, rate)
-    }
-
-    fn take_known(&self, fingerprint: &str) -> Result<(), (PartnerId, Duration)> {
-        let known = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(fingerprint)
-            .cloned();
-        match known {
+        if self.bucket_of(fingerprint).is_none() {
+            self.learn_principal(fingerprint, None);
+        }
+        match self.bucket_of(fingerprint) {
             Some((partner, rate)) => self.draw(partner, rate),
             None => Ok(()),
         }
+    }
+
+    fn bucket_of(&self, fingerprint: &str) -> Option<(PartnerId, Rate)> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .cloned()
     }
 
     fn draw(&self, partner: PartnerId, rate: Rate) -> Result<(), (PartnerId, Duration)> {
@@ -214,11 +197,7 @@ impl Limits {
 
     /// The partner (or `admin`, or a refused certificate's own name) a certificate draws on.
     pub fn partner_of(&self, fingerprint: &str) -> Option<PartnerId> {
-        self.known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(fingerprint)
-            .map(|(p, _)| p.clone())
+        self.bucket_of(fingerprint).map(|(p, _)| p)
     }
 
     /// Subscriptions open now, all partners together.

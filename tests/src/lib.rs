@@ -60,6 +60,14 @@ pub fn config_for(data_dir: &Path) -> relais_hub::Config {
     }
 }
 
+/// A hub on a fresh SQLite database with these limits (the tests of the limits themselves).
+pub async fn hub_with_limits(limits: relais_hub::config::LimitsConfig) -> TestHub {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut config = config_for(dir.path());
+    config.limits = limits;
+    TestHub::start_with(config, dir, None).await
+}
+
 /// A hub running as its own process (`relais serve`), for tests of what only a process shows:
 /// a crash, signals, telemetry export.
 pub struct HubProcess {
@@ -458,6 +466,36 @@ impl Partner {
             consent: ConsentServiceClient::new(channel.clone()),
             territory: TerritoryServiceClient::new(channel),
         }
+    }
+
+    /// Links `local_id` alone (no traits), and says whether the hub took it.
+    pub async fn try_link_local(&self, local_id: &str) -> Result<(), tonic::Status> {
+        self.persons
+            .clone()
+            .link_person(pb::LinkPersonRequest {
+                context: ctx(),
+                local_id: local_id.into(),
+                pivot: None,
+                person_id: String::new(),
+                request_id: new_request_id(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Opens a feed subscription after `after`.
+    pub async fn subscribe(
+        &self,
+        after: u64,
+    ) -> Result<tonic::Streaming<pb::SubscribeResponse>, tonic::Status> {
+        self.sync
+            .clone()
+            .subscribe(pb::SubscribeRequest {
+                context: ctx(),
+                after_position: after,
+            })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Links `local_id` to the person with these traits.

@@ -35,16 +35,7 @@ async fn a_busy_read_pool_is_not_a_database_outage() {
     let mut drains = Vec::new();
     for i in 0..900 {
         let p = connections[i % connections.len()].clone();
-        let mut s = p
-            .sync
-            .clone()
-            .subscribe(pb::SubscribeRequest {
-                context: ctx(),
-                after_position: 0,
-            })
-            .await
-            .expect("subscribed")
-            .into_inner();
+        let mut s = p.subscribe(0).await.expect("subscribed");
         drains.push(tokio::spawn(
             async move { while s.next().await.is_some() {} },
         ));

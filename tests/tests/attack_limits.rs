@@ -14,27 +14,6 @@ use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::*;
 use std::time::Duration;
 
-async fn hub_with(limits: LimitsConfig) -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(dir.path());
-    config.limits = limits;
-    TestHub::start_with(config, dir, None).await
-}
-
-async fn link(p: &Partner, local_id: &str) -> Result<(), tonic::Status> {
-    p.persons
-        .clone()
-        .link_person(pb::LinkPersonRequest {
-            context: ctx(),
-            local_id: local_id.into(),
-            pivot: None,
-            person_id: String::new(),
-            request_id: new_request_id(),
-        })
-        .await
-        .map(|_| ())
-}
-
 async fn revoke(hub: &TestHub, p: &Partner) {
     hub.admin
         .clone()
@@ -55,7 +34,7 @@ async fn idle_established_connections_lock_nobody_out() {
         handshake_timeout_seconds: 1,
         ..LimitsConfig::default().with_rate(1_000_000, 1_000_000)
     };
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let thief = hub.partner("mairie-volee", PartnerKind::Mairie).await;
     // The key was stolen, the administrator revoked the certificate: TLS still accepts it.
     revoke(&hub, &thief).await;
@@ -126,14 +105,14 @@ async fn a_revoked_certificate_is_rate_limited_too() {
             burst: 5,
         },
     );
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let thief = hub.partner("mairie-volee", PartnerKind::Mairie).await;
     revoke(&hub, &thief).await;
 
     let mut exhausted = 0;
     let mut other = 0;
     for i in 0..300 {
-        match link(&thief, &format!("T{i}")).await {
+        match thief.try_link_local(&format!("T{i}")).await {
             Err(s) if s.code() == tonic::Code::ResourceExhausted => exhausted += 1,
             _ => other += 1,
         }
@@ -154,12 +133,12 @@ async fn concurrent_first_calls_do_not_bypass_the_burst() {
             burst: 3,
         },
     );
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let noisy = hub.partner("mairie-bavarde", PartnerKind::Mairie).await;
     // Its certificate has made no call yet: 200 calls at once, on its one connection.
     let calls = (0..200).map(|i| {
         let p = noisy.clone();
-        async move { link(&p, &format!("N{i}")).await }
+        async move { p.try_link_local(&format!("N{i}")).await }
     });
     let results = futures::future::join_all(calls).await;
     let served = results.iter().filter(|r| r.is_ok()).count();

@@ -10,29 +10,8 @@ use relais_tests::*;
 use std::time::{Duration, Instant};
 use tonic_types::StatusExt;
 
-async fn hub_with(limits: LimitsConfig) -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(dir.path());
-    config.limits = limits;
-    TestHub::start_with(config, dir, None).await
-}
-
 fn generous() -> LimitsConfig {
     LimitsConfig::default().with_rate(1_000_000, 1_000_000)
-}
-
-async fn link(p: &Partner, local_id: &str) -> Result<(), tonic::Status> {
-    p.persons
-        .clone()
-        .link_person(pb::LinkPersonRequest {
-            context: ctx(),
-            local_id: local_id.into(),
-            pivot: None,
-            person_id: String::new(),
-            request_id: new_request_id(),
-        })
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +24,7 @@ async fn a_partner_over_its_rate_is_told_when_to_come_back() {
             burst: 5,
         },
     );
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let noisy = hub.partner("mairie-bavarde", PartnerKind::Mairie).await;
     let calm = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
@@ -54,7 +33,7 @@ async fn a_partner_over_its_rate_is_told_when_to_come_back() {
     let mut served = 0;
     let mut refused = None;
     for i in 0..20 {
-        match link(&noisy, &format!("N{i}")).await {
+        match noisy.try_link_local(&format!("N{i}")).await {
             Ok(()) => served += 1,
             Err(status) => {
                 refused = Some(status);
@@ -80,13 +59,16 @@ async fn a_partner_over_its_rate_is_told_when_to_come_back() {
 
     // Meanwhile another partner is served as usual.
     for i in 0..50 {
-        link(&calm, &format!("C{i}"))
+        calm.try_link_local(&format!("C{i}"))
             .await
             .expect("another partner is not slowed");
     }
     // After the delay it was given, the partner is served again.
     tokio::time::sleep(retry).await;
-    link(&noisy, "N-after").await.expect("served after waiting");
+    noisy
+        .try_link_local("N-after")
+        .await
+        .expect("served after waiting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +79,7 @@ async fn the_1001st_subscription_of_a_partner_is_refused() {
         "the default cap"
     );
     let streams_per_connection = limits.max_concurrent_streams as usize;
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let bus = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
@@ -110,24 +92,13 @@ async fn the_1001st_subscription_of_a_partner_is_refused() {
     for i in 0..1000 {
         let p = &connections[i % connections.len()];
         let stream = p
-            .sync
-            .clone()
-            .subscribe(pb::SubscribeRequest {
-                context: ctx(),
-                after_position: 0,
-            })
+            .subscribe(0)
             .await
-            .unwrap_or_else(|s| panic!("subscription {} refused: {s:?}", i + 1))
-            .into_inner();
+            .unwrap_or_else(|s| panic!("subscription {} refused: {s:?}", i + 1));
         open.push(stream);
     }
     let refused = bus
-        .sync
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            context: ctx(),
-            after_position: 0,
-        })
+        .subscribe(0)
         .await
         .expect_err("the 1,001st subscription is refused");
     assert_eq!(
@@ -141,15 +112,7 @@ async fn the_1001st_subscription_of_a_partner_is_refused() {
     open.pop();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match bus
-            .sync
-            .clone()
-            .subscribe(pb::SubscribeRequest {
-                context: ctx(),
-                after_position: 0,
-            })
-            .await
-        {
+        match bus.subscribe(0).await {
             Ok(_) => break,
             Err(s) if s.code() == tonic::Code::ResourceExhausted && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
@@ -160,12 +123,7 @@ async fn the_1001st_subscription_of_a_partner_is_refused() {
     // Other partners have their own.
     let other = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
     other
-        .sync
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            context: ctx(),
-            after_position: 0,
-        })
+        .subscribe(0)
         .await
         .expect("another partner subscribes");
 }
@@ -179,11 +137,11 @@ async fn connections_that_send_nothing_lock_nobody_out() {
         handshake_timeout_seconds: 60,
         ..generous()
     };
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let before = hub
         .partner("cc-comminges", PartnerKind::CommunauteDeCommunes)
         .await;
-    link(&before, "B0").await.unwrap();
+    before.try_link_local("B0").await.unwrap();
 
     // 300 connections that never start TLS: far more than the cap.
     let mut idle = Vec::new();
@@ -195,7 +153,8 @@ async fn connections_that_send_nothing_lock_nobody_out() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // A partner connected before is still served, and a new one gets in.
-    link(&before, "B1")
+    before
+        .try_link_local("B1")
         .await
         .expect("an established partner is served");
     let started = Instant::now();
@@ -205,7 +164,7 @@ async fn connections_that_send_nothing_lock_nobody_out() {
     )
     .await
     .expect("a new partner connects while idle connections flood the hub");
-    link(&newcomer, "A1").await.expect("and is served");
+    newcomer.try_link_local("A1").await.expect("and is served");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -221,7 +180,7 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
         handshake_timeout_seconds: 1,
         ..generous()
     };
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let mut silent = tokio::net::TcpStream::connect(hub.hub.addr).await.unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];
@@ -242,7 +201,7 @@ async fn a_message_over_the_size_limit_is_refused() {
         max_request_bytes: 64 * 1024,
         ..generous()
     };
-    let hub = hub_with(limits).await;
+    let hub = hub_with_limits(limits).await;
     let p = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
     let huge = "x".repeat(100 * 1024);
     let status = p
@@ -267,5 +226,5 @@ async fn a_message_over_the_size_limit_is_refused() {
         "{status:?}"
     );
     // The connection is still good for a normal call.
-    link(&p, "A2").await.expect("a normal call after");
+    p.try_link_local("A2").await.expect("a normal call after");
 }

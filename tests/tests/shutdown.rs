@@ -11,16 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 async fn subscribe(p: &Partner) -> tonic::Streaming<pb::SubscribeResponse> {
-    let mut stream = p
-        .sync
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            context: ctx(),
-            after_position: 0,
-        })
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let mut stream = p.subscribe(0).await.expect("subscribed");
     // Wait until it is live (caught up).
     while let Some(item) = stream.next().await {
         if let Some(pb::subscribe_response::Payload::CaughtUp(_)) = item.expect("feed").payload {

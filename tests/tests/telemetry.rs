@@ -132,16 +132,7 @@ async fn spans_and_metrics_reach_a_collector_and_name_nobody() {
         .expect_err("bad input");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     // A subscription, open for a metric export or two (its lag is measured).
-    let mut feed = bus
-        .sync
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            context: ctx(),
-            after_position: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut feed = bus.subscribe(0).await.unwrap();
     let _ = feed.message().await;
 
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -108,19 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs to stderr (`RUST_LOG`, `info` by default); with `spans`, the send spans are also
 /// exported.
 fn init_logging(spans: Option<relais_hub::telemetry::SpanLayer>) {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry()
-        .with(spans)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter),
-        )
-        .try_init();
+    relais_hub::cli::init_logging("info", spans);
 }
 
 fn main() -> std::process::ExitCode {

@@ -69,8 +69,8 @@ fn configured_filter() -> String {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` or else `filter`; with `spans`, the call spans are
-/// also exported (see `telemetry`), whatever the log filter.
-fn init_logging(filter: &str, spans: Option<crate::telemetry::SpanLayer>) {
+/// also exported (see `telemetry`), whatever the log filter. (The connector runtime too.)
+pub fn init_logging(filter: &str, spans: Option<crate::telemetry::SpanLayer>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
