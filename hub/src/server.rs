@@ -385,7 +385,10 @@ pub async fn start_with_clock(
                     }
                     // The database does not answer: the calls will say so; the certificate
                     // is not known to be good.
-                    Err(_) => Admitted::Refused,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "certificate not looked up at admission");
+                        Admitted::Refused
+                    }
                 }
             })
         })

@@ -68,6 +68,94 @@ pub async fn hub_with_limits(limits: relais_hub::config::LimitsConfig) -> TestHu
     TestHub::start_with(config, dir, None).await
 }
 
+/// Writers that link persons and raise a flag on each, as fast as they can, until the hub
+/// stops answering; what the hub acknowledged — (local id, flag id) — is recorded. For the
+/// tests that stop or kill the hub under writes (crash, shutdown).
+pub struct FlagWriters {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FlagWriters {
+    pub fn start(bus: &Partner, writers: usize) -> Self {
+        let acked: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let tasks = (0..writers)
+            .map(|w| {
+                let (bus, acked) = (bus.clone(), acked.clone());
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let local_id = format!("W{w}-{i}");
+                        if bus.try_link_local(&local_id).await.is_err() {
+                            return;
+                        }
+                        let raised = bus
+                            .flags
+                            .clone()
+                            .raise_flag(pb::RaiseFlagRequest {
+                                context: ctx(),
+                                person: Some(local(&local_id)),
+                                code: "ISOLEMENT".into(),
+                                request_id: new_request_id(),
+                                ..Default::default()
+                            })
+                            .await;
+                        match raised {
+                            Ok(r) => acked
+                                .lock()
+                                .expect("acked")
+                                .push((local_id, r.into_inner().flag.expect("the flag").id)),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { acked, tasks }
+    }
+
+    /// Waits until `n` writes were acknowledged (at most a minute).
+    pub async fn wait_for(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.acked.lock().expect("acked").len() < n {
+            assert!(std::time::Instant::now() < deadline, "writes are too slow");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the writers to stop (the hub no longer answers) and returns what was
+    /// acknowledged.
+    pub async fn acknowledged(self) -> Vec<(String, String)> {
+        for task in self.tasks {
+            task.await.expect("writer");
+        }
+        self.acked.lock().expect("acked").clone()
+    }
+}
+
+/// The local ids whose acknowledged flag the hub no longer has.
+pub async fn lost_flags(bus: &Partner, acked: &[(String, String)]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (local_id, flag_id) in acked {
+        let flags = bus
+            .flags
+            .clone()
+            .list_flags(pb::ListFlagsRequest {
+                context: ctx(),
+                person: Some(local(local_id)),
+                include_retracted: true,
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().flags)
+            .unwrap_or_default();
+        if !flags.iter().any(|f| &f.id == flag_id) {
+            lost.push(local_id.clone());
+        }
+    }
+    lost
+}
+
 /// A hub running as its own process (`relais serve`), for tests of what only a process shows:
 /// a crash, signals, telemetry export.
 pub struct HubProcess {

@@ -19,13 +19,11 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_ending_health_watches_count_against_the_partner() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(dir.path());
-    config.limits = LimitsConfig {
+    let hub = hub_with_limits(LimitsConfig {
         max_subscriptions_per_partner: 2,
         ..LimitsConfig::default().with_rate(1_000_000, 1_000_000)
-    };
-    let hub = TestHub::start_with(config, dir, None).await;
+    })
+    .await;
     let p = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
     let channel = relais_hub::cli::connect::channel(&hub.url(), &p.bundle)
         .await
@@ -140,13 +138,11 @@ async fn reflection_streams_count_as_subscriptions() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest,
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(dir.path());
-    config.limits = LimitsConfig {
+    let hub = hub_with_limits(LimitsConfig {
         max_subscriptions_per_partner: 2,
         ..LimitsConfig::default().with_rate(1_000_000, 1_000_000)
-    };
-    let hub = TestHub::start_with(config, dir, None).await;
+    })
+    .await;
     let p = hub.partner("mairie-aspet", PartnerKind::Mairie).await;
     let channel = relais_hub::cli::connect::channel(&hub.url(), &p.bundle)
         .await

@@ -7,7 +7,6 @@ use futures::StreamExt;
 use nix::sys::signal::Signal;
 use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::*;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 async fn subscribe(p: &Partner) -> tonic::Streaming<pb::SubscribeResponse> {
@@ -49,54 +48,8 @@ async fn sigterm_ends_subscriptions_and_keeps_every_acknowledged_write() {
     }
 
     // Writers raise flags as fast as they can, recording what the hub acknowledged.
-    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let mut writers = Vec::new();
-    for w in 0..3 {
-        let bus = bus.clone();
-        let acked = acked.clone();
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                let local_id = format!("W{w}-{i}");
-                let linked = bus
-                    .persons
-                    .clone()
-                    .link_person(pb::LinkPersonRequest {
-                        context: ctx(),
-                        local_id: local_id.clone(),
-                        pivot: None,
-                        person_id: String::new(),
-                        request_id: new_request_id(),
-                    })
-                    .await;
-                if linked.is_err() {
-                    return;
-                }
-                let raised = bus
-                    .flags
-                    .clone()
-                    .raise_flag(pb::RaiseFlagRequest {
-                        context: ctx(),
-                        person: Some(local(&local_id)),
-                        code: "ISOLEMENT".into(),
-                        request_id: new_request_id(),
-                        ..Default::default()
-                    })
-                    .await;
-                match raised {
-                    Ok(r) => acked
-                        .lock()
-                        .unwrap()
-                        .push((local_id, r.into_inner().flag.unwrap().id)),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 50 {
-        assert!(Instant::now() < deadline, "writes are too slow");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let writers = FlagWriters::start(&bus, 3);
+    writers.wait_for(50).await;
 
     let signalled = Instant::now();
     hub.signal(Signal::SIGTERM);
@@ -120,21 +73,12 @@ async fn sigterm_ends_subscriptions_and_keeps_every_acknowledged_write() {
         took < Duration::from_secs(4 + 2),
         "exited {took:?} after SIGTERM, past the 4 s configured"
     );
-    for w in writers {
-        w.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = writers.acknowledged().await;
 
     // Restarted on the same data directory: every acknowledged write is there.
     let again = spawn_hub_process(dir.path(), "", "", &[]);
     let bus = Partner::connect("cc-comminges", &again.url, bus.bundle.clone()).await;
-    let mut missing = Vec::new();
-    for (local_id, flag_id) in &acked {
-        let flags = bus.flags_of(local_id, true).await;
-        if !flags.iter().any(|f| &f.id == flag_id) {
-            missing.push(local_id.clone());
-        }
-    }
+    let missing = lost_flags(&bus, &acked).await;
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged writes lost: {missing:?}",
