@@ -70,17 +70,21 @@ async fn a_connector_over_its_rate_waits_as_the_hub_says_and_loses_nothing() {
     // The drain loop honours it and finishes.
     let started = Instant::now();
     let wake = tokio::sync::Notify::new();
+    // The drain and the check run side by side, each polled while the other waits: a check
+    // that waits for the connector's state must not hold up a drain paused mid-write.
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
         let draining = outbox::drain(&c.hub, &c.state, &wake, Duration::from_millis(50));
-        tokio::pin!(draining);
-        loop {
-            tokio::select! {
-                r = &mut draining => panic!("drain ended: {r:?}"),
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        let emptied = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if c.state.counts().await.unwrap().0 == 0 {
+                    break;
+                }
             }
-            if c.state.counts().await.unwrap().0 == 0 {
-                break;
-            }
+        };
+        tokio::select! {
+            r = draining => panic!("drain ended: {r:?}"),
+            () = emptied => {}
         }
     })
     .await;
