@@ -40,6 +40,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The administrators' console: HTTPS (the hub's server certificate), named accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Address the console listens on (`127.0.0.1:8443`); empty: no console.
+    pub listen: String,
+    /// Minutes without a request after which a session ends.
+    pub session_idle_minutes: u64,
+    /// Hours after which a session ends however active.
+    pub session_max_hours: u64,
+    /// Failed log-ins in a row that lock an account.
+    pub max_failures: u32,
+    /// Minutes a locked account stays locked.
+    pub lockout_minutes: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            max_failures: 5,
+            lockout_minutes: 15,
+        }
+    }
 }
 
 /// What one partner, one connection or one client may take of the hub, so that none can starve
@@ -323,6 +352,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             telemetry: TelemetryConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -394,6 +424,28 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if !self.console.listen.is_empty() {
+            self.console
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("console.listen `{}`: {e}", self.console.listen))?;
+        }
+        anyhow::ensure!(
+            (1..=480).contains(&self.console.session_idle_minutes),
+            "console.session_idle_minutes must be between 1 and 480"
+        );
+        anyhow::ensure!(
+            (1..=24).contains(&self.console.session_max_hours),
+            "console.session_max_hours must be between 1 and 24"
+        );
+        anyhow::ensure!(
+            (1..=20).contains(&self.console.max_failures),
+            "console.max_failures must be between 1 and 20"
+        );
+        anyhow::ensure!(
+            (1..=1440).contains(&self.console.lockout_minutes),
+            "console.lockout_minutes must be between 1 and 1440"
+        );
         anyhow::ensure!(
             self.certificate_validity_days > 0,
             "certificate_validity_days must be positive"

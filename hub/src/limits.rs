@@ -32,6 +32,8 @@ pub struct Limits {
     subscriptions: Mutex<HashMap<PartnerId, usize>>,
     in_flight: Mutex<HashMap<PartnerId, usize>>,
     in_flight_total: std::sync::atomic::AtomicUsize,
+    /// When each partner's last call was accepted (on this replica), for the console.
+    last_seen: Mutex<HashMap<PartnerId, std::time::SystemTime>>,
 }
 
 /// The bucket of a certificate the hub refuses (unregistered, revoked, expired), of its own:
@@ -56,6 +58,7 @@ impl Limits {
             subscriptions: Default::default(),
             in_flight: Default::default(),
             in_flight_total: Default::default(),
+            last_seen: Default::default(),
         }
     }
 
@@ -115,6 +118,10 @@ impl Limits {
     /// Records that `fingerprint` authenticated `partner`: its later calls draw on the
     /// partner's bucket.
     pub fn learn(&self, fingerprint: &str, partner: &Partner) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(partner.id.clone(), std::time::SystemTime::now());
         let rate = self.config.rate_for(partner.id.as_str(), partner.kind);
         let known = self.known.read().unwrap_or_else(|e| e.into_inner());
         if known
@@ -128,6 +135,15 @@ impl Limits {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(fingerprint.to_string(), (partner.id.clone(), rate));
+    }
+
+    /// When a partner's last call was accepted on this replica since it started.
+    pub fn last_seen(&self, partner: &PartnerId) -> Option<std::time::SystemTime> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(partner)
+            .copied()
     }
 
     /// Takes one call from the bucket of the certificate's partner; `Err` is how long to wait.

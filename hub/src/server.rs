@@ -25,6 +25,8 @@ pub struct RunningHub {
     pub addr: SocketAddr,
     /// The plaintext health service's address, when `health_listen` is set.
     pub health_addr: Option<SocketAddr>,
+    /// The administrators' console's address, when `[console] listen` is set.
+    pub console_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub tls: TlsPaths,
     pub store: DynStore,
@@ -327,6 +329,7 @@ pub async fn start_with_clock(
         feed: Default::default(),
     };
 
+    let api_for_console = api.clone();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     use pb::admin_service_server::AdminServiceServer;
     use pb::case_service_server::CaseServiceServer;
@@ -458,6 +461,25 @@ pub async fn start_with_clock(
             .serve_with_incoming(incoming);
         (Some(addr), Some(tokio::spawn(server)))
     };
+    // The administrators' console (HTTPS, the same server certificate), when configured.
+    let console = if config.console.listen.is_empty() {
+        None
+    } else {
+        Some(
+            crate::console::start(
+                &config.console,
+                api_for_console,
+                &tls.server_cert_pem,
+                &tls.server_key_pem,
+                life.clone(),
+            )
+            .await?,
+        )
+    };
+    let (console_addr, console_task) = match console {
+        Some((addr, task)) => (Some(addr), Some(task)),
+        None => (None, None),
+    };
     let grace = Duration::from_secs(config.shutdown.timeout_seconds);
     let task = {
         let life = life.clone();
@@ -483,11 +505,16 @@ pub async fn start_with_clock(
                     Ok(())
                 }
             };
+            // The console's connections end (it stops with the hub) before the pools close.
+            if let Some(console) = console_task {
+                let _ = tokio::time::timeout(Duration::from_secs(6), console).await;
+            }
             // Every acknowledged write was committed before its answer; the pools close.
             store.close().await;
             if let Some(health) = health_task {
                 health.abort();
             }
+
             served
         })
     };
@@ -495,6 +522,7 @@ pub async fn start_with_clock(
     Ok(RunningHub {
         addr,
         health_addr,
+        console_addr,
         data_dir: config.data_dir.clone(),
         tls: paths,
         store,

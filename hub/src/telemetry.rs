@@ -305,7 +305,8 @@ impl FeedCursor {
     pub fn new(partner: &str, purpose: &'static str, after: u64) -> Self {
         let cursor = Arc::new(AtomicU64::new(after));
         let id = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
-        if enabled() {
+        // Kept with or without telemetry: the console shows each partner's lag too.
+        {
             SUBSCRIPTIONS
                 .get_or_init(Default::default)
                 .lock()
@@ -336,6 +337,17 @@ impl Drop for FeedCursor {
                 .remove(&self.id);
         }
     }
+}
+
+/// Each open subscription's partner and the position it has delivered up to (this replica's).
+pub fn feed_cursors() -> Vec<(String, u64)> {
+    SUBSCRIPTIONS.get().map_or_else(Vec::new, |subs| {
+        subs.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|lag| (lag.partner.clone(), lag.cursor.load(Ordering::Relaxed)))
+            .collect()
+    })
 }
 
 fn register_gauges() {

@@ -890,6 +890,7 @@ impl AdminService for Api {
             let mut v = Violations::new();
             let id = v.field("consent_id", ConsentId::parse(&req.consent_id));
             let channel = v.field("channel", free_text(&req.channel, 64));
+            let note = v.field("note", free_text(&req.note, 500));
             if req.channel.trim().is_empty() {
                 v.push(
                     "channel",
@@ -898,12 +899,20 @@ impl AdminService for Api {
             }
             let request_id = request_id(&req.request_id, &mut v);
             v.finish()?;
-            let (Some(id), Some(channel), Some(request_id)) = (id, channel, request_id) else {
+            let (Some(id), Some(channel), Some(note), Some(request_id)) =
+                (id, channel, note, request_id)
+            else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
-            let meta = Api::admin_withdraw_meta(&call, request_id, id);
+            let mut meta = Api::admin_withdraw_meta(&call, request_id, id);
+            if !note.is_empty() {
+                for entry in &mut meta.audit {
+                    entry.detail = format!("{} ({note})", entry.detail);
+                }
+            }
+            // Recorded in the consent's history under the administrator's own name.
             let (_, redactions) = self
-                .withdraw(id, channel, "admin".into(), "admin".into(), &meta)
+                .withdraw(id, channel, "admin".into(), call.name.clone(), &meta)
                 .await?;
             Ok(pb::WithdrawPersonConsentResponse {
                 redacted_partners: redactions.iter().map(|r| r.partner.to_string()).collect(),
@@ -1269,5 +1278,273 @@ impl AdminService for Api {
             })
         })
         .await
+    }
+
+    async fn dry_run_rules(
+        &self,
+        request: Request<pb::DryRunRulesRequest>,
+    ) -> Result<Response<pb::DryRunRulesResponse>, Status> {
+        self.admin_call("DryRunRules", request, |call, req| async move {
+            if let Err(errors) = self.gate.engine.validate(&req.text) {
+                return Ok(pb::DryRunRulesResponse {
+                    valid: false,
+                    errors: rule_errors(errors),
+                    ..Default::default()
+                });
+            }
+            let most = match req.max_persons_per_partner {
+                0 => 1_000,
+                n if (1..=20_000).contains(&n) => n as u32,
+                _ => {
+                    return Err(Error::invalid(
+                        "max_persons_per_partner",
+                        "between 1 and 20,000 (0: 1,000)",
+                    ));
+                }
+            };
+            let agent = AgentId::system();
+            let mut changes = Vec::new();
+            let mut considered = 0i32;
+            let mut truncated = false;
+            let mut partners: Vec<_> = self.partner_names().await?.into_values().collect();
+            partners.sort_by(|a, b| a.id.cmp(&b.id));
+            for partner in &partners {
+                let persons = self.store.persons_linked_to(&partner.id, most + 1).await?;
+                truncated |= persons.len() > most as usize;
+                let mut facts = Vec::new();
+                for person in persons.into_iter().take(most as usize) {
+                    facts.push(self.gate.facts(partner, person).await?);
+                }
+                considered += facts.len() as i32;
+                let mut keys = Vec::new();
+                let mut requests = Vec::new();
+                let pairs: Vec<(DataCategory, crate::domain::Purpose)> = DataCategory::ALL
+                    .into_iter()
+                    .flat_map(|c| crate::domain::Purpose::ALL.into_iter().map(move |p| (c, p)))
+                    .collect();
+                for f in &facts {
+                    for (index, &(category, purpose)) in pairs.iter().enumerate() {
+                        {
+                            let subject = Subject {
+                                category,
+                                code: None,
+                                theme: None,
+                            };
+                            let coverage = coverage(
+                                &f.consents,
+                                &f.mandates,
+                                partner,
+                                &agent,
+                                &subject,
+                                purpose,
+                                f.now,
+                            );
+                            keys.push(index);
+                            requests.push(DecisionRequest {
+                                partner,
+                                agent: &agent,
+                                action: Action::Read,
+                                subject,
+                                purpose,
+                                relation: f.relation,
+                                coverage,
+                                alert_plan: f.alert_plan,
+                                self_grant: false,
+                            });
+                        }
+                    }
+                }
+                let candidate = match self.gate.engine.dry_run(&req.text, &requests) {
+                    Ok(c) => c,
+                    Err(errors) => {
+                        return Ok(pb::DryRunRulesResponse {
+                            valid: false,
+                            errors: rule_errors(errors),
+                            ..Default::default()
+                        });
+                    }
+                };
+                let mut counts = vec![(0i32, 0i32); pairs.len()];
+                for ((key, r), after) in keys.iter().zip(&requests).zip(&candidate) {
+                    let before = self.gate.engine.decide(r).allowed;
+                    let entry = &mut counts[*key];
+                    match (before, after.allowed) {
+                        (false, true) => entry.0 += 1,
+                        (true, false) => entry.1 += 1,
+                        _ => {}
+                    }
+                }
+                for (&(category, purpose), (gained, lost)) in pairs.iter().zip(counts) {
+                    if gained > 0 || lost > 0 {
+                        changes.push(pb::AccessChange {
+                            partner: partner.id.to_string(),
+                            category: category.as_str().to_string(),
+                            purpose: convert::purpose_to_pb(purpose) as i32,
+                            gained,
+                            lost,
+                        });
+                    }
+                }
+            }
+            // Facts of real persons were read, for counts only: one entry, naming no person.
+            let mut entry = call.entry();
+            entry.detail = format!(
+                "dry run of candidate rules over {considered} linked persons (counts only)"
+            );
+            self.store.record_access(vec![entry], vec![]).await?;
+            Ok(pb::DryRunRulesResponse {
+                valid: true,
+                errors: vec![],
+                changes,
+                persons_considered: considered,
+                truncated,
+            })
+        })
+        .await
+    }
+
+    async fn add_console_account(
+        &self,
+        request: Request<pb::AddConsoleAccountRequest>,
+    ) -> Result<Response<pb::AddConsoleAccountResponse>, Status> {
+        self.admin_call("AddConsoleAccount", request, |call, req| async move {
+            use crate::console::account;
+            let mut v = Violations::new();
+            if let Err(e) = account::check_name(&req.name) {
+                v.push("name", e);
+            }
+            let full_name = v.field("full_name", free_text(&req.full_name, 200));
+            if req.full_name.trim().is_empty() {
+                v.push(
+                    "full_name",
+                    "required: the person's name, as the audit shows it",
+                );
+            }
+            let role = match account::Role::from_pb(req.role) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    v.push("role", e);
+                    None
+                }
+            };
+            if let Err(e) = account::check_password(&req.password) {
+                v.push("password", e);
+            }
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let (Some(full_name), Some(role), Some(request_id)) = (full_name, role, request_id)
+            else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let secret = account::new_totp_secret()?;
+            let hash = account::hash_password(&req.password)?;
+            let record = crate::store::ConsoleAccount {
+                name: req.name.clone(),
+                role: role.as_str().into(),
+                full_name,
+                password_hash: hash,
+                totp_secret: secret.clone(),
+                created_at: call.at(),
+                disabled_at: None,
+                failures: 0,
+                locked_until: crate::domain::Timestamp::from_micros(0),
+                last_totp_step: 0,
+                last_login_at: None,
+            };
+            let meta = call.meta(
+                request_id,
+                format!("console account {} added, role {}", req.name, role.as_str()),
+            );
+            self.store.add_console_account(record, &meta).await?;
+            let stored = self
+                .store
+                .console_account(&req.name)
+                .await?
+                .ok_or_else(|| Error::Internal("account not stored".into()))?;
+            if stored.totp_secret != secret {
+                // A retry of the same request: the secret was given the first time only.
+                return Err(Error::AlreadyExists(format!(
+                    "console account `{}` exists; its TOTP secret was given when it was made",
+                    req.name
+                )));
+            }
+            Ok(pb::AddConsoleAccountResponse {
+                account: Some(console_account_pb(&stored)),
+                totp_uri: account::totp_uri(&secret, &req.name),
+                totp_secret: secret,
+            })
+        })
+        .await
+    }
+
+    async fn list_console_accounts(
+        &self,
+        request: Request<pb::ListConsoleAccountsRequest>,
+    ) -> Result<Response<pb::ListConsoleAccountsResponse>, Status> {
+        self.admin_call("ListConsoleAccounts", request, |_call, _req| async move {
+            let accounts = self.store.console_accounts().await?;
+            Ok(pb::ListConsoleAccountsResponse {
+                accounts: accounts.iter().map(console_account_pb).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn set_console_account_disabled(
+        &self,
+        request: Request<pb::SetConsoleAccountDisabledRequest>,
+    ) -> Result<Response<pb::SetConsoleAccountDisabledResponse>, Status> {
+        self.admin_call(
+            "SetConsoleAccountDisabled",
+            request,
+            |call, req| async move {
+                let mut v = Violations::new();
+                let request_id = request_id(&req.request_id, &mut v);
+                v.finish()?;
+                let Some(request_id) = request_id else {
+                    return Err(Error::Internal("validated fields missing".into()));
+                };
+                let meta = call.meta(
+                    request_id,
+                    format!(
+                        "console account {} {}",
+                        req.name,
+                        if req.disabled { "disabled" } else { "enabled" }
+                    ),
+                );
+                if !self
+                    .store
+                    .set_console_account_disabled(&req.name, req.disabled, &meta)
+                    .await?
+                {
+                    return Err(Error::not_found("console account", &req.name));
+                }
+                let stored = self
+                    .store
+                    .console_account(&req.name)
+                    .await?
+                    .ok_or_else(|| Error::not_found("console account", &req.name))?;
+                Ok(pb::SetConsoleAccountDisabledResponse {
+                    account: Some(console_account_pb(&stored)),
+                })
+            },
+        )
+        .await
+    }
+}
+
+fn console_account_pb(a: &crate::store::ConsoleAccount) -> pb::ConsoleAccount {
+    let role = crate::console::account::Role::parse(&a.role)
+        .map_or(pb::ConsoleRole::Unspecified, |r| r.to_pb());
+    pb::ConsoleAccount {
+        name: a.name.clone(),
+        full_name: a.full_name.clone(),
+        role: role as i32,
+        created_at: convert::timestamp(a.created_at),
+        disabled_at: a.disabled_at.and_then(convert::timestamp),
+        locked_until: (a.locked_until.micros() > 0)
+            .then_some(a.locked_until)
+            .and_then(convert::timestamp),
+        last_login_at: a.last_login_at.and_then(convert::timestamp),
     }
 }

@@ -7,7 +7,7 @@ use crate::pki::{Bundle, new_key_and_csr};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use relais_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -56,6 +56,10 @@ enum AdminCommand {
     /// own name.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Accounts of the administrators' console: a named person, a role (administrateur, dpo,
+    /// operateur), a password and a TOTP second factor.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Trigger or end the préfet's alert plan.
     AlertPlan {
         #[arg(long, conflicts_with = "end")]
@@ -119,6 +123,40 @@ enum PersonCommand {
 }
 
 #[derive(Subcommand)]
+enum AccountCommand {
+    /// Make a console account. The password is read from --password-file, or else from the
+    /// first line of standard input; the TOTP secret is printed once, to put in an
+    /// authenticator application.
+    Add {
+        /// The account's login: lowercase letters, digits, `.`, `_`, `-` (e.g. m.dupont).
+        #[arg(long)]
+        name: String,
+        /// The person's name, as the console and the audit show it.
+        #[arg(long)]
+        full_name: String,
+        /// administrateur (everything), dpo (consents, audit, reports, withdrawals on request)
+        /// or operateur (partners and certificates).
+        #[arg(long)]
+        role: String,
+        /// A file holding the password (at least 12 characters) on its first line.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// The console accounts, with their role and state.
+    List,
+    /// Disable an account: its sessions end at once.
+    Disable {
+        #[arg(long)]
+        name: String,
+    },
+    /// Enable an account again (and clear its lockout after failed log-ins).
+    Enable {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum IdentityCommand {
     /// Make a named administrator's identity bundle (the key is made here).
     Add {
@@ -166,6 +204,9 @@ enum ConsentCommand {
         /// How the person asked: courrier, telephone, guichet…
         #[arg(long)]
         channel: String,
+        /// A note kept in the audit (the letter's reference, who took the call).
+        #[arg(long, default_value = "")]
+        note: String,
     },
 }
 
@@ -680,6 +721,7 @@ async fn other(
                 r.revoked
             );
         }
+        AdminCommand::Account(cmd) => account(client, json, cmd).await?,
         AdminCommand::Identity(IdentityCommand::List) => {
             let r = client
                 .list_administrators(pb::ListAdministratorsRequest {})
@@ -723,11 +765,16 @@ async fn other(
                 .await?;
             println!("flag retracted");
         }
-        AdminCommand::Consent(ConsentCommand::Withdraw { consent, channel }) => {
+        AdminCommand::Consent(ConsentCommand::Withdraw {
+            consent,
+            channel,
+            note,
+        }) => {
             let r = client
                 .withdraw_person_consent(pb::WithdrawPersonConsentRequest {
                     consent_id: consent,
                     channel,
+                    note,
                     request_id: request_id(),
                 })
                 .await?
@@ -1380,6 +1427,141 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     format!(" (partner {})", r.partner_id)
                 }
             );
+        }
+    }
+    Ok(())
+}
+
+fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password from {}", path.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or("").to_string();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password given: put it in --password-file, or on the first line of standard input"
+    );
+    Ok(password)
+}
+
+fn account_line(a: &pb::ConsoleAccount) -> String {
+    let role = pb::ConsoleRole::try_from(a.role)
+        .map(|r| {
+            r.as_str_name()
+                .trim_start_matches("CONSOLE_ROLE_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let state = if a.disabled_at.is_some() {
+        format!("disabled {}", timestamp(&a.disabled_at))
+    } else if a.locked_until.is_some() {
+        format!("locked until {}", timestamp(&a.locked_until))
+    } else {
+        "active".into()
+    };
+    format!("{:<24} {:<15} {:<32} {state}", a.name, role, a.full_name)
+}
+
+fn account_json(a: &pb::ConsoleAccount) -> serde_json::Value {
+    serde_json::json!({
+        "name": a.name,
+        "full_name": a.full_name,
+        "role": pb::ConsoleRole::try_from(a.role)
+            .map(|r| r.as_str_name().trim_start_matches("CONSOLE_ROLE_").to_lowercase())
+            .unwrap_or_default(),
+        "created_at": timestamp(&a.created_at),
+        "disabled_at": timestamp(&a.disabled_at),
+        "locked_until": timestamp(&a.locked_until),
+        "last_login_at": timestamp(&a.last_login_at),
+    })
+}
+
+async fn account(
+    client: &mut AdminServiceClient<tonic::transport::Channel>,
+    json: bool,
+    cmd: AccountCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Add {
+            name,
+            full_name,
+            role,
+            password_file,
+        } => {
+            let role = crate::console::account::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let password = read_password(password_file.as_deref())?;
+            let r = client
+                .add_console_account(pb::AddConsoleAccountRequest {
+                    name: name.clone(),
+                    full_name,
+                    role: role.to_pb() as i32,
+                    password,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                let mut v = r.account.as_ref().map(account_json).unwrap_or_default();
+                v["totp_secret"] = r.totp_secret.clone().into();
+                v["totp_uri"] = r.totp_uri.clone().into();
+                println!("{v}");
+            } else {
+                println!("console account `{name}` made ({}).", role.as_str());
+                println!(
+                    "TOTP secret (shown once; put it in an authenticator application): {}",
+                    r.totp_secret
+                );
+                println!("or as a URI (for a QR code): {}", r.totp_uri);
+            }
+        }
+        AccountCommand::List => {
+            let r = client
+                .list_console_accounts(pb::ListConsoleAccountsRequest {})
+                .await?
+                .into_inner();
+            if json {
+                let list: Vec<_> = r.accounts.iter().map(account_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                println!("{:<24} {:<15} {:<32} STATE", "NAME", "ROLE", "FULL NAME");
+                for a in &r.accounts {
+                    println!("{}", account_line(a));
+                }
+            }
+        }
+        AccountCommand::Disable { name } => set_disabled(client, json, name, true).await?,
+        AccountCommand::Enable { name } => set_disabled(client, json, name, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_disabled(
+    client: &mut AdminServiceClient<tonic::transport::Channel>,
+    json: bool,
+    name: String,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let r = client
+        .set_console_account_disabled(pb::SetConsoleAccountDisabledRequest {
+            name,
+            disabled,
+            request_id: request_id(),
+        })
+        .await?
+        .into_inner();
+    if let Some(a) = r.account {
+        if json {
+            println!("{}", account_json(&a));
+        } else {
+            println!("{}", account_line(&a));
         }
     }
     Ok(())

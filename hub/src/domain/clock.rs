@@ -55,6 +55,19 @@ impl fmt::Display for Timestamp {
 /// Shown to people in Europe/Paris time: UTC+1, UTC+2 in summer (EU rule: from the last
 /// Sunday of March to the last Sunday of October, at 01:00 UTC).
 pub fn paris(t: Timestamp) -> String {
+    let local = t.to_offset() + time::Duration::hours(paris_offset_hours(t));
+    format!(
+        "{:02}/{:02}/{} à {:02}h{:02}",
+        local.day(),
+        u8::from(local.month()),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
+/// Hours Paris is ahead of UTC at `t`: 2 in summer, else 1.
+fn paris_offset_hours(t: Timestamp) -> i64 {
     use time::{Month, Weekday};
     let utc = t.to_offset();
     let last_sunday = |month: Month| {
@@ -66,16 +79,7 @@ pub fn paris(t: Timestamp) -> String {
         d.with_hms(1, 0, 0).map(|dt| dt.assume_utc()).unwrap_or(utc)
     };
     let summer = utc >= last_sunday(Month::March) && utc < last_sunday(Month::October);
-    let offset = if summer { 2 } else { 1 };
-    let local = utc + time::Duration::hours(offset);
-    format!(
-        "{:02}/{:02}/{} à {:02}h{:02}",
-        local.day(),
-        u8::from(local.month()),
-        local.year(),
-        local.hour(),
-        local.minute()
-    )
+    if summer { 2 } else { 1 }
 }
 
 /// Where "now" comes from.
@@ -149,6 +153,14 @@ impl Day {
             )));
         }
         Ok(day)
+    }
+
+    /// Midnight of this day in Paris.
+    pub fn start_paris(self) -> Timestamp {
+        let midnight_utc = Timestamp::from_offset(self.0.midnight().assume_utc());
+        Timestamp::from_micros(
+            midnight_utc.micros() - paris_offset_hours(midnight_utc) * 3_600_000_000,
+        )
     }
 
     /// `days` later (or earlier, when negative), kept within the years a day may have.

@@ -77,6 +77,45 @@ pub struct Rules {
     set: PolicySet,
 }
 
+/// One rule in force, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSummary {
+    pub id: String,
+    /// `permit` or `forbid`.
+    pub effect: &'static str,
+    pub reason: String,
+}
+
+impl Rules {
+    /// Each rule's `@id`, effect and `@reason`, in the order of the text.
+    pub fn summaries(&self) -> Vec<RuleSummary> {
+        let mut out: Vec<(usize, RuleSummary)> = self
+            .set
+            .policies()
+            .map(|p| {
+                let id = p.id().to_string();
+                let at = self
+                    .text
+                    .find(&format!("@id(\"{id}\")"))
+                    .unwrap_or(usize::MAX);
+                (
+                    at,
+                    RuleSummary {
+                        effect: match p.effect() {
+                            cedar_policy::Effect::Permit => "permit",
+                            cedar_policy::Effect::Forbid => "forbid",
+                        },
+                        reason: p.annotation("reason").unwrap_or_default().to_string(),
+                        id,
+                    },
+                )
+            })
+            .collect();
+        out.sort_by_key(|(at, _)| *at);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
 pub struct Engine {
     schema: Schema,
     active: RwLock<Arc<Rules>>,

@@ -230,6 +230,47 @@ pub struct ReferralFilter {
     pub overdue_on: Option<crate::domain::Day>,
 }
 
+/// An account of the administrators' console: a named person, their role, an argon2 hash of
+/// their password and their TOTP secret (base32).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleAccount {
+    pub name: String,
+    pub role: String,
+    pub full_name: String,
+    pub password_hash: String,
+    pub totp_secret: String,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
+    /// Failed log-ins in a row.
+    pub failures: u32,
+    /// Refused until then after too many failures.
+    pub locked_until: Timestamp,
+    /// The TOTP time step last used: a code is accepted once.
+    pub last_totp_step: i64,
+    pub last_login_at: Option<Timestamp>,
+}
+
+/// A console session (the cookie holds the token; the store only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub account: String,
+    /// The CSRF token every form of the session carries.
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub seen_at: Timestamp,
+}
+
+/// A search in the audit log, newest first: by time, by person (indexed), then page by page.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub person: Option<PersonId>,
+    /// Entries before this sequence number (the next page).
+    pub before_seq: Option<u64>,
+    pub limit: u32,
+}
+
 /// A change to an existing aggregate, decided by the domain once the current value is read
 /// inside the write transaction.
 pub type Update<T, R = T> = Box<dyn FnOnce(T) -> Result<R> + Send>;
@@ -462,6 +503,53 @@ pub trait Store: Send + Sync + 'static {
     /// Removes entries older than `before`, keeping the chain verifiable from the last one
     /// removed. Returns how many were removed.
     async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
+
+    /// Audit entries matching `query`, newest first.
+    async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<StoredEntry>>;
+
+    // The administrators' console.
+    /// Adds an account (audited); `AlreadyExists` when the name is taken.
+    async fn add_console_account(&self, account: ConsoleAccount, meta: &WriteMeta) -> Result<()>;
+    async fn console_account(&self, name: &str) -> Result<Option<ConsoleAccount>>;
+    async fn console_accounts(&self) -> Result<Vec<ConsoleAccount>>;
+    /// Disables (or enables again) an account, ending its sessions; false when there is none.
+    async fn set_console_account_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        meta: &WriteMeta,
+    ) -> Result<bool>;
+    /// Counts a failed log-in, atomically; locks the account until `lock_until` at
+    /// `max_failures`. Returns the failures in a row and the lock's end.
+    async fn console_login_failed(
+        &self,
+        name: &str,
+        max_failures: u32,
+        lock_until: Timestamp,
+    ) -> Result<(u32, Timestamp)>;
+    /// Records a successful log-in with the TOTP step it used; false (and nothing changed)
+    /// when that step, or a later one, was already used: a code works once.
+    async fn console_login_succeeded(
+        &self,
+        name: &str,
+        totp_step: i64,
+        at: Timestamp,
+    ) -> Result<bool>;
+    async fn put_console_session(&self, token_hash: &str, session: &ConsoleSession) -> Result<()>;
+    async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>>;
+    async fn touch_console_session(&self, token_hash: &str, at: Timestamp) -> Result<()>;
+    /// Ends one session, or with `None` every session that was idle since before `idle_before`
+    /// or opened before `opened_before`.
+    async fn end_console_sessions(
+        &self,
+        token_hash: Option<&str>,
+        idle_before: Timestamp,
+        opened_before: Timestamp,
+    ) -> Result<u64>;
+    /// Consent records awaiting an administrator's countersignature, at most `limit`.
+    async fn pending_countersignatures(&self, limit: u32) -> Result<Vec<Consent>>;
+    /// Persons a partner has linked (for dry runs over the current data), at most `limit`.
+    async fn persons_linked_to(&self, partner: &PartnerId, limit: u32) -> Result<Vec<PersonId>>;
 
     // Access rules and settings.
     async fn setting_versions(&self, setting: Setting) -> Result<Vec<RulesVersion>>;

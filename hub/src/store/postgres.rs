@@ -109,6 +109,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mandate holders",
         include_str!("../../migrations/postgres/0007_mandate_holders.sql"),
     ),
+    (
+        8,
+        "console accounts",
+        include_str!("../../migrations/postgres/0008_console_accounts.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

@@ -31,7 +31,7 @@ macro_rules! sql_store {
         use crate::error::{Error, Result};
         use crate::store::{
             AlertPlan, CaseFilter, Direction, Expiries, LinkOutcome, LinkResult, LinkTarget, Principal,
-            Audience, PrincipalCache, ReferralFilter, Relation, RulesVersion, Setting, Store, Update, WriteMeta,
+            Audience, AuditQuery, ConsoleAccount, ConsoleSession, PrincipalCache, ReferralFilter, Relation, RulesVersion, Setting, Store, Update, WriteMeta,
         };
         use async_trait::async_trait;
         use futures::future::BoxFuture;
@@ -43,6 +43,26 @@ macro_rules! sql_store {
         use tokio::sync::{mpsc, oneshot, watch};
 
         type Conn = $conn;
+
+        type ConsoleRow = (String, String, String, String, String, i64, Option<i64>, i64, i64, i64, Option<i64>);
+        const CONSOLE_SELECT_ONE: &str = "SELECT name, role, full_name, password_hash, totp_secret, created_at, disabled_at, failures, locked_until, last_totp_step, last_login_at FROM console_accounts WHERE name = $1";
+        const CONSOLE_SELECT_ALL: &str = "SELECT name, role, full_name, password_hash, totp_secret, created_at, disabled_at, failures, locked_until, last_totp_step, last_login_at FROM console_accounts ORDER BY name";
+
+        fn console_account(r: ConsoleRow) -> ConsoleAccount {
+            ConsoleAccount {
+                name: r.0,
+                role: r.1,
+                full_name: r.2,
+                password_hash: r.3,
+                totp_secret: r.4,
+                created_at: Timestamp::from_micros(r.5),
+                disabled_at: r.6.map(Timestamp::from_micros),
+                failures: r.7 as u32,
+                locked_until: Timestamp::from_micros(r.8),
+                last_totp_step: r.9,
+                last_login_at: r.10.map(Timestamp::from_micros),
+            }
+        }
         type Value = Box<dyn Any + Send>;
         type Op = Box<
             dyn for<'c> FnOnce(&'c mut Conn) -> BoxFuture<'c, Result<(Value, Option<i64>)>>
@@ -2398,6 +2418,262 @@ macro_rules! sql_store {
                         hash,
                     })
                     .collect())
+            }
+
+            async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<StoredEntry>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let mut q = QueryBuilder::<$db>::new("SELECT seq, doc, prev_hash, hash FROM audit WHERE 1 = 1");
+                if let Some(from) = query.from {
+                    q.push(" AND at >= ").push_bind(from.micros());
+                }
+                if let Some(to) = query.to {
+                    q.push(" AND at < ").push_bind(to.micros());
+                }
+                if let Some(person) = query.person {
+                    q.push(" AND person_id = ").push_bind(person.to_string());
+                }
+                if let Some(before) = query.before_seq {
+                    q.push(" AND seq < ").push_bind(before as i64);
+                }
+                q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
+                let rows: Vec<(i64, String, String, String)> =
+                    q.build_query_as().fetch_all(&self.read).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, doc, prev_hash, hash)| StoredEntry {
+                        seq: seq as u64,
+                        doc,
+                        prev_hash,
+                        hash,
+                    })
+                    .collect())
+            }
+
+            async fn add_console_account(&self, account: ConsoleAccount, meta: &WriteMeta) -> Result<()> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                self.idempotent(meta, move |conn, _meta| {
+                    Box::pin(async move {
+                        let taken: Option<(String,)> =
+                            sqlx::query_as("SELECT name FROM console_accounts WHERE name = $1")
+                                .bind(&account.name)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        if taken.is_some() {
+                            return Err(Error::AlreadyExists(format!(
+                                "there is already a console account `{}`",
+                                account.name
+                            )));
+                        }
+                        sqlx::query(
+                            "INSERT INTO console_accounts
+                             (name, role, full_name, password_hash, totp_secret, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(&account.name)
+                        .bind(&account.role)
+                        .bind(&account.full_name)
+                        .bind(&account.password_hash)
+                        .bind(&account.totp_secret)
+                        .bind(account.created_at.micros())
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn console_account(&self, name: &str) -> Result<Option<ConsoleAccount>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let row: Option<ConsoleRow> = sqlx::query_as(CONSOLE_SELECT_ONE)
+                    .bind(name)
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(row.map(console_account))
+            }
+
+            async fn console_accounts(&self) -> Result<Vec<ConsoleAccount>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let rows: Vec<ConsoleRow> = sqlx::query_as(CONSOLE_SELECT_ALL)
+                    .fetch_all(&self.read)
+                    .await?;
+                Ok(rows.into_iter().map(console_account).collect())
+            }
+
+            async fn set_console_account_disabled(&self, name: &str, disabled: bool, meta: &WriteMeta) -> Result<bool> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let name = name.to_string();
+                self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        let changed = sqlx::query(
+                            "UPDATE console_accounts SET disabled_at = $1, failures = 0, locked_until = 0 WHERE name = $2",
+                        )
+                        .bind(disabled.then_some(meta.at.micros()))
+                        .bind(&name)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                        if disabled {
+                            sqlx::query("DELETE FROM console_sessions WHERE account = $1")
+                                .bind(&name)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok((changed > 0, None))
+                    })
+                })
+                .await
+            }
+
+            async fn console_login_failed(&self, name: &str, max_failures: u32, lock_until: Timestamp) -> Result<(u32, Timestamp)> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let name = name.to_string();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let row: Option<(i64, i64)> = sqlx::query_as(
+                            "UPDATE console_accounts SET failures = failures + 1,
+                               locked_until = CASE WHEN failures + 1 >= $2 THEN $3 ELSE locked_until END
+                             WHERE name = $1 RETURNING failures, locked_until",
+                        )
+                        .bind(&name)
+                        .bind(i64::from(max_failures))
+                        .bind(lock_until.micros())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        let (failures, until) = row.unwrap_or((0, 0));
+                        Ok(((failures as u32, Timestamp::from_micros(until)), None))
+                    })
+                })
+                .await
+            }
+
+            async fn console_login_succeeded(&self, name: &str, totp_step: i64, at: Timestamp) -> Result<bool> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let name = name.to_string();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let changed = sqlx::query(
+                            "UPDATE console_accounts SET failures = 0, locked_until = 0,
+                               last_totp_step = $2, last_login_at = $3
+                             WHERE name = $1 AND last_totp_step < $2",
+                        )
+                        .bind(&name)
+                        .bind(totp_step)
+                        .bind(at.micros())
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                        Ok((changed > 0, None))
+                    })
+                })
+                .await
+            }
+
+            async fn put_console_session(&self, token_hash: &str, session: &ConsoleSession) -> Result<()> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let token_hash = token_hash.to_string();
+                let session = session.clone();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO console_sessions (token_hash, account, csrf, created_at, seen_at)
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(&token_hash)
+                        .bind(&session.account)
+                        .bind(&session.csrf)
+                        .bind(session.created_at.micros())
+                        .bind(session.seen_at.micros())
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn console_session(&self, token_hash: &str) -> Result<Option<ConsoleSession>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let row: Option<(String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT account, csrf, created_at, seen_at FROM console_sessions WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(row.map(|(account, csrf, created_at, seen_at)| ConsoleSession {
+                    account,
+                    csrf,
+                    created_at: Timestamp::from_micros(created_at),
+                    seen_at: Timestamp::from_micros(seen_at),
+                }))
+            }
+
+            async fn touch_console_session(&self, token_hash: &str, at: Timestamp) -> Result<()> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let token_hash = token_hash.to_string();
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query("UPDATE console_sessions SET seen_at = $1 WHERE token_hash = $2")
+                            .bind(at.micros())
+                            .bind(&token_hash)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(((), None))
+                    })
+                })
+                .await
+            }
+
+            async fn end_console_sessions(&self, token_hash: Option<&str>, idle_before: Timestamp, opened_before: Timestamp) -> Result<u64> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let token_hash = token_hash.map(str::to_string);
+                self.write(move |conn| {
+                    Box::pin(async move {
+                        let ended = match token_hash {
+                            Some(hash) => sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+                                .bind(&hash)
+                                .execute(&mut *conn)
+                                .await?,
+                            None => sqlx::query("DELETE FROM console_sessions WHERE seen_at < $1 OR created_at < $2")
+                                .bind(idle_before.micros())
+                                .bind(opened_before.micros())
+                                .execute(&mut *conn)
+                                .await?,
+                        };
+                        Ok((ended.rows_affected(), None))
+                    })
+                })
+                .await
+            }
+
+            async fn pending_countersignatures(&self, limit: u32) -> Result<Vec<Consent>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                // The record's JSON holds `"countersignature":{"at":null,...}` while it waits.
+                let rows = sqlx::query_as(
+                    "SELECT doc FROM consents WHERE doc LIKE '%\"countersignature\":{\"at\":null%' ORDER BY id LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                let consents: Vec<Consent> = docs(rows)?;
+                Ok(consents
+                    .into_iter()
+                    .filter(|c| c.withdrawal.is_none() && c.countersignature.as_ref().is_some_and(|s| s.at.is_none()))
+                    .collect())
+            }
+
+            async fn persons_linked_to(&self, partner: &PartnerId, limit: u32) -> Result<Vec<PersonId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT DISTINCT person_id FROM person_links WHERE partner_id = $1 ORDER BY person_id LIMIT $2",
+                )
+                .bind(partner.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(id,)| PersonId::parse(&id).map_err(|e| Error::Internal(format!("stored person id: {e}"))))
+                    .collect()
             }
 
             async fn audit_anchor(&self) -> Result<Anchor> {

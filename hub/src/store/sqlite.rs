@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mandate holders",
         include_str!("../../migrations/sqlite/0007_mandate_holders.sql"),
     ),
+    (
+        8,
+        "console accounts",
+        include_str!("../../migrations/sqlite/0008_console_accounts.sql"),
+    ),
 ];
 
 impl MigrationSource<'static> for Embedded {

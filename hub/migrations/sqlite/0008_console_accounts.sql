@@ -1,0 +1,24 @@
+-- The administrators' console: named accounts (argon2 password hash, TOTP secret, role) and
+-- their sessions (only a hash of each session token is kept).
+CREATE TABLE console_accounts (
+    name            TEXT PRIMARY KEY,
+    role            TEXT NOT NULL,
+    full_name       TEXT NOT NULL,
+    password_hash   TEXT NOT NULL,
+    totp_secret     TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    disabled_at     INTEGER,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    locked_until    INTEGER NOT NULL DEFAULT 0,
+    last_totp_step  INTEGER NOT NULL DEFAULT 0,
+    last_login_at   INTEGER
+) STRICT;
+
+CREATE TABLE console_sessions (
+    token_hash  TEXT PRIMARY KEY,
+    account     TEXT NOT NULL REFERENCES console_accounts (name),
+    csrf        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    seen_at     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_sessions_account ON console_sessions (account);

@@ -1,0 +1,370 @@
+//! Log-in, sessions and CSRF. The session cookie (`__Host-relais`) holds a random token; the
+//! store keeps only its SHA-256, with the session's CSRF token. The log-in form carries a token
+//! matched against a cookie of its own (`__Host-relais-login`), so a page elsewhere cannot log
+//! a browser in under another account.
+
+use super::Console;
+use super::account::{self, Actor, Role};
+use crate::audit::AuditEntry;
+use crate::domain::Timestamp;
+use crate::store::ConsoleSession;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+pub const COOKIE: &str = "__Host-relais";
+pub const LOGIN_COOKIE: &str = "__Host-relais-login";
+
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    hex::encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let age = max_age.map_or(String::new(), |s| format!("; Max-Age={s}"));
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}"
+    ))
+    .expect("a cookie header")
+}
+
+fn now(console: &Console) -> Timestamp {
+    console.api.clock.now()
+}
+
+/// The signed-in account of a request, with its session.
+#[derive(Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub full_name: String,
+    pub csrf: String,
+    pub token_hash: String,
+}
+
+impl Ctx {
+    /// Refuses an act the role does not allow (the AdminService checks its own methods too).
+    pub fn refusal(&self, act: &str) -> Option<Response> {
+        (!self.actor.role.allows(act)).then(|| super::pages::forbidden(self, act))
+    }
+}
+
+/// Why a request has no session: the browser is sent to the log-in page.
+pub struct NoSession;
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        Redirect::to("/connexion").into_response()
+    }
+}
+
+impl FromRequestParts<Arc<Console>> for Ctx {
+    type Rejection = NoSession;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookie(&parts.headers, COOKIE).ok_or(NoSession)?;
+        let hash = token_hash(&token);
+        let store = &console.api.store;
+        let session = store
+            .console_session(&hash)
+            .await
+            .ok()
+            .flatten()
+            .ok_or(NoSession)?;
+        let at = now(console);
+        let idle = console.config.session_idle_minutes as i64 * 60_000_000;
+        let max = console.config.session_max_hours as i64 * 3_600_000_000;
+        if at.micros() - session.seen_at.micros() > idle
+            || at.micros() - session.created_at.micros() > max
+        {
+            let _ = store.end_console_sessions(Some(&hash), at, at).await;
+            return Err(NoSession);
+        }
+        let account = store
+            .console_account(&session.account)
+            .await
+            .ok()
+            .flatten()
+            .ok_or(NoSession)?;
+        if account.disabled_at.is_some() {
+            return Err(NoSession);
+        }
+        let role = Role::parse(&account.role).map_err(|_| NoSession)?;
+        // One write a minute at most per session, not one per page.
+        if at.micros() - session.seen_at.micros() > 60_000_000 {
+            let _ = store.touch_console_session(&hash, at).await;
+        }
+        Ok(Ctx {
+            actor: Actor {
+                name: account.name,
+                role,
+            },
+            full_name: account.full_name,
+            csrf: session.csrf,
+            token_hash: hash,
+        })
+    }
+}
+
+/// A form posted by a signed-in account, its CSRF token checked before anything else. Every
+/// POST handler takes one: a form without the session's token is refused (403).
+pub struct Posted<T> {
+    pub ctx: Ctx,
+    pub form: T,
+}
+
+pub enum PostRejection {
+    NoSession,
+    Csrf,
+    Bad(String),
+}
+
+impl IntoResponse for PostRejection {
+    fn into_response(self) -> Response {
+        match self {
+            PostRejection::NoSession => NoSession.into_response(),
+            PostRejection::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Formulaire refusé : jeton anti-falsification (CSRF) absent ou périmé. Rechargez la page et recommencez.",
+            )
+                .into_response(),
+            PostRejection::Bad(why) => {
+                (StatusCode::BAD_REQUEST, format!("Formulaire illisible : {why}")).into_response()
+            }
+        }
+    }
+}
+
+/// Forms are small: 1 MiB covers the longest rule set.
+const MAX_FORM: usize = 1 << 20;
+
+impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
+    type Rejection = PostRejection;
+
+    async fn from_request(req: Request, console: &Arc<Console>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let ctx = Ctx::from_request_parts(&mut parts, console)
+            .await
+            .map_err(|_| PostRejection::NoSession)?;
+        let bytes = axum::body::to_bytes(body, MAX_FORM)
+            .await
+            .map_err(|_| PostRejection::Bad("trop long".into()))?;
+        let fields: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| PostRejection::Bad(e.to_string()))?;
+        let token = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if !same(token, &ctx.csrf) {
+            tracing::warn!(account = %ctx.actor.name, "console: a form without its CSRF token was refused");
+            return Err(PostRejection::Csrf);
+        }
+        let form =
+            serde_urlencoded::from_bytes(&bytes).map_err(|e| PostRejection::Bad(e.to_string()))?;
+        Ok(Posted { ctx, form })
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    pub login_token: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+pub enum Login {
+    /// Signed in: the new session's cookie token.
+    Ok(String),
+    Refused(String),
+}
+
+fn audit(console: &Console, name: &str, action: &str, detail: String) -> AuditEntry {
+    let mut entry = AuditEntry::new(now(console), "admin", name, format!("console:{action}"));
+    entry.detail = detail;
+    entry
+}
+
+/// Checks a log-in: the password (argon2, the same cost for an unknown name), the TOTP code
+/// (once per step), the lockout. Each attempt is audited.
+pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
+    let store = &console.api.store;
+    let at = now(console);
+    let refused = "Identifiant, mot de passe ou code incorrect.".to_string();
+    let name = form.name.trim().to_lowercase();
+    if account::check_name(&name).is_err() {
+        account::verify_password(&form.password, account::decoy_hash());
+        return Login::Refused(refused);
+    }
+    let found = match store.console_account(&name).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "console: reading an account");
+            return Login::Refused(
+                "Le hub ne peut pas lire les comptes pour l'instant : réessayez dans un moment."
+                    .into(),
+            );
+        }
+    };
+    let Some(found) = found else {
+        account::verify_password(&form.password, account::decoy_hash());
+        return Login::Refused(refused);
+    };
+    if found.locked_until > at {
+        let _ = store
+            .record_access(
+                vec![audit(
+                    console,
+                    &name,
+                    "login",
+                    "refused: account locked".into(),
+                )],
+                vec![],
+            )
+            .await;
+        return Login::Refused(format!(
+            "Compte verrouillé après trop d'essais : réessayez après {} (heure de Paris), ou demandez à un administrateur.",
+            crate::domain::clock::paris(found.locked_until)
+        ));
+    }
+    let password_ok = account::verify_password(&form.password, &found.password_hash);
+    let step = account::totp_step(&found.totp_secret, &form.code, at);
+    let accepted = match (password_ok, step, found.disabled_at) {
+        (true, Some(step), None) => store
+            .console_login_succeeded(&name, step, at)
+            .await
+            .unwrap_or(false),
+        _ => false,
+    };
+    if !accepted {
+        let lock_until = Timestamp::from_micros(
+            at.micros() + console.config.lockout_minutes as i64 * 60_000_000,
+        );
+        let (failures, until) = store
+            .console_login_failed(&name, console.config.max_failures, lock_until)
+            .await
+            .unwrap_or((0, Timestamp::from_micros(0)));
+        let why = if found.disabled_at.is_some() {
+            "account disabled"
+        } else if !password_ok {
+            "wrong password"
+        } else if step.is_none() {
+            "wrong code"
+        } else {
+            "code already used"
+        };
+        let _ = store
+            .record_access(
+                vec![audit(
+                    console,
+                    &name,
+                    "login",
+                    format!("refused: {why} ({failures} in a row)"),
+                )],
+                vec![],
+            )
+            .await;
+        if until > at {
+            return Login::Refused(format!(
+                "Compte verrouillé après {failures} essais : réessayez après {} (heure de Paris).",
+                crate::domain::clock::paris(until)
+            ));
+        }
+        return Login::Refused(refused);
+    }
+    let token = random_token();
+    let session = ConsoleSession {
+        account: name.clone(),
+        csrf: random_token(),
+        created_at: at,
+        seen_at: at,
+    };
+    if let Err(e) = store
+        .put_console_session(&token_hash(&token), &session)
+        .await
+    {
+        tracing::error!(error = %e, "console: storing a session");
+        return Login::Refused("La session n'a pas pu être ouverte : réessayez.".into());
+    }
+    let _ = store
+        .record_access(
+            vec![audit(console, &name, "login", "signed in".into())],
+            vec![],
+        )
+        .await;
+    Login::Ok(token)
+}
+
+pub async fn log_out(console: &Console, ctx: &Ctx) {
+    let at = now(console);
+    let store = &console.api.store;
+    let _ = store
+        .end_console_sessions(Some(&ctx.token_hash), at, at)
+        .await;
+    let _ = store
+        .record_access(
+            vec![audit(
+                console,
+                &ctx.actor.name,
+                "logout",
+                "signed out".into(),
+            )],
+            vec![],
+        )
+        .await;
+}
+
+/// Ends the sessions past their idle or absolute time.
+pub async fn sweep(console: &Console) {
+    let at = now(console).micros();
+    let idle = Timestamp::from_micros(at - console.config.session_idle_minutes as i64 * 60_000_000);
+    let opened =
+        Timestamp::from_micros(at - console.config.session_max_hours as i64 * 3_600_000_000);
+    let _ = console
+        .api
+        .store
+        .end_console_sessions(None, idle, opened)
+        .await;
+    // Bundles not downloaded within ten minutes are forgotten.
+    console
+        .bundles
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, b| b.made.elapsed() < std::time::Duration::from_secs(600));
+}
