@@ -2,6 +2,8 @@
 //! SQLite database in a temporary directory and real mTLS, and partners that talk to it through
 //! the generated clients.
 
+pub mod webdriver;
+
 use relais_hub::pki::Bundle;
 use relais_proto::v1::{
     self as pb, admin_service_client::AdminServiceClient, case_service_client::CaseServiceClient,
