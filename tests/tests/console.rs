@@ -602,13 +602,19 @@ async fn administrators_work_in_the_console_in_chromium() {
 
     // --- Lockout: five wrong passwords lock the account, even for the right one afterwards.
     let l = driver.session(&tools.chromium).await;
-    for _ in 0..5 {
+    for attempt in 1..=5 {
         l.goto(&format!("{base}/connexion")).await;
         l.fill("#name", "d.pons").await;
         l.fill("#password", "pas-le-bon-mot-de-passe").await;
         l.fill("#code", "000000").await;
         l.click("form[action='/connexion'] button").await;
-        l.wait_for_text("Connectez-vous").await;
+        // The answer to this attempt (not the form it was typed in).
+        l.wait_for_text(if attempt < 5 {
+            "mot de passe ou code incorrect"
+        } else {
+            "verrouillé après 5 essais"
+        })
+        .await;
     }
     log_in(&l, &base, "d.pons", &code(&dpo_secret, 1)).await;
     let text = l.wait_for_text("verrouillé").await;
