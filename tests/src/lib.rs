@@ -573,6 +573,23 @@ impl Partner {
             .map(|_| ())
     }
 
+    /// The next event of a subscription (within 10 s), skipping the hub's other messages.
+    pub async fn next_event(
+        stream: &mut tonic::Streaming<pb::SubscribeResponse>,
+    ) -> pb::ChangeEvent {
+        use futures::StreamExt;
+        loop {
+            let message = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .expect("an event arrives")
+                .expect("the stream is open")
+                .expect("no error");
+            if let Some(pb::subscribe_response::Payload::Event(e)) = message.payload {
+                return e;
+            }
+        }
+    }
+
     /// Opens a feed subscription after `after`.
     pub async fn subscribe(
         &self,

@@ -8,14 +8,12 @@
 //! `target/console-screenshots/` (and to `tests/screenshots/` with
 //! `RELAIS_UPDATE_SCREENSHOTS=1`, for the README).
 
-use futures::StreamExt;
 use relais_hub::console::account::totp_code;
 use relais_tests::proto::{self as pb, PartnerKind};
 use relais_tests::webdriver::{Browser, Driver, axe_script, chromedriver};
 use relais_tests::*;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
 
 struct Tools {
     chromium: PathBuf,
@@ -133,19 +131,6 @@ async fn csrf_of(b: &Browser) -> String {
     .to_string()
 }
 
-async fn next_event(stream: &mut tonic::Streaming<pb::SubscribeResponse>) -> pb::ChangeEvent {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("an event arrives")
-            .expect("the stream is open")
-            .expect("no error");
-        if let Some(pb::subscribe_response::Payload::Event(e)) = message.payload {
-            return e;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrators_work_in_the_console_in_chromium() {
     let tools = match tools() {
@@ -187,19 +172,10 @@ async fn administrators_work_in_the_console_in_chromium() {
         &[pb::Purpose::Orientation],
     )
     .await;
-    let mut asso_feed = asso
-        .sync
-        .clone()
-        .subscribe(pb::SubscribeRequest {
-            context: ctx(),
-            after_position: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut asso_feed = asso.subscribe(0).await.unwrap();
     bus.raise("B1", "SANS_INTERNET").await;
     assert_eq!(
-        next_event(&mut asso_feed).await.kind,
+        Partner::next_event(&mut asso_feed).await.kind,
         pb::ChangeKind::FlagRaised as i32
     );
 
@@ -353,7 +329,7 @@ async fn administrators_work_in_the_console_in_chromium() {
     b.click(&format!("{form} button")).await;
     let text = b.wait_for_text("Consentement retiré").await;
     assert!(text.contains("asso-mediation"), "{text}");
-    let redaction = next_event(&mut asso_feed).await;
+    let redaction = Partner::next_event(&mut asso_feed).await;
     assert_eq!(
         redaction.kind,
         pb::ChangeKind::Redacted as i32,

@@ -922,6 +922,20 @@ async fn partner_page(
     })
 }
 
+/// The partner's page after an act: its outcome above, as a notice or the hub's refusal.
+async fn after_act(
+    console: &Console,
+    ctx: &Ctx,
+    id: &str,
+    done: Result<(), tonic::Status>,
+    notice: &str,
+) -> Response {
+    match done {
+        Ok(()) => partner_page(console, ctx, id, Some(notice.into()), None).await,
+        Err(s) => partner_page(console, ctx, id, None, Some(s.into())).await,
+    }
+}
+
 async fn partner(State(console): S, ctx: Ctx, Path(id): Path<String>) -> Response {
     partner_page(&console, &ctx, &id, None, None).await
 }
@@ -951,22 +965,14 @@ async fn suspend(
             },
         ))
         .await;
-    match r {
-        Ok(_) => {
-            partner_page(
-                &console,
-                &ctx,
-                &id,
-                Some(
-                    "Partenaire suspendu : ses appels sont refusés et ses abonnements fermés."
-                        .into(),
-                ),
-                None,
-            )
-            .await
-        }
-        Err(s) => partner_page(&console, &ctx, &id, None, Some(s.into())).await,
-    }
+    after_act(
+        &console,
+        &ctx,
+        &id,
+        r.map(|_| ()),
+        "Partenaire suspendu : ses appels sont refusés et ses abonnements fermés.",
+    )
+    .await
 }
 
 async fn resume(
@@ -987,19 +993,14 @@ async fn resume(
             },
         ))
         .await;
-    match r {
-        Ok(_) => {
-            partner_page(
-                &console,
-                &ctx,
-                &id,
-                Some("Le partenaire peut de nouveau échanger avec le hub.".into()),
-                None,
-            )
-            .await
-        }
-        Err(s) => partner_page(&console, &ctx, &id, None, Some(s.into())).await,
-    }
+    after_act(
+        &console,
+        &ctx,
+        &id,
+        r.map(|_| ()),
+        "Le partenaire peut de nouveau échanger avec le hub.",
+    )
+    .await
 }
 
 async fn issue_certificate(
@@ -1104,19 +1105,14 @@ async fn revoke_certificate(
             },
         ))
         .await;
-    match r {
-        Ok(_) => {
-            partner_page(
-                &console,
-                &ctx,
-                &id,
-                Some("Certificat révoqué : il est refusé dès maintenant.".into()),
-                None,
-            )
-            .await
-        }
-        Err(s) => partner_page(&console, &ctx, &id, None, Some(s.into())).await,
-    }
+    after_act(
+        &console,
+        &ctx,
+        &id,
+        r.map(|_| ()),
+        "Certificat révoqué : il est refusé dès maintenant.",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
