@@ -574,6 +574,13 @@ async fn administrators_work_in_the_console_in_chromium() {
     assert_eq!(status, 403, "the DPO adds no partner");
     d.goto(&format!("{base}/personnes/{person}")).await;
     d.wait_for_text("Consentements").await;
+    // A session left idle ends: a day later the browser is sent back to the log-in page.
+    hub.clock.advance_days(1);
+    d.goto(&format!("{base}/personnes/{person}")).await;
+    assert!(
+        d.url().await.ends_with("/connexion"),
+        "the idle session ended"
+    );
     d.close().await;
 
     // --- Lockout: five wrong passwords lock the account, even for the right one afterwards.

@@ -144,6 +144,12 @@ async fn serve(config: crate::Config) -> anyhow::Result<()> {
         hub.url(),
         hub.url()
     );
+    if let Some(console) = hub.console_addr {
+        println!(
+            "relais: administrators' console on https://{console}; make an account with `relais admin --hub {} --identity {admin} account add --name … --full-name … --role administrateur`",
+            hub.url()
+        );
+    }
     if let Some(health) = hub.health_addr {
         println!(
             "relais: health (plaintext grpc.health.v1) on {health}; check it with `relais admin --hub http://{health} health`"
