@@ -235,6 +235,11 @@ async fn administrators_work_in_the_console_in_chromium() {
         .as_str()
         .unwrap()
         .to_string();
+    let (status, _) = fetch(&b, "HEAD", &href, "").await;
+    assert_eq!(
+        status, 200,
+        "a HEAD (a link checker) does not use up the download"
+    );
     let (status, pem) = fetch(&b, "GET", &href, "").await;
     assert_eq!(status, 200, "{pem}");
     assert!(pem.contains("PRIVATE KEY") && pem.contains("CERTIFICATE"));
@@ -286,6 +291,18 @@ async fn administrators_work_in_the_console_in_chromium() {
     )
     .await;
     assert_eq!(status, 403);
+    // With the right token but not as a form (a text/plain body a page elsewhere could post).
+    let token = csrf_of(&b).await;
+    let v = b
+        .run_async(
+            "const [body, done] = arguments;
+             fetch('/partenaires/mairie-saint-beat/suspendre', {method: 'POST', body,
+                   headers: {'Content-Type': 'text/plain'}, credentials: 'same-origin'})
+               .then(r => done(r.status)).catch(e => done(0));",
+            json!([format!("reason=texte&csrf={token}")]),
+        )
+        .await;
+    assert_eq!(v, 400, "a body that is not a form is refused");
     sync.get_position(pb::GetPositionRequest {})
         .await
         .expect("still active: the forged forms changed nothing");
@@ -583,26 +600,80 @@ async fn administrators_work_in_the_console_in_chromium() {
     );
     d.close().await;
 
-    // --- Lockout: five wrong passwords lock the account, even for the right one afterwards.
+    // --- Lockout: five wrong passwords lock the account, even for the right one afterwards;
+    // every refusal reads the same (an unknown name, a locked account), telling nothing.
     let l = driver.session(&tools.chromium).await;
-    for attempt in 1..=5 {
-        l.goto(&format!("{base}/connexion")).await;
-        l.fill("#name", "d.pons").await;
-        l.fill("#password", "pas-le-bon-mot-de-passe").await;
-        l.fill("#code", "000000").await;
-        l.click("form[action='/connexion'] button").await;
-        // The answer to this attempt (not the form it was typed in).
-        l.wait_for_text(if attempt < 5 {
-            "mot de passe ou code incorrect"
-        } else {
-            "verrouillé après 5 essais"
-        })
-        .await;
+    let attempt = |name: &'static str, password: &'static str| {
+        let l = &l;
+        let base = base.clone();
+        async move {
+            l.goto(&format!("{base}/connexion")).await;
+            l.fill("#name", name).await;
+            l.fill("#password", password).await;
+            l.fill("#code", "000000").await;
+            l.click("form[action='/connexion'] button").await;
+            // The answer to this attempt (not the form it was typed in).
+            l.wait_for_text("Connexion refusée").await
+        }
+    };
+    let unknown = attempt("personne.inconnue", "pas-le-bon-mot-de-passe").await;
+    for _ in 0..5 {
+        attempt("d.pons", "pas-le-bon-mot-de-passe").await;
     }
-    log_in(&l, &base, "d.pons", &code(&dpo_secret, 1)).await;
-    let text = l.wait_for_text("verrouillé").await;
-    assert!(!text.contains("Tableau de bord"), "{text}");
+    let locked = |accounts: &[pb::ConsoleAccount]| {
+        accounts
+            .iter()
+            .find(|a| a.name == "d.pons")
+            .is_some_and(|a| a.locked_until.is_some())
+    };
+    let accounts = |hub: &TestHub| {
+        let mut admin = hub.admin.clone();
+        async move {
+            admin
+                .list_console_accounts(pb::ListConsoleAccountsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .accounts
+        }
+    };
+    assert!(locked(&accounts(&hub).await), "locked after five failures");
+    let after_lock = attempt("d.pons", PASSWORD).await;
+    assert_eq!(
+        unknown.replace("personne.inconnue", ""),
+        after_lock.replace("d.pons", ""),
+        "a locked account and an unknown name get the same answer"
+    );
     l.close().await;
+    // The lock ends, and with it the count: one more failure a day later does not lock again.
+    hub.clock.advance_days(1);
+    let l = driver.session(&tools.chromium).await;
+    l.goto(&format!("{base}/connexion")).await;
+    l.fill("#name", "d.pons").await;
+    l.fill("#password", "encore-une-erreur").await;
+    l.fill("#code", "000000").await;
+    l.click("form[action='/connexion'] button").await;
+    l.wait_for_text("Connexion refusée").await;
+    assert!(
+        !locked(&accounts(&hub).await),
+        "a failure after the lock starts a new count"
+    );
+    l.close().await;
+    hub.clock.advance_days(-2);
+    // A console account cannot take an administrator identity's name: the audit tells them apart.
+    let taken = hub
+        .admin
+        .clone()
+        .add_console_account(pb::AddConsoleAccountRequest {
+            name: "admin".into(),
+            full_name: "Quelqu'un".into(),
+            role: pb::ConsoleRole::Administrateur as i32,
+            password: PASSWORD.into(),
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), tonic::Code::InvalidArgument, "{taken:?}");
     // Enabling the account again clears the lockout.
     hub.admin
         .clone()

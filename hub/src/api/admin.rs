@@ -363,7 +363,17 @@ impl AdminService for Api {
             };
             // On a retry the store returns the partner of the first call, with the certificate
             // signed then; this call's signature is simply not used.
-            let meta = call.meta(request_id, format!("partner {} added", partner.id));
+            let meta = call.meta(
+                request_id,
+                format!(
+                    "partner {} added with certificate {}",
+                    partner.id,
+                    partner
+                        .certificates
+                        .first()
+                        .map_or("", |c| c.fingerprint.as_str())
+                ),
+            );
             let stored = self.store.add_partner(partner, &meta).await?;
             tracing::info!(partner = %stored.id, kind = stored.kind.as_str(), "partner added");
             Ok(pb::AddPartnerResponse {
@@ -1412,6 +1422,19 @@ impl AdminService for Api {
             let mut v = Violations::new();
             if let Err(e) = account::check_name(&req.name) {
                 v.push("name", e);
+            } else if ["admin", "relais"].contains(&req.name.as_str())
+                || self
+                    .store
+                    .administrators()
+                    .await?
+                    .iter()
+                    .any(|(name, _)| name == &req.name)
+            {
+                // The audit must tell a console account from an administrator's certificate.
+                v.push(
+                    "name",
+                    "the name of an administrator identity (or `admin`, `relais`): choose another",
+                );
             }
             let full_name = v.field("full_name", free_text(&req.full_name, 200));
             if req.full_name.trim().is_empty() {

@@ -282,7 +282,7 @@ impl Api {
                     certificate,
                     at: self.clock.now(),
                 };
-                handler(call, body).await
+                crate::audit::with_certificate(call.certificate.clone(), handler(call, body)).await
             })
             .await;
             let (partner, agent) = who.unzip();

@@ -33,6 +33,25 @@ pub struct AuditEntry {
     /// The consent records or mandates behind the decision.
     pub records: Vec<String>,
     pub detail: String,
+    /// The client certificate a partner's call came with (its fingerprint): every act under a
+    /// partner's name leads to the certificate, and so to whoever had it issued.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub certificate: String,
+}
+
+tokio::task_local! {
+    /// The certificate of the partner call being served.
+    static CERTIFICATE: String;
+}
+
+/// Runs `f` as the call of the certificate `fingerprint`: the audit entries made inside name it.
+pub async fn with_certificate<F: std::future::Future>(fingerprint: String, f: F) -> F::Output {
+    CERTIFICATE.scope(fingerprint, f).await
+}
+
+/// The certificate of the call being served, if any.
+pub fn current_certificate() -> String {
+    CERTIFICATE.try_with(Clone::clone).unwrap_or_default()
 }
 
 impl AuditEntry {
@@ -51,6 +70,7 @@ impl AuditEntry {
             policies: vec![],
             records: vec![],
             detail: String::new(),
+            certificate: current_certificate(),
         }
     }
 }

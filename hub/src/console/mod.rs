@@ -29,7 +29,13 @@ pub struct Console {
     pub(crate) bundles: Mutex<std::collections::HashMap<String, PendingBundle>>,
     /// The last verification of the audit chain made from the console.
     pub(crate) last_verification: Mutex<Option<pages::Verification>>,
+    /// Log-in attempts per client address in the current window.
+    pub(crate) login_attempts: Mutex<std::collections::HashMap<std::net::IpAddr, (u32, Instant)>>,
 }
+
+/// The client's address, put in each request's extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 pub(crate) struct PendingBundle {
     /// The session that made it: no other may download it.
@@ -39,9 +45,60 @@ pub(crate) struct PendingBundle {
     pub made: Instant,
 }
 
-/// Connections served at once, and how long a TLS handshake may take.
+/// Connections served at once (all, and from one address), how long a TLS handshake may take,
+/// and how long one request may take, its body included.
 const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection of an address, given back when it closes.
+struct AddressSlot {
+    ip: std::net::IpAddr,
+    counts: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            ip,
+            counts: counts.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Warns at most once a second about refused connections (a flood must not flood the log).
+fn warn_refused(peer: SocketAddr, why: &'static str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(second, Ordering::Relaxed) != second {
+        tracing::warn!(%peer, why, "console: connection refused (further ones this second are not logged)");
+    }
+}
 
 /// The console's TLS configuration: the hub's server certificate, no client certificate
 /// (browsers), HTTP/1.1.
@@ -81,9 +138,12 @@ pub async fn start(
         config: config.clone(),
         bundles: Default::default(),
         last_verification: Default::default(),
+        login_attempts: Default::default(),
     });
     let router = pages::router(console.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Default::default();
     let stopping = life.stopping();
     let task = tokio::spawn(async move {
         // Ends sessions past their time, every minute.
@@ -106,20 +166,26 @@ pub async fn start(
                 continue;
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "console: too many connections; refused");
+                warn_refused(peer, "too many connections");
+                continue;
+            };
+            let Some(address_slot) = AddressSlot::take(&per_address, peer.ip()) else {
+                warn_refused(peer, "too many connections from this address");
                 continue;
             };
             let acceptor = acceptor.clone();
             let router = router.clone();
             let stop = life.stopping();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, address_slot);
                 let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
                     _ => return,
                 };
-                let service = hyper_util::service::TowerToHyperService::new(router);
+                let service = hyper_util::service::TowerToHyperService::new(
+                    router.layer(axum::Extension(Peer(peer))),
+                );
                 let conn = hyper::server::conn::http1::Builder::new()
                     .header_read_timeout(Duration::from_secs(20))
                     .timer(hyper_util::rt::TokioTimer::new())

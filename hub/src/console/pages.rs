@@ -60,8 +60,18 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/journal/verifier", post(verify_journal))
         .route("/journal/export.csv", get(export_journal))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(bounded))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
+}
+
+/// A request (its body read included) that takes longer than `REQUEST_TIMEOUT` is answered 408:
+/// a client that sends its body slowly holds nothing for long.
+async fn bounded(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(super::REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "requête trop lente").into_response(),
+    }
 }
 
 /// Every answer: no caching of personal data, no framing, scripts and styles from the console
@@ -78,7 +88,7 @@ async fn security_headers(mut response: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -417,9 +427,24 @@ async fn login_page() -> Response {
 
 async fn login(
     State(console): S,
+    peer: Option<axum::Extension<super::Peer>>,
     headers: axum::http::HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
+    if let Some(axum::Extension(super::Peer(addr))) = peer
+        && !session::attempt_allowed(&console, addr.ip())
+    {
+        tracing::warn!(%addr, "console: too many log-in attempts from one address");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "300")],
+            login_form(
+                Some("Trop d'essais de connexion depuis cette adresse : réessayez dans cinq minutes.".into()),
+                String::new(),
+            ),
+        )
+            .into_response();
+    }
     let expected = session::cookie(&headers, session::LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !session::same(&expected, &form.login_token) {
         return (
@@ -588,13 +613,25 @@ async fn dashboard(State(console): S, ctx: Ctx) -> Response {
             .map(|p| (p.id.clone(), p.name.clone()))
             .collect();
         if let Ok(consents) = console.api.store.pending_countersignatures(100).await {
-            if !consents.is_empty() {
-                let mut e = entry(&console, &ctx, "Dashboard");
-                e.detail = format!(
-                    "{} consents awaiting countersignature listed",
-                    consents.len()
-                );
-                let _ = console.api.store.record_access(vec![e], vec![]).await;
+            // Each person whose consent is listed has it in their audit.
+            let entries: Vec<AuditEntry> = consents
+                .iter()
+                .map(|c| {
+                    let mut e = entry(&console, &ctx, "Dashboard");
+                    e.person = Some(c.person);
+                    e.records = vec![c.id.to_string()];
+                    e.detail = "consent awaiting countersignature listed".into();
+                    e
+                })
+                .collect();
+            if console
+                .api
+                .store
+                .record_access(entries, vec![])
+                .await
+                .is_err()
+            {
+                return unaudited();
             }
             pending = consents
                 .iter()
@@ -781,7 +818,16 @@ async fn add_partner(State(console): S, Posted { ctx, form }: Posted<AddPartnerF
     }
 }
 
-async fn download_bundle(State(console): S, ctx: Ctx, Path(token): Path<String>) -> Response {
+async fn download_bundle(
+    State(console): S,
+    ctx: Ctx,
+    method: axum::http::Method,
+    Path(token): Path<String>,
+) -> Response {
+    // A HEAD (a link checker, a prefetch) does not use up the one download.
+    if method == axum::http::Method::HEAD {
+        return StatusCode::OK.into_response();
+    }
     let taken = {
         let mut bundles = console.bundles.lock().unwrap_or_else(|e| e.into_inner());
         match bundles.get(&token) {
@@ -793,7 +839,9 @@ async fn download_bundle(State(console): S, ctx: Ctx, Path(token): Path<String>)
         Some(b) if b.made.elapsed() < std::time::Duration::from_secs(600) => {
             let mut e = entry(&console, &ctx, "DownloadBundle");
             e.detail = format!("connector bundle {} downloaded", b.file_name);
-            let _ = console.api.store.record_access(vec![e], vec![]).await;
+            if console.api.store.record_access(vec![e], vec![]).await.is_err() {
+                return unaudited();
+            }
             (
                 [
                     (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
@@ -1162,7 +1210,15 @@ async fn find_person(State(console): S, ctx: Ctx, Query(q): Query<FindQuery>) ->
                 if let Ok(Some(person)) = &found {
                     e.person = Some(*person);
                 }
-                let _ = console.api.store.record_access(vec![e], vec![]).await;
+                if console
+                    .api
+                    .store
+                    .record_access(vec![e], vec![])
+                    .await
+                    .is_err()
+                {
+                    return unaudited();
+                }
                 found.ok().flatten()
             }
             (Err(e), _) => {
@@ -1434,12 +1490,21 @@ async fn withdraw(
     }
 }
 
+/// The answer when the audit could not be written: nothing is shown.
+fn unaudited() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Le journal n'a pas pu être écrit : rien n'est montré. Réessayez dans un moment.",
+    )
+        .into_response()
+}
+
 /// A printable document, as the hub produced it (its own inline style).
 fn document(html: String) -> Response {
     (
         [(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
         )],
         Html(html),
     )
@@ -2172,7 +2237,15 @@ async fn journal_page(console: &Console, ctx: &Ctx, q: JournalQuery, frame: Fram
                 if let Ok(p) = PersonId::parse(q.personne.trim()) {
                     e.person = Some(p);
                 }
-                let _ = console.api.store.record_access(vec![e], vec![]).await;
+                if console
+                    .api
+                    .store
+                    .record_access(vec![e], vec![])
+                    .await
+                    .is_err()
+                {
+                    return unaudited();
+                }
                 note = if found.len() > PAGE_MOST {
                     format!(
                         "Plus de {PAGE_MOST} entrées : les {PAGE_MOST} plus récentes sont montrées ; l'export CSV les donne toutes."

@@ -166,6 +166,23 @@ impl IntoResponse for PostRejection {
     }
 }
 
+/// Whether a form comes from the console's own pages: `Sec-Fetch-Site` (sent by browsers with
+/// every request) says same-origin; without it, an `Origin` names the host the request was sent
+/// to (a browser that hides it sends `null`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin";
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None | Some("null") => true,
+        Some(origin) => origin.strip_prefix("https://") == Some(host),
+    }
+}
+
 /// Forms are small: 1 MiB covers the longest rule set.
 const MAX_FORM: usize = 1 << 20;
 
@@ -177,6 +194,21 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
         let ctx = Ctx::from_request_parts(&mut parts, console)
             .await
             .map_err(|_| PostRejection::NoSession)?;
+        // Forms only, from the console's own pages: another origin is refused even with a token.
+        let form_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form_type {
+            return Err(PostRejection::Bad(
+                "un formulaire (application/x-www-form-urlencoded) est attendu".into(),
+            ));
+        }
+        if !same_origin(&parts.headers) {
+            tracing::warn!(account = %ctx.actor.name, origin = ?parts.headers.get(header::ORIGIN), host = ?parts.headers.get(header::HOST), site = ?parts.headers.get("sec-fetch-site"), "console: a form from another origin was refused");
+            return Err(PostRejection::Csrf);
+        }
         let bytes = axum::body::to_bytes(body, MAX_FORM)
             .await
             .map_err(|_| PostRejection::Bad("trop long".into()))?;
@@ -221,15 +253,56 @@ fn audit(console: &Console, name: &str, action: &str, detail: String) -> AuditEn
     entry
 }
 
-/// Checks a log-in: the password (argon2, the same cost for an unknown name), the TOTP code
-/// (once per step), the lockout. Each attempt is audited.
+/// Password checks at once: argon2 costs tens of milliseconds of CPU and memory each, so they
+/// run on the blocking pool, two at a time, never on the threads that serve calls.
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn verify(password: &str, hash: &str) -> bool {
+    let Ok(_permit) = VERIFYING.acquire().await else {
+        return false;
+    };
+    let (password, hash) = (password.to_string(), hash.to_string());
+    tokio::task::spawn_blocking(move || account::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// Log-in attempts from one address in a window: past it, refused before any check.
+pub const ATTEMPTS_PER_ADDRESS: u32 = 20;
+pub const ATTEMPTS_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Counts an attempt from `ip`; false when the address is over its attempts.
+pub fn attempt_allowed(console: &Console, ip: std::net::IpAddr) -> bool {
+    let mut attempts = console
+        .login_attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    if attempts.len() > 10_000 {
+        attempts.retain(|_, (_, since)| now.duration_since(*since) < ATTEMPTS_WINDOW);
+    }
+    let entry = attempts.entry(ip).or_insert((0, now));
+    if now.duration_since(entry.1) >= ATTEMPTS_WINDOW {
+        *entry = (0, now);
+    }
+    entry.0 += 1;
+    entry.0 <= ATTEMPTS_PER_ADDRESS
+}
+
+/// Checks a log-in: the password (argon2, the same cost for an unknown name or a locked
+/// account), the TOTP code (once per step), the lockout. Every refusal gets the same answer, so
+/// that it tells nobody whether the name exists or is locked; each is audited (while an account
+/// is locked, only the lock is: a flood of attempts does not flood the audit).
 pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
     let store = &console.api.store;
     let at = now(console);
-    let refused = "Identifiant, mot de passe ou code incorrect.".to_string();
+    let refused = format!(
+        "Connexion refusée : identifiant, mot de passe ou code incorrect. Après {} essais manqués, le compte est verrouillé {} minutes ; un administrateur peut le débloquer.",
+        console.config.max_failures, console.config.lockout_minutes
+    );
     let name = form.name.trim().to_lowercase();
     if account::check_name(&name).is_err() {
-        account::verify_password(&form.password, account::decoy_hash());
+        verify(&form.password, account::decoy_hash()).await;
         return Login::Refused(refused);
     }
     let found = match store.console_account(&name).await {
@@ -243,29 +316,17 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
         }
     };
     let Some(found) = found else {
-        account::verify_password(&form.password, account::decoy_hash());
+        verify(&form.password, account::decoy_hash()).await;
         return Login::Refused(refused);
     };
     if found.locked_until > at {
-        let _ = store
-            .record_access(
-                vec![audit(
-                    console,
-                    &name,
-                    "login",
-                    "refused: account locked".into(),
-                )],
-                vec![],
-            )
-            .await;
-        return Login::Refused(format!(
-            "Compte verrouillé après trop d'essais : réessayez après {} (heure de Paris), ou demandez à un administrateur.",
-            crate::domain::clock::paris(found.locked_until)
-        ));
+        verify(&form.password, account::decoy_hash()).await;
+        return Login::Refused(refused);
     }
-    let password_ok = account::verify_password(&form.password, &found.password_hash);
+    let password_ok = verify(&form.password, &found.password_hash).await;
     let step = account::totp_step(&found.totp_secret, &form.code, at);
     let accepted = match (password_ok, step, found.disabled_at) {
+        // Refused too if a concurrent attempt locked the account meanwhile.
         (true, Some(step), None) => store
             .console_login_succeeded(&name, step, at)
             .await
@@ -277,7 +338,7 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
             at.micros() + console.config.lockout_minutes as i64 * 60_000_000,
         );
         let (failures, until) = store
-            .console_login_failed(&name, console.config.max_failures, lock_until)
+            .console_login_failed(&name, console.config.max_failures, lock_until, at)
             .await
             .unwrap_or((0, Timestamp::from_micros(0)));
         let why = if found.disabled_at.is_some() {
@@ -287,25 +348,20 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
         } else if step.is_none() {
             "wrong code"
         } else {
-            "code already used"
+            "code already used, or account locked meanwhile"
         };
-        let _ = store
-            .record_access(
-                vec![audit(
-                    console,
-                    &name,
-                    "login",
-                    format!("refused: {why} ({failures} in a row)"),
-                )],
-                vec![],
-            )
-            .await;
-        if until > at {
-            return Login::Refused(format!(
-                "Compte verrouillé après {failures} essais : réessayez après {} (heure de Paris).",
-                crate::domain::clock::paris(until)
-            ));
-        }
+        let mut entry = audit(
+            console,
+            &name,
+            "login",
+            if until > at {
+                format!("refused: {why}; account locked after {failures} failures in a row")
+            } else {
+                format!("refused: {why} ({failures} in a row)")
+            },
+        );
+        entry.decision = "deny".into();
+        let _ = store.record_access(vec![entry], vec![]).await;
         return Login::Refused(refused);
     }
     let token = random_token();
@@ -367,4 +423,45 @@ pub async fn sweep(console: &Console) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|_, b| b.made.elapsed() < std::time::Duration::from_secs(600));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forms_from_another_site_are_refused_even_with_a_token() {
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(&headers(&[
+            ("host", "hub.cc-comminges.fr:8443"),
+            ("origin", "https://hub.cc-comminges.fr:8443")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "hub.cc-comminges.fr:8443"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(
+            same_origin(&headers(&[("host", "h:1")])),
+            "a script without Origin"
+        );
+    }
+
+    #[test]
+    fn cookies_are_read_by_name_only() {
+        let h = headers(&[("cookie", "a=1; __Host-relais=abc; __Host-relais-login=zz")]);
+        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, LOGIN_COOKIE).as_deref(), Some("zz"));
+        assert_eq!(cookie(&h, "b"), None);
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
 }

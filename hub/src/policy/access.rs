@@ -217,6 +217,7 @@ impl<'a> Access<'a> {
             policies: self.policies.into_iter().collect(),
             records: self.records.into_iter().collect(),
             detail,
+            certificate: crate::audit::current_certificate(),
         };
         (entry, self.disclosures)
     }

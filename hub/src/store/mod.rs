@@ -520,15 +520,18 @@ pub trait Store: Send + Sync + 'static {
         meta: &WriteMeta,
     ) -> Result<bool>;
     /// Counts a failed log-in, atomically; locks the account until `lock_until` at
-    /// `max_failures`. Returns the failures in a row and the lock's end.
+    /// `max_failures`. A lock that ended before `now` starts the count again. Returns the
+    /// failures in a row and the lock's end.
     async fn console_login_failed(
         &self,
         name: &str,
         max_failures: u32,
         lock_until: Timestamp,
+        now: Timestamp,
     ) -> Result<(u32, Timestamp)>;
     /// Records a successful log-in with the TOTP step it used; false (and nothing changed)
-    /// when that step, or a later one, was already used: a code works once.
+    /// when that step, or a later one, was already used (a code works once), or when the
+    /// account is locked at `at`.
     async fn console_login_succeeded(
         &self,
         name: &str,

@@ -2525,19 +2525,26 @@ macro_rules! sql_store {
                 .await
             }
 
-            async fn console_login_failed(&self, name: &str, max_failures: u32, lock_until: Timestamp) -> Result<(u32, Timestamp)> {
+            async fn console_login_failed(&self, name: &str, max_failures: u32, lock_until: Timestamp, now: Timestamp) -> Result<(u32, Timestamp)> {
                 let _timer = crate::telemetry::StoreTimer::start();
                 let name = name.to_string();
                 self.write(move |conn| {
                     Box::pin(async move {
+                        // (Every expression reads the row as it was: a lock that has ended
+                        // counts this failure as the first of a new run.)
                         let row: Option<(i64, i64)> = sqlx::query_as(
-                            "UPDATE console_accounts SET failures = failures + 1,
-                               locked_until = CASE WHEN failures + 1 >= $2 THEN $3 ELSE locked_until END
+                            "UPDATE console_accounts SET
+                               failures = CASE WHEN locked_until > 0 AND locked_until <= $4 THEN 1 ELSE failures + 1 END,
+                               locked_until = CASE
+                                 WHEN (CASE WHEN locked_until > 0 AND locked_until <= $4 THEN 1 ELSE failures + 1 END) >= $2 THEN $3
+                                 WHEN locked_until > 0 AND locked_until <= $4 THEN 0
+                                 ELSE locked_until END
                              WHERE name = $1 RETURNING failures, locked_until",
                         )
                         .bind(&name)
                         .bind(i64::from(max_failures))
                         .bind(lock_until.micros())
+                        .bind(now.micros())
                         .fetch_optional(&mut *conn)
                         .await?;
                         let (failures, until) = row.unwrap_or((0, 0));
@@ -2555,7 +2562,7 @@ macro_rules! sql_store {
                         let changed = sqlx::query(
                             "UPDATE console_accounts SET failures = 0, locked_until = 0,
                                last_totp_step = $2, last_login_at = $3
-                             WHERE name = $1 AND last_totp_step < $2",
+                             WHERE name = $1 AND last_totp_step < $2 AND locked_until <= $3",
                         )
                         .bind(&name)
                         .bind(totp_step)
