@@ -534,6 +534,19 @@ async fn administrators_work_in_the_console_in_chromium() {
         .execute(&pool)
         .await
         .unwrap();
+    // Every act under a partner's name leads to the certificate it came with.
+    let (raised,): (String,) = sqlx::query_as(
+        "SELECT doc FROM audit WHERE doc LIKE '%write:RaiseFlag%' ORDER BY seq LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let raised: serde_json::Value = serde_json::from_str(&raised).unwrap();
+    assert_eq!(
+        raised["certificate"].as_str().map(str::len),
+        Some(64),
+        "the certificate's fingerprint: {raised}"
+    );
     pool.close().await;
     b.goto(&format!("{base}/journal")).await;
     b.click("form[action='/journal/verifier'] button").await;
