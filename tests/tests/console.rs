@@ -237,8 +237,8 @@ async fn administrators_work_in_the_console_in_chromium() {
         .to_string();
     let (status, _) = fetch(&b, "HEAD", &href, "").await;
     assert_eq!(
-        status, 200,
-        "a HEAD (a link checker) does not use up the download"
+        status, 405,
+        "a HEAD (a link checker) is refused: it does not use up the download"
     );
     let (status, pem) = fetch(&b, "GET", &href, "").await;
     assert_eq!(status, 200, "{pem}");
@@ -548,6 +548,12 @@ async fn administrators_work_in_the_console_in_chromium() {
         "the certificate's fingerprint: {raised}"
     );
     pool.close().await;
+    // The journal finds a certificate's acts by its fingerprint.
+    let fingerprint = raised["certificate"].as_str().unwrap();
+    b.goto(&format!("{base}/journal?certificat={}", &fingerprint[..12]))
+        .await;
+    let text = b.wait_for_text("entrée(s)").await;
+    assert!(text.contains("write:RaiseFlag"), "{text}");
     b.goto(&format!("{base}/journal")).await;
     b.click("form[action='/journal/verifier'] button").await;
     let text = b.wait_for_text("Chaîne rompue").await;

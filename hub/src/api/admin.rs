@@ -1147,6 +1147,9 @@ impl AdminService for Api {
                     "name",
                     "1 to 64 of a-z, 0-9, `.`, `-`, `_`, `@` (an e-mail address works), not `admin`",
                 );
+            } else if self.store.console_account(&name).await?.is_some() {
+                // The audit must tell a console account from an administrator's certificate.
+                v.push("name", "the name of a console account: choose another");
             }
             let request_id = request_id(&req.request_id, &mut v);
             v.finish()?;

@@ -49,7 +49,7 @@ pub(crate) struct PendingBundle {
 /// and how long one request may take, its body included.
 const MAX_CONNECTIONS: usize = 256;
 const MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One connection of an address, given back when it closes.
@@ -169,7 +169,8 @@ pub async fn start(
                 warn_refused(peer, "too many connections");
                 continue;
             };
-            let Some(address_slot) = AddressSlot::take(&per_address, peer.ip()) else {
+            let Some(address_slot) = AddressSlot::take(&per_address, session::source(peer.ip()))
+            else {
                 warn_refused(peer, "too many connections from this address");
                 continue;
             };

@@ -68,6 +68,14 @@ pub fn router(console: Arc<Console>) -> Router {
 /// A request (its body read included) that takes longer than `REQUEST_TIMEOUT` is answered 408:
 /// a client that sends its body slowly holds nothing for long.
 async fn bounded(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // A HEAD would run a page's reads (and their audit) to send nothing: refused.
+    if request.method() == axum::http::Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST")],
+        )
+            .into_response();
+    }
     match tokio::time::timeout(super::REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => (StatusCode::REQUEST_TIMEOUT, "requête trop lente").into_response(),
@@ -597,7 +605,10 @@ async fn dashboard(State(console): S, ctx: Ctx) -> Response {
         .iter()
         .map(|p| partner_row(&console, p, &lags))
         .collect();
-    let audit_status = match console
+    let audit_status = if !ctx.actor.role.allows("VerifyAudit") {
+        String::new()
+    } else {
+        match console
         .last_verification
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -605,6 +616,7 @@ async fn dashboard(State(console): S, ctx: Ctx) -> Response {
     {
         Some(v) => format!("{} (vérifié le {}).", v.summary, paris(v.at)),
         None => "La chaîne du journal n'a pas encore été vérifiée depuis le démarrage de cette instance.".into(),
+        }
     };
     let mut pending = Vec::new();
     if ctx.actor.role.allows("CountersignConsent") {
@@ -824,10 +836,8 @@ async fn download_bundle(
     method: axum::http::Method,
     Path(token): Path<String>,
 ) -> Response {
-    // A HEAD (a link checker, a prefetch) does not use up the one download.
-    if method == axum::http::Method::HEAD {
-        return StatusCode::OK.into_response();
-    }
+    // (A HEAD — a link checker, a prefetch — is refused before: it does not use it up.)
+    debug_assert!(method != axum::http::Method::HEAD);
     let taken = {
         let mut bundles = console.bundles.lock().unwrap_or_else(|e| e.into_inner());
         match bundles.get(&token) {
@@ -1937,6 +1947,43 @@ fn diff(before: &str, after: &str) -> Vec<DiffLine> {
     let a: Vec<&str> = before.lines().collect();
     let b: Vec<&str> = after.lines().collect();
     let (n, m) = (a.len(), b.len());
+    // The table below takes n × m cells: past a bound (texts stored before the length limit),
+    // the lines each text has that the other has not, in linear time.
+    if n.saturating_mul(m) > 4_000_000 {
+        let mut left: std::collections::HashMap<&str, usize> = Default::default();
+        for l in &a {
+            *left.entry(l).or_default() += 1;
+        }
+        let mut added = Vec::new();
+        for l in &b {
+            match left.get_mut(l) {
+                Some(k) if *k > 0 => *k -= 1,
+                _ => added.push(*l),
+            }
+        }
+        let mut removed: Vec<&str> = Vec::new();
+        for l in &a {
+            if let Some(k) = left.get_mut(l)
+                && *k > 0
+            {
+                *k -= 1;
+                removed.push(l);
+            }
+        }
+        return removed
+            .into_iter()
+            .map(|t| DiffLine {
+                class: "retire",
+                mark: "− retirée",
+                text: t.to_string(),
+            })
+            .chain(added.into_iter().map(|t| DiffLine {
+                class: "ajoute",
+                mark: "+ ajoutée",
+                text: t.to_string(),
+            }))
+            .collect();
+    }
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
@@ -2113,6 +2160,8 @@ struct JournalQuery {
     #[serde(default)]
     action: String,
     #[serde(default)]
+    certificat: String,
+    #[serde(default)]
     du: String,
     #[serde(default)]
     au: String,
@@ -2127,6 +2176,7 @@ struct JournalRow {
     person: String,
     decision: String,
     detail: String,
+    certificate: String,
 }
 
 #[derive(Template)]
@@ -2180,7 +2230,10 @@ async fn search(
                 limit: 1000,
             })
             .await
-            .map_err(|e| format!("le journal ne répond pas : {e}"))?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "console: searching the audit");
+                "le journal ne répond pas pour l'instant : réessayez dans un moment".to_string()
+            })?;
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
         let full = page.len() == 1000;
@@ -2190,7 +2243,11 @@ async fn search(
             };
             let keep = (q.partenaire.trim().is_empty() || e.principal == q.partenaire.trim())
                 && (q.agent.trim().is_empty() || e.agent == q.agent.trim())
-                && (q.action.trim().is_empty() || e.action.contains(q.action.trim()));
+                && (q.action.trim().is_empty() || e.action.contains(q.action.trim()))
+                && (q.certificat.trim().is_empty()
+                    || (!e.certificate.is_empty()
+                        && e.certificate
+                            .starts_with(&q.certificat.trim().to_lowercase())));
             if keep {
                 out.push((stored.seq, e));
                 if out.len() >= most {
@@ -2211,6 +2268,7 @@ fn searched(q: &JournalQuery) -> bool {
         &q.agent,
         &q.personne,
         &q.action,
+        &q.certificat,
         &q.du,
         &q.au,
     ]
@@ -2265,6 +2323,7 @@ async fn journal_page(console: &Console, ctx: &Ctx, q: JournalQuery, frame: Fram
                         person: e.person.map(|p| p.to_string()).unwrap_or_default(),
                         decision: e.decision,
                         detail: e.detail,
+                        certificate: e.certificate.chars().take(16).collect(),
                     })
                     .collect();
             }
@@ -2349,10 +2408,21 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Exports built at once (each holds up to `EXPORT_MOST` entries in memory).
+static EXPORTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn export_journal(State(console): S, ctx: Ctx, Query(q): Query<JournalQuery>) -> Response {
     if let Some(r) = ctx.refusal("SearchAudit") {
         return r;
     }
+    let Ok(_turn) = EXPORTING.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            "Deux exports sont déjà en cours : réessayez dans un moment.",
+        )
+            .into_response();
+    };
     let found = match search(&console, &q, EXPORT_MOST).await {
         Ok(f) => f,
         Err(why) => {
@@ -2381,7 +2451,7 @@ async fn export_journal(State(console): S, ctx: Ctx, Query(q): Query<JournalQuer
             .into_response();
     }
     let mut out = String::from(
-        "\u{feff}numero,date,partenaire,agent,action,personne,finalite,decision,categories,refusees,regles,detail\r\n",
+        "\u{feff}numero,date,partenaire,agent,action,personne,finalite,decision,categories,refusees,regles,detail,certificat\r\n",
     );
     for (seq, e) in found {
         let cells = [
@@ -2397,6 +2467,7 @@ async fn export_journal(State(console): S, ctx: Ctx, Query(q): Query<JournalQuer
             e.denied.join(" "),
             e.policies.join(" "),
             e.detail,
+            e.certificate,
         ];
         out.push_str(
             &cells
@@ -2433,6 +2504,22 @@ mod tests {
         assert!(
             !marks.iter().any(|(_, t)| *t == "a"),
             "far context left out: {marks:?}"
+        );
+    }
+
+    #[test]
+    fn a_diff_of_long_texts_stays_linear() {
+        // 5,000 × 5,000 lines would be 25 million cells: the line counts are compared instead.
+        let before: String = (0..5_000).map(|i| format!("// ligne {i}\n")).collect();
+        let after = before.replace("// ligne 42\n", "// ligne changée\n");
+        let d = diff(&before, &after);
+        let marks: Vec<_> = d.iter().map(|l| (l.mark, l.text.as_str())).collect();
+        assert_eq!(
+            marks,
+            [
+                ("− retirée", "// ligne 42"),
+                ("+ ajoutée", "// ligne changée")
+            ]
         );
     }
 

@@ -160,15 +160,20 @@ impl IntoResponse for PostRejection {
             )
                 .into_response(),
             PostRejection::Bad(why) => {
-                (StatusCode::BAD_REQUEST, format!("Formulaire illisible : {why}")).into_response()
+                tracing::info!(why, "console: an unreadable form");
+                (
+                    StatusCode::BAD_REQUEST,
+                    "Formulaire illisible : rechargez la page et recommencez.",
+                )
+                    .into_response()
             }
         }
     }
 }
 
 /// Whether a form comes from the console's own pages: `Sec-Fetch-Site` (sent by browsers with
-/// every request) says same-origin; without it, an `Origin` names the host the request was sent
-/// to (a browser that hides it sends `null`).
+/// every request) says same-origin; without it, an `Origin`, when sent, names the host the
+/// request was sent to.
 fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return site == "same-origin";
@@ -177,8 +182,9 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // `null` is what sandboxed frames, data: pages and cross-site redirects send: refused.
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None | Some("null") => true,
+        None => true,
         Some(origin) => origin.strip_prefix("https://") == Some(host),
     }
 }
@@ -199,7 +205,11 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Console>> for Posted<T> {
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !form_type {
             return Err(PostRejection::Bad(
                 "un formulaire (application/x-www-form-urlencoded) est attendu".into(),
@@ -258,7 +268,10 @@ fn audit(console: &Console, name: &str, action: &str, detail: String) -> AuditEn
 static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 async fn verify(password: &str, hash: &str) -> bool {
-    let Ok(_permit) = VERIFYING.acquire().await else {
+    // A flood of log-ins waits at most 3 s for a turn, then is refused: no queue without end.
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(std::time::Duration::from_secs(3), VERIFYING.acquire()).await
+    else {
         return false;
     };
     let (password, hash) = (password.to_string(), hash.to_string());
@@ -271,15 +284,38 @@ async fn verify(password: &str, hash: &str) -> bool {
 pub const ATTEMPTS_PER_ADDRESS: u32 = 20;
 pub const ATTEMPTS_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Counts an attempt from `ip`; false when the address is over its attempts.
+/// Addresses (or IPv6 /64 prefixes) followed at once; past it, new ones are refused until the
+/// window ends.
+const MAX_ADDRESSES: usize = 10_000;
+
+/// Where attempts are counted: an IPv4 address, or an IPv6 address's /64 (what one host
+/// usually holds).
+pub fn source(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Counts an attempt from `ip`; false when its source is over its attempts.
 pub fn attempt_allowed(console: &Console, ip: std::net::IpAddr) -> bool {
+    let ip = source(ip);
     let mut attempts = console
         .login_attempts
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let now = std::time::Instant::now();
-    if attempts.len() > 10_000 {
+    if attempts.len() >= MAX_ADDRESSES && !attempts.contains_key(&ip) {
         attempts.retain(|_, (_, since)| now.duration_since(*since) < ATTEMPTS_WINDOW);
+        if attempts.len() >= MAX_ADDRESSES {
+            return false;
+        }
     }
     let entry = attempts.entry(ip).or_insert((0, now));
     if now.duration_since(entry.1) >= ATTEMPTS_WINDOW {
@@ -454,6 +490,17 @@ mod tests {
             same_origin(&headers(&[("host", "h:1")])),
             "a script without Origin"
         );
+    }
+
+    #[test]
+    fn log_in_attempts_are_counted_per_host_not_per_ipv6_address() {
+        let a: std::net::IpAddr = "2a01:cb00:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2a01:cb00:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(source(a), source(b), "one /64");
+        let v4: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(source(v4), v4);
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(source(mapped), v4);
     }
 
     #[test]

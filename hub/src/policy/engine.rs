@@ -437,7 +437,23 @@ fn schema() -> Schema {
 }
 
 /// Parses `text`, names each rule by its `@id`, and validates it strictly against the schema.
+/// The longest rule set accepted: far above a territory's (a few dozen rules), low enough that
+/// every tool over it (compilation, comparison of versions) stays cheap.
+pub const MAX_RULES_BYTES: usize = 256 * 1024;
+pub const MAX_RULES_LINES: usize = 5_000;
+
 fn compile(schema: &Schema, text: &str) -> Result<PolicySet, Vec<RuleError>> {
+    if text.len() > MAX_RULES_BYTES || text.lines().count() > MAX_RULES_LINES {
+        return Err(vec![RuleError {
+            message: format!(
+                "the rule set is too long: at most {} KiB and {MAX_RULES_LINES} lines",
+                MAX_RULES_BYTES / 1024
+            ),
+            line: 0,
+            column: 0,
+            policy: String::new(),
+        }]);
+    }
     let parsed = PolicySet::from_str(text).map_err(|errors| {
         errors
             .iter()
@@ -502,6 +518,13 @@ fn compile(schema: &Schema, text: &str) -> Result<PolicySet, Vec<RuleError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_set_past_the_length_limit_is_refused_before_compiling() {
+        let long = "// commentaire\n".repeat(MAX_RULES_LINES + 1);
+        let errors = compile(&Schema::from_str(SCHEMA).unwrap(), &long).unwrap_err();
+        assert!(errors[0].message.contains("too long"), "{errors:?}");
+    }
 
     #[test]
     fn the_default_rules_validate() {
