@@ -407,6 +407,11 @@ async fn administrators_work_in_the_console_in_chromium() {
     let text = b.wait_for_text("ligne ").await;
     assert!(text.contains("colonne"), "{text}");
     assert!(text.contains("n'est pas valide"), "{text}");
+    b.run(
+        "document.getElementById('text').rows = 6; document.getElementById('text').scrollIntoView();",
+        json!([]),
+    )
+    .await;
     check.page("regles-editeur-erreur").await;
     // A first version: the rules as they are, activated under the account's name.
     b.run(
@@ -442,6 +447,11 @@ async fn administrators_work_in_the_console_in_chromium() {
     assert!(text.contains("personnes liées"), "{text}");
     assert!(text.contains("Perd l'accès"), "who loses access: {text}");
     assert!(!text.contains(&person), "counts only, no person: {text}");
+    b.run(
+        "document.getElementById('t-essai').scrollIntoView();",
+        json!([]),
+    )
+    .await;
     check.page("regles-essai").await;
     b.fill("#comment", "essai de fermeture").await;
     b.click("button[formaction='/regles/activer']").await;
