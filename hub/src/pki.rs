@@ -157,6 +157,7 @@ impl Authority {
             pem: cert.pem(),
             revoked_at: None,
             revocation_reason: String::new(),
+            awaiting_approval: false,
         };
         Ok((cert.pem(), record))
     }

@@ -288,6 +288,7 @@ pub async fn start_with_clock(
             pem: bundle.cert_pem.clone(),
             revoked_at: None,
             revocation_reason: String::new(),
+            awaiting_approval: false,
         };
         store
             .register_admin_certificate(&record)

@@ -188,6 +188,7 @@ async fn administrators_work_in_the_console_in_chromium() {
     )
     .await;
     let dpo_secret = account(&hub, "d.pons", "Denis Pons", pb::ConsoleRole::Dpo).await;
+    let op_secret = account(&hub, "o.ribes", "Odile Ribes", pb::ConsoleRole::Operateur).await;
 
     let driver = Driver::start(&tools.chromedriver).await;
     let b = driver.session(&tools.chromium).await;
@@ -272,6 +273,71 @@ async fn administrators_work_in_the_console_in_chromium() {
     sync.get_position(pb::GetPositionRequest {})
         .await
         .expect("resumed");
+
+    // An opérateur adds a partner too, but its certificate is refused until an administrateur
+    // approves it: no single account can take a partner's identity unseen.
+    let o = driver.session(&tools.chromium).await;
+    log_in(&o, &base, "o.ribes", &code(&op_secret, 0)).await;
+    o.wait_for_text("Tableau de bord").await;
+    o.goto(&format!("{base}/partenaires")).await;
+    o.fill("#p-name", "Association du bus").await;
+    o.fill("#p-id", "asso-bus").await;
+    o.run(
+        "document.getElementById('p-kind').value = 'association';",
+        json!([]),
+    )
+    .await;
+    o.fill("#p-territory", "31471").await;
+    o.click("form[action='/partenaires'] button").await;
+    o.wait_for_text("attend l'approbation d'un administrateur")
+        .await;
+    Check {
+        browser: &o,
+        axe: &tools.axe,
+    }
+    .page("paquet-operateur")
+    .await;
+    let href = o
+        .run(
+            "return document.querySelector('a[download]').getAttribute('href');",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, op_pem) = fetch(&o, "GET", &href, "").await;
+    let op_bundle = relais_hub::pki::Bundle::parse(&op_pem).expect("a bundle");
+    let mut op_sync = pb::sync_service_client::SyncServiceClient::new(
+        relais_hub::cli::connect::channel(&hub.url(), &op_bundle)
+            .await
+            .expect("the bundle connects"),
+    );
+    let waiting = op_sync
+        .get_position(pb::GetPositionRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(waiting.code(), tonic::Code::Unauthenticated, "{waiting:?}");
+    assert!(waiting.message().contains("approval"), "{waiting:?}");
+    // The opérateur cannot approve it; the administrateur does.
+    let csrf = csrf_of(&o).await;
+    let fingerprint = op_bundle.fingerprint().unwrap();
+    let (status, _) = fetch(
+        &o,
+        "POST",
+        "/partenaires/asso-bus/certificats/approuver",
+        &format!("csrf={csrf}&fingerprint={fingerprint}"),
+    )
+    .await;
+    assert_eq!(status, 403, "an opérateur approves nothing");
+    o.close().await;
+    b.goto(&format!("{base}/partenaires/asso-bus")).await;
+    b.click("form[action$='/approuver'] button").await;
+    b.wait_for_text("Certificat approuvé").await;
+    op_sync
+        .get_position(pb::GetPositionRequest {})
+        .await
+        .expect("approved: accepted");
 
     // A form posted without its CSRF token (or with another) is refused, and changes nothing.
     let (status, body) = fetch(

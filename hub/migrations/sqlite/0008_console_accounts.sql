@@ -22,3 +22,7 @@ CREATE TABLE console_sessions (
     seen_at     INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX console_sessions_account ON console_sessions (account);
+
+-- A certificate an opérateur had issued is refused until an administrateur approves it (two
+-- people, so that no single account can take a partner's identity unseen).
+ALTER TABLE certificates ADD COLUMN awaiting_approval INTEGER NOT NULL DEFAULT 0;

@@ -339,11 +339,12 @@ impl AdminService for Api {
             else {
                 return Err(Error::Internal("validated fields missing".into()));
             };
-            let (_, record) = self.authority.sign_client_csr(
+            let (_, mut record) = self.authority.sign_client_csr(
                 &req.csr_pem,
                 id.as_str(),
                 self.settings.certificate_validity_days,
             )?;
+            record.awaiting_approval = call.needs_approval();
             let partner = Partner {
                 id,
                 kind,
@@ -475,11 +476,12 @@ impl AdminService for Api {
             if self.store.get_partner(&id).await?.is_none() {
                 return Err(Error::not_found("partner", &id));
             }
-            let (certificate_pem, record) = self.authority.sign_client_csr(
+            let (certificate_pem, mut record) = self.authority.sign_client_csr(
                 &req.csr_pem,
                 id.as_str(),
                 self.settings.certificate_validity_days,
             )?;
+            record.awaiting_approval = call.needs_approval();
             if !(0..=24 * 90).contains(&req.retire_previous_after_hours) {
                 return Err(Error::invalid(
                     "retire_previous_after_hours",
@@ -493,8 +495,13 @@ impl AdminService for Api {
             });
             let mut entry = call.entry();
             entry.detail = format!(
-                "certificate {} issued to {id}{}",
+                "certificate {} issued to {id}{}{}",
                 record.fingerprint,
+                if record.awaiting_approval {
+                    ", awaiting an administrateur's approval"
+                } else {
+                    ""
+                },
                 retire.map_or(String::new(), |at| format!(
                     "; the others retired at {}",
                     at
@@ -1555,6 +1562,32 @@ impl AdminService for Api {
                 })
             },
         )
+        .await
+    }
+
+    async fn approve_certificate(
+        &self,
+        request: Request<pb::ApproveCertificateRequest>,
+    ) -> Result<Response<pb::ApproveCertificateResponse>, Status> {
+        self.admin_call("ApproveCertificate", request, |call, req| async move {
+            let mut v = Violations::new();
+            let request_id = request_id(&req.request_id, &mut v);
+            v.finish()?;
+            let Some(request_id) = request_id else {
+                return Err(Error::Internal("validated fields missing".into()));
+            };
+            let meta = call.meta(
+                request_id,
+                format!("certificate {} approved", req.fingerprint),
+            );
+            let partner = self
+                .store
+                .approve_certificate(&req.fingerprint, &meta)
+                .await?;
+            Ok(pb::ApproveCertificateResponse {
+                partner_id: partner.map(|p| p.to_string()).unwrap_or_default(),
+            })
+        })
         .await
     }
 }

@@ -160,6 +160,7 @@ fn certificate(c: &CertificateRecord) -> pb::PartnerCertificate {
         issued_at: timestamp(c.issued_at),
         revoked_at: c.revoked_at.and_then(timestamp),
         revocation_reason: c.revocation_reason.clone(),
+        awaiting_approval: c.awaiting_approval,
     }
 }
 

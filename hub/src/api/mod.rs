@@ -317,6 +317,7 @@ impl Api {
         let started = std::time::Instant::now();
         async move {
             let mut name = None;
+            let mut role = None;
             let (result, store, policy) = crate::telemetry::timed(async {
                 self.ready()?;
                 // A console account (set by the console in-process; no client can set it) is
@@ -333,6 +334,7 @@ impl Api {
                             actor.name
                         )));
                     }
+                    role = Some(actor.role);
                     actor.name
                 } else {
                     match self.principal(&request).await?.0 {
@@ -349,6 +351,7 @@ impl Api {
                 let body = request.into_inner();
                 let call = AdminCall {
                     method,
+                    role,
                     name: admin,
                     fingerprint: digest(method, &body),
                     at: self.clock.now(),
@@ -514,6 +517,8 @@ pub(crate) struct AdminCall {
     method: &'static str,
     /// The administrator's name, from their certificate: every act is audited under it.
     pub name: String,
+    /// The console account's role, when a console account acts.
+    pub role: Option<crate::console::account::Role>,
     fingerprint: String,
     at: crate::domain::Timestamp,
 }
@@ -545,6 +550,12 @@ impl AdminCall {
 
     pub fn at(&self) -> crate::domain::Timestamp {
         self.at
+    }
+
+    /// A certificate this call has issued waits for an administrateur's approval: an
+    /// opérateur of the console issues, another person approves.
+    pub fn needs_approval(&self) -> bool {
+        self.role == Some(crate::console::account::Role::Operateur)
     }
 }
 

@@ -393,6 +393,11 @@ enum CertificateCommand {
         #[arg(long, default_value_t = 0)]
         retire_previous_after_hours: i32,
     },
+    /// Approve a certificate an opérateur of the console had issued (refused until then).
+    Approve {
+        #[arg(long)]
+        fingerprint: String,
+    },
     /// Revoke one certificate: refused at once and for ever; its subscriptions end.
     Revoke {
         /// SHA-256 fingerprint, as `partner show` lists it.
@@ -1406,6 +1411,20 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 r.ca_certificate_pem,
                 &format!("Relais identity of partner `{id}`."),
             )?;
+        }
+        PartnerCommand::Certificate(CertificateCommand::Approve { fingerprint }) => {
+            let r = client
+                .approve_certificate(pb::ApproveCertificateRequest {
+                    fingerprint,
+                    request_id: request_id(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!("{}", serde_json::json!({"partner_id": r.partner_id}));
+            } else {
+                println!("certificate approved (partner {})", r.partner_id);
+            }
         }
         PartnerCommand::Certificate(CertificateCommand::Revoke {
             fingerprint,

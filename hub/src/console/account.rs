@@ -248,6 +248,8 @@ mod tests {
         assert!(!Role::Dpo.allows("AddPartner"));
         assert!(Role::Dpo.allows("WithdrawPersonConsent"));
         assert!(Role::Operateur.allows("AddPartner"));
+        assert!(!Role::Operateur.allows("ApproveCertificate"));
+        assert!(!Role::Dpo.allows("ApproveCertificate"));
         assert!(!Role::Operateur.allows("ListPersonConsents"));
         assert!(!Role::Operateur.allows("SearchAudit"));
         assert!(check_name("marie.dupont").is_ok());

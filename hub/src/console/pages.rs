@@ -40,6 +40,10 @@ pub fn router(console: Arc<Console>) -> Router {
             "/partenaires/{id}/certificats/revoquer",
             post(revoke_certificate),
         )
+        .route(
+            "/partenaires/{id}/certificats/approuver",
+            post(approve_certificate),
+        )
         .route("/personnes", get(find_person))
         .route("/personnes/{id}", get(person))
         .route(
@@ -731,6 +735,7 @@ struct AddPartnerForm {
 #[template(path = "console/bundle.html")]
 struct BundlePage {
     frame: Frame,
+    awaiting: bool,
     partner: String,
     partner_id: String,
     token: String,
@@ -756,6 +761,7 @@ fn offer_bundle(console: &Console, ctx: &Ctx, partner: &pb::Partner, pem: String
         );
     render(BundlePage {
         frame: Frame::new(ctx, "Paquet du connecteur", "partenaires"),
+        awaiting: ctx.actor.role == super::account::Role::Operateur,
         partner: partner.name.clone(),
         partner_id: partner.id.clone(),
         token,
@@ -883,6 +889,7 @@ struct CertRow {
     until: String,
     state: String,
     revocable: bool,
+    awaiting: bool,
 }
 
 #[derive(Template)]
@@ -898,6 +905,7 @@ struct PartnerPage {
     suspended: bool,
     certificates: Vec<CertRow>,
     can_change: bool,
+    can_approve: bool,
 }
 
 async fn partner_page(
@@ -961,7 +969,10 @@ async fn partner_page(
                     short: c.fingerprint.chars().take(16).collect(),
                     issued: when(c.issued_at),
                     until: when(c.not_after),
-                    state: if c.revoked_at.is_some() {
+                    awaiting: c.awaiting_approval && c.revoked_at.is_none(),
+                    state: if c.awaiting_approval && c.revoked_at.is_none() {
+                        "en attente de l'approbation d'un administrateur (refusé d'ici là)".into()
+                    } else if c.revoked_at.is_some() {
                         format!(
                             "révoqué le {} ({})",
                             when(c.revoked_at),
@@ -977,6 +988,7 @@ async fn partner_page(
             })
             .collect(),
         can_change: ctx.actor.role.allows("SuspendPartner"),
+        can_approve: ctx.actor.role.allows("ApproveCertificate"),
     })
 }
 
@@ -1117,6 +1129,49 @@ struct RevokeForm {
     fingerprint: String,
     #[serde(default)]
     reason: String,
+}
+
+async fn approve_certificate(
+    State(console): S,
+    Path(id): Path<String>,
+    Posted { ctx, form }: Posted<RevokeForm>,
+) -> Response {
+    if let Some(r) = ctx.refusal("ApproveCertificate") {
+        return r;
+    }
+    let r = console
+        .api
+        .approve_certificate(as_account(
+            &ctx,
+            pb::ApproveCertificateRequest {
+                fingerprint: form.fingerprint,
+                request_id: request_id(),
+            },
+        ))
+        .await;
+    match r {
+        Ok(r) if r.get_ref().partner_id == id => {
+            partner_page(
+                &console,
+                &ctx,
+                &id,
+                Some("Certificat approuvé : il est accepté dès maintenant.".into()),
+                None,
+            )
+            .await
+        }
+        Ok(_) => refused(
+            &ctx,
+            "Partenaire",
+            Problem {
+                message: "Ce certificat n'est pas un certificat de ce partenaire.".into(),
+                fields: vec![],
+                code: tonic::Code::NotFound,
+            },
+            ("/partenaires", "Revenir"),
+        ),
+        Err(s) => partner_page(&console, &ctx, &id, None, Some(s.into())).await,
+    }
 }
 
 async fn revoke_certificate(

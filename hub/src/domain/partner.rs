@@ -103,12 +103,17 @@ pub struct CertificateRecord {
     pub revoked_at: Option<Timestamp>,
     #[serde(default)]
     pub revocation_reason: String,
+    /// Issued by an opérateur: refused until an administrateur approves it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_approval: bool,
 }
 
 impl CertificateRecord {
     /// Is the certificate refused at `now` (revoked, retired or expired)?
     pub fn refused_at(&self, now: Timestamp) -> Option<&'static str> {
-        if self.revoked_at.is_some_and(|r| r <= now) {
+        if self.awaiting_approval {
+            Some("awaiting an administrator's approval")
+        } else if self.revoked_at.is_some_and(|r| r <= now) {
             Some("revoked")
         } else if self.not_after <= now {
             Some("expired")

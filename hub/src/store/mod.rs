@@ -307,6 +307,12 @@ pub trait Store: Send + Sync + 'static {
     async fn administrators(&self) -> Result<Vec<(String, CertificateRecord)>>;
     /// Revokes one certificate at `meta.at`; returns the partner it belonged to (`None`: an
     /// administrator's).
+    /// Approves a certificate an opérateur had issued: accepted from now on.
+    async fn approve_certificate(
+        &self,
+        fingerprint: &str,
+        meta: &WriteMeta,
+    ) -> Result<Option<PartnerId>>;
     async fn revoke_certificate(
         &self,
         fingerprint: &str,

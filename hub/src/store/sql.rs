@@ -175,14 +175,14 @@ macro_rules! sql_store {
         impl SqlStore {
             /// The principal a certificate names, read from the database.
             async fn read_principal(&self, fingerprint: &str) -> Result<Option<(Principal, CertificateRecord)>> {
-                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>, String)> = sqlx::query_as(
-                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at, c.name FROM certificates c
+                let row: Option<(Option<String>, Option<String>, i64, i64, Option<i64>, String, i64)> = sqlx::query_as(
+                    "SELECT c.partner_id, p.doc, c.not_after, c.issued_at, c.revoked_at, c.name, c.awaiting_approval FROM certificates c
                      LEFT JOIN partners p ON p.id = c.partner_id WHERE c.fingerprint = $1",
                 )
                 .bind(fingerprint)
                 .fetch_optional(&self.read)
                 .await?;
-                let Some((partner, doc, not_after, issued_at, revoked_at, name)) = row else {
+                let Some((partner, doc, not_after, issued_at, revoked_at, name, awaiting)) = row else {
                     return Ok(None);
                 };
                 let record = CertificateRecord {
@@ -193,6 +193,7 @@ macro_rules! sql_store {
                     pem: String::new(),
                     revoked_at: revoked_at.map(Timestamp::from_micros),
                     revocation_reason: String::new(),
+                    awaiting_approval: awaiting != 0,
                 };
                 match (partner, doc) {
                     (None, _) => Ok(Some((
@@ -991,13 +992,14 @@ macro_rules! sql_store {
             cert: &CertificateRecord,
         ) -> Result<()> {
             sqlx::query(
-                "INSERT INTO certificates (fingerprint, partner_id, not_after, issued_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO certificates (fingerprint, partner_id, not_after, issued_at, awaiting_approval) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (fingerprint) DO NOTHING",
             )
             .bind(&cert.fingerprint)
             .bind(partner.map(PartnerId::as_str))
             .bind(cert.not_after.micros())
             .bind(cert.issued_at.micros())
+            .bind(i64::from(cert.awaiting_approval))
             .execute(&mut *conn)
             .await?;
             Ok(())
@@ -1137,6 +1139,7 @@ macro_rules! sql_store {
                                 pem: String::new(),
                                 revoked_at: revoked_at.map(Timestamp::from_micros),
                                 revocation_reason: String::new(),
+                                awaiting_approval: false,
                             },
                         )
                     })
@@ -1176,6 +1179,39 @@ macro_rules! sql_store {
                     })
                 })
                 )
+                .await;
+                self.cleared(done)
+            }
+
+            async fn approve_certificate(&self, fingerprint: &str, meta: &WriteMeta) -> Result<Option<PartnerId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                let fingerprint = fingerprint.to_string();
+                let done = self.idempotent(meta, move |conn, meta| {
+                    Box::pin(async move {
+                        principals_changed(conn).await?;
+                        let row: Option<(Option<String>,)> =
+                            sqlx::query_as("SELECT partner_id FROM certificates WHERE fingerprint = $1")
+                                .bind(&fingerprint)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        let Some((partner,)) = row else {
+                            return Err(Error::not_found("certificate", &fingerprint));
+                        };
+                        sqlx::query("UPDATE certificates SET awaiting_approval = 0 WHERE fingerprint = $1")
+                            .bind(&fingerprint)
+                            .execute(&mut *conn)
+                            .await?;
+                        let Some(partner) = partner else { return Ok((None, None)) };
+                        let mut doc: Partner = load_doc(conn, "partners", "partner", partner.clone()).await?;
+                        for c in doc.certificates.iter_mut().filter(|c| c.fingerprint == fingerprint) {
+                            c.awaiting_approval = false;
+                        }
+                        doc.version += 1;
+                        doc.updated_at = meta.at;
+                        save_partner(conn, &doc).await?;
+                        Ok((Some(doc.id), None))
+                    })
+                })
                 .await;
                 self.cleared(done)
             }
