@@ -45,3 +45,57 @@ impl Lifecycle {
         self.database_up.swap(up, Ordering::Relaxed) != up
     }
 }
+
+/// The data directory's lock (`relais.lock`, an exclusive `flock` held while the hub runs, and
+/// released by the system if the process dies): a second hub started on the same directory
+/// refuses to start, naming the first one's process and address, instead of sharing its SQLite
+/// database, its keys and its certificates.
+pub struct DataDirLock {
+    lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::Read;
+        let path = data_dir.join("relais.lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                let mut held = DataDirLock { lock };
+                held.write(&format!("pid {}\n", std::process::id()));
+                Ok(held)
+            }
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim().replace('\n', ", ");
+                anyhow::bail!(
+                    "another Relais hub uses the data directory {} ({}): stop it first, or give this one its own data_dir",
+                    data_dir.display(),
+                    if holder.is_empty() {
+                        "it is starting".to_string()
+                    } else {
+                        holder
+                    }
+                )
+            }
+            Err((_, e)) => anyhow::bail!("locking {}: {e}", path.display()),
+        }
+    }
+
+    /// Says who holds the lock (the process, and its address once it listens).
+    pub fn write(&mut self, holder: &str) {
+        use std::io::{Seek, Write};
+        let file: &mut std::fs::File = &mut self.lock;
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = file.write_all(holder.as_bytes());
+        let _ = file.sync_all();
+    }
+}

@@ -34,6 +34,8 @@ pub struct RunningHub {
     pub first_start: bool,
     life: Arc<Lifecycle>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// Held while the hub runs: no second hub on the same data directory.
+    _data_lock: crate::lifecycle::DataDirLock,
 }
 
 impl RunningHub {
@@ -253,6 +255,7 @@ pub async fn start_with_clock(
 ) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let mut data_lock = crate::lifecycle::DataDirLock::acquire(&config.data_dir)?;
     let paths = config.tls_paths();
     let tls = crate::pki::ensure_tls(
         &paths,
@@ -369,6 +372,10 @@ pub async fn start_with_clock(
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    data_lock.write(&format!(
+        "pid {}\nlistening on https://{addr}\n",
+        std::process::id()
+    ));
     // Each connection's certificate, looked up once after its handshake: the rate limiter knows
     // whose it is before its first call, and a certificate the hub refuses holds two
     // connections at most.
@@ -530,5 +537,6 @@ pub async fn start_with_clock(
         first_start,
         life,
         task,
+        _data_lock: data_lock,
     })
 }

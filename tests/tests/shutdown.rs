@@ -1,7 +1,7 @@
 //! Stopping the hub process: SIGTERM with subscriptions open and writes in flight ends the
 //! subscriptions with UNAVAILABLE "shutting down", exits within the configured time, and loses
 //! no acknowledged write; SIGINT with one idle subscription exits too; health says NOT_SERVING
-//! while it stops.
+//! while it stops; a second hub on the same data directory refuses to start.
 
 use futures::StreamExt;
 use nix::sys::signal::Signal;
@@ -165,4 +165,45 @@ async fn the_plaintext_health_port_answers_without_a_certificate() {
         .await
         .expect_err("no partner service on the health port");
     assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hub_on_the_same_data_directory_refuses_to_start() {
+    let hub = TestHub::start().await;
+    // In-process: the same configuration, the same directory.
+    let second = relais_hub::start(hub.config.clone()).await;
+    let Err(e) = second else {
+        panic!("a second hub started on the same data directory");
+    };
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("another Relais hub uses the data directory"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("listening on {}", hub.url())),
+        "it names the first one's address: {message}"
+    );
+    // As a process too, with the same words; once the first has stopped, the directory is free.
+    let dir = hub.dir.path().to_path_buf();
+    let out = std::process::Command::new(hub_program())
+        .arg("serve")
+        .env("RELAIS_DATA_DIR", &dir)
+        .env("RELAIS_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("relais runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another Relais hub"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes when the log is not a terminal: {stderr:?}"
+    );
+    let config = hub.config.clone();
+    let TestHub { hub: running, .. } = hub;
+    running.shutdown().await.expect("stops");
+    let again = relais_hub::start(config)
+        .await
+        .expect("free once the first stopped");
+    again.shutdown().await.expect("stops");
 }

@@ -80,9 +80,20 @@ pub fn init_logging(filter: &str, spans: Option<crate::telemetry::SpanLayer>) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours for a person at a terminal; plain text for journald, files and pipes
+                // (and never when NO_COLOR is set).
+                .with_ansi(colours(
+                    std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+                ))
                 .with_filter(filter),
         )
         .try_init();
+}
+
+/// Whether logs carry ANSI colours: on a terminal, unless `NO_COLOR` is set.
+fn colours(terminal: bool, no_color: bool) -> bool {
+    terminal && !no_color
 }
 
 /// An error as a person reads it: a gRPC status with its code and field violations, or the
