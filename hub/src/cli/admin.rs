@@ -408,7 +408,8 @@ enum CertificateCommand {
     },
 }
 
-fn print_partner(p: &pb::Partner) {
+/// A partner's kind and status as the CLI writes them (`mairie`, `suspended`).
+fn kind_and_status(p: &pb::Partner) -> (String, String) {
     let status = pb::PartnerStatus::try_from(p.status)
         .map(|s| {
             s.as_str_name()
@@ -423,6 +424,51 @@ fn print_partner(p: &pb::Partner) {
                 .to_lowercase()
         })
         .unwrap_or_default();
+    (kind, status)
+}
+
+fn partner_header() -> String {
+    format!(
+        "{:<28} {:<24} {:<10} {:<16} {}",
+        "ID", "KIND", "STATUS", "TERRITORY", "NAME"
+    )
+}
+
+/// A time in JSON: RFC 3339, or null.
+fn when_json(t: &Option<prost_types::Timestamp>) -> serde_json::Value {
+    if t.is_some() {
+        timestamp(t).into()
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+fn partner_json(p: &pb::Partner) -> serde_json::Value {
+    let (kind, status) = kind_and_status(p);
+    serde_json::json!({
+        "id": p.id,
+        "name": p.name,
+        "kind": kind,
+        "status": status,
+        "status_reason": p.status_reason,
+        "territory": p.territory,
+        "cog_vintage": p.cog_vintage,
+        "created_at": when_json(&p.created_at),
+        "updated_at": when_json(&p.updated_at),
+        "certificates": p.certificates.iter().map(|c| serde_json::json!({
+            "fingerprint": c.fingerprint,
+            "serial": c.serial,
+            "issued_at": when_json(&c.issued_at),
+            "not_after": when_json(&c.not_after),
+            "revoked_at": when_json(&c.revoked_at),
+            "revocation_reason": c.revocation_reason,
+            "awaiting_approval": c.awaiting_approval,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_partner(p: &pb::Partner) {
+    let (kind, status) = kind_and_status(p);
     println!(
         "{:<28} {:<24} {:<10} {:<16} {}",
         p.id,
@@ -1341,6 +1387,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         PartnerCommand::List => {
             let mut token = String::new();
+            let mut all = Vec::new();
+            if !json {
+                println!("{}", partner_header());
+            }
             loop {
                 let page = client
                     .list_partners(pb::ListPartnersRequest {
@@ -1349,11 +1399,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     })
                     .await?
                     .into_inner();
-                page.partners.iter().for_each(print_partner);
+                if json {
+                    all.extend(page.partners.iter().map(partner_json));
+                } else {
+                    page.partners.iter().for_each(print_partner);
+                }
                 if page.next_page_token.is_empty() {
                     break;
                 }
                 token = page.next_page_token;
+            }
+            if json {
+                println!("{}", serde_json::Value::Array(all));
             }
         }
         PartnerCommand::Show { id } => {
@@ -1363,9 +1420,24 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .partner
                 .context("no partner in the answer")?;
-            print_partner(&p);
-            for c in &p.certificates {
-                println!("  certificate {} serial {}", c.fingerprint, c.serial);
+            if json {
+                println!("{}", partner_json(&p));
+            } else {
+                println!("{}", partner_header());
+                print_partner(&p);
+                for c in &p.certificates {
+                    let state = if c.revoked_at.is_some() {
+                        format!("revoked {}", timestamp(&c.revoked_at))
+                    } else if c.awaiting_approval {
+                        "awaiting an administrator's approval".into()
+                    } else {
+                        format!("valid until {}", timestamp(&c.not_after))
+                    };
+                    println!(
+                        "  certificate {} serial {} — {state}",
+                        c.fingerprint, c.serial
+                    );
+                }
             }
         }
         PartnerCommand::Suspend { id, reason } => {

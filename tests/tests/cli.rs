@@ -1,0 +1,61 @@
+//! The command line as a partner's IT person or an administrator uses it: `partner list` and
+//! `partner show` as a table with a header, or as JSON for scripts, with RFC 3339 times and
+//! each certificate's expiry.
+
+use relais_tests::proto::PartnerKind;
+use relais_tests::*;
+
+fn admin(hub: &TestHub, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(hub_program())
+        .args(["admin", "--hub", &hub.url(), "--identity"])
+        .arg(hub.dir.path().join("admin/admin.bundle.pem"))
+        .args(args)
+        .output()
+        .expect("relais runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_are_listed_as_a_table_or_as_json() {
+    let hub = TestHub::start().await;
+    hub.partner("mairie-aspet", PartnerKind::Mairie).await;
+
+    let (ok, table, err) = admin(&hub, &["partner", "list"]);
+    assert!(ok, "{err}");
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("KIND") && header.contains("NAME"),
+        "{table}"
+    );
+    assert!(lines.any(|l| l.starts_with("mairie-aspet")), "{table}");
+
+    let (ok, json, err) = admin(&hub, &["--json", "partner", "list"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let p = &list[0];
+    assert_eq!(p["id"], "mairie-aspet");
+    assert_eq!(p["kind"], "mairie");
+    let not_after = p["certificates"][0]["not_after"].as_str().unwrap();
+    assert!(
+        time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+            .is_ok(),
+        "RFC 3339, not microseconds: {not_after}"
+    );
+    assert!(p["certificates"][0]["revoked_at"].is_null());
+
+    let (ok, shown, err) = admin(&hub, &["partner", "show", "mairie-aspet"]);
+    assert!(ok, "{err}");
+    assert!(
+        shown.contains("valid until"),
+        "the certificate's expiry: {shown}"
+    );
+    let (ok, json, err) = admin(&hub, &["partner", "show", "mairie-aspet", "--json"]);
+    assert!(ok, "{err}");
+    let one: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(one["id"], "mairie-aspet");
+}
