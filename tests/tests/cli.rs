@@ -59,3 +59,54 @@ async fn partners_are_listed_as_a_table_or_as_json() {
     let one: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(one["id"], "mairie-aspet");
 }
+
+fn admin_at(hub_url: &str, bundle: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(hub_program())
+        .args(["admin", "--hub", hub_url, "--identity"])
+        .arg(bundle)
+        .args(args)
+        .output()
+        .expect("relais runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_errors_say_what_to_do() {
+    let hub = TestHub::start().await;
+    let bundle = hub.dir.path().join("admin/admin.bundle.pem");
+    let addr = hub.url().trim_start_matches("https://").to_string();
+
+    // http:// instead of https://
+    let (ok, err) = admin_at(&format!("http://{addr}"), &bundle, &["partner", "list"]);
+    assert!(!ok);
+    assert!(err.contains(&format!("use https://{addr}")), "{err}");
+
+    // A port where nothing listens.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (ok, err) = admin_at(&format!("https://{free}"), &bundle, &["partner", "list"]);
+    assert!(!ok);
+    assert!(err.contains("is the hub running there"), "{err}");
+
+    // A bundle made by another hub (another CA).
+    let other = TestHub::start().await;
+    let foreign = other.dir.path().join("admin/admin.bundle.pem");
+    let (ok, err) = admin_at(&hub.url(), &foreign, &["partner", "list"]);
+    assert!(!ok);
+    assert!(
+        err.contains("is not the one that made this identity bundle"),
+        "{err}"
+    );
+    // Each error is printed once, each cause once.
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("invalid peer certificate").count(), 1, "{err}");
+}

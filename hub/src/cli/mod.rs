@@ -109,7 +109,19 @@ fn describe(e: &anyhow::Error) -> String {
         }
         return text;
     }
-    format!("{e:#}")
+    // The chain of causes, each said once: transport errors repeat their cause in their own
+    // message ("invalid peer certificate: X: invalid peer certificate: X").
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// Runs a parsed command line.
