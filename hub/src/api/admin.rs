@@ -1531,12 +1531,8 @@ impl AdminService for Api {
             "SetConsoleAccountDisabled",
             request,
             |call, req| async move {
-                let mut v = Violations::new();
-                let request_id = request_id(&req.request_id, &mut v);
-                v.finish()?;
-                let Some(request_id) = request_id else {
-                    return Err(Error::Internal("validated fields missing".into()));
-                };
+                let request_id = crate::domain::RequestId::parse(&req.request_id)
+                    .map_err(|e| convert::invalid("request_id", e))?;
                 let meta = call.meta(
                     request_id,
                     format!(
@@ -1570,12 +1566,8 @@ impl AdminService for Api {
         request: Request<pb::ApproveCertificateRequest>,
     ) -> Result<Response<pb::ApproveCertificateResponse>, Status> {
         self.admin_call("ApproveCertificate", request, |call, req| async move {
-            let mut v = Violations::new();
-            let request_id = request_id(&req.request_id, &mut v);
-            v.finish()?;
-            let Some(request_id) = request_id else {
-                return Err(Error::Internal("validated fields missing".into()));
-            };
+            let request_id = crate::domain::RequestId::parse(&req.request_id)
+                .map_err(|e| convert::invalid("request_id", e))?;
             let meta = call.meta(
                 request_id,
                 format!("certificate {} approved", req.fingerprint),

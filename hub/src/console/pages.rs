@@ -381,6 +381,16 @@ fn status_label(p: &pb::Partner) -> String {
     }
 }
 
+/// Each partner's id and name, for choices and labels (none when the role may not list them).
+async fn partner_names(console: &Console, ctx: &Ctx) -> Vec<(String, String)> {
+    all_partners(console, ctx)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect()
+}
+
 async fn all_partners(console: &Console, ctx: &Ctx) -> Result<Vec<pb::Partner>, Problem> {
     let mut out = Vec::new();
     let mut page_token = String::new();
@@ -836,14 +846,8 @@ async fn add_partner(State(console): S, Posted { ctx, form }: Posted<AddPartnerF
     }
 }
 
-async fn download_bundle(
-    State(console): S,
-    ctx: Ctx,
-    method: axum::http::Method,
-    Path(token): Path<String>,
-) -> Response {
-    // (A HEAD — a link checker, a prefetch — is refused before: it does not use it up.)
-    debug_assert!(method != axum::http::Method::HEAD);
+async fn download_bundle(State(console): S, ctx: Ctx, Path(token): Path<String>) -> Response {
+    // (A HEAD — a link checker, a prefetch — is refused by `bounded`: it does not use it up.)
     let taken = {
         let mut bundles = console.bundles.lock().unwrap_or_else(|e| e.into_inner());
         match bundles.get(&token) {
@@ -1304,13 +1308,12 @@ async fn find_person(State(console): S, ctx: Ctx, Query(q): Query<FindQuery>) ->
             None => {}
         }
     }
-    let partners = all_partners(&console, &ctx).await.unwrap_or_default();
     render(FindPage {
         frame,
         id: q.id,
         partner: q.partenaire,
         local: q.local,
-        partners: partners.into_iter().map(|p| (p.id, p.name)).collect(),
+        partners: partner_names(&console, &ctx).await,
     })
 }
 
@@ -1399,12 +1402,8 @@ async fn person_page(console: &Console, ctx: &Ctx, id: &str, notice: Option<Stri
             );
         }
     };
-    let names: std::collections::HashMap<String, String> = all_partners(console, ctx)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| (p.id, p.name))
-        .collect();
+    let names: std::collections::HashMap<String, String> =
+        partner_names(console, ctx).await.into_iter().collect();
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
     let consents = r
         .consents
@@ -1714,12 +1713,7 @@ async fn rules_page(
             })
             .collect(),
         can_edit: ctx.actor.role.allows("SetRules"),
-        partners: all_partners(console, ctx)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| (p.id, p.name))
-            .collect(),
+        partners: partner_names(console, ctx).await,
         categories: DataCategory::ALL
             .iter()
             .map(|c| (c.as_str(), c.label_fr()))
@@ -1853,12 +1847,8 @@ async fn dry_run_rules(State(console): S, Posted { ctx, form }: Posted<RulesForm
             let r = r.into_inner();
             page.errors = r.errors.iter().map(rule_error_fr).collect();
             if r.valid {
-                let names: std::collections::HashMap<String, String> = all_partners(&console, &ctx)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| (p.id, p.name))
-                    .collect();
+                let names: std::collections::HashMap<String, String> =
+                    partner_names(&console, &ctx).await.into_iter().collect();
                 page.dry_run = Some(DryRunView {
                     summary: if r.changes.is_empty() {
                         format!(

@@ -57,6 +57,14 @@ pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> HeaderValue 
     .expect("a cookie header")
 }
 
+/// The result of a store call whose failure the console logs and goes on without (an
+/// unreadable session is no session; a failed sweep waits for the next).
+fn logged<T>(result: crate::error::Result<T>, what: &'static str) -> Option<T> {
+    result
+        .map_err(|e| tracing::error!(error = %e, what, "console: the store failed"))
+        .ok()
+}
+
 fn now(console: &Console) -> Timestamp {
     console.api.clock.now()
 }
@@ -96,10 +104,7 @@ impl FromRequestParts<Arc<Console>> for Ctx {
         let token = cookie(&parts.headers, COOKIE).ok_or(NoSession)?;
         let hash = token_hash(&token);
         let store = &console.api.store;
-        let session = store
-            .console_session(&hash)
-            .await
-            .ok()
+        let session = logged(store.console_session(&hash).await, "reading a session")
             .flatten()
             .ok_or(NoSession)?;
         let at = now(console);
@@ -108,22 +113,28 @@ impl FromRequestParts<Arc<Console>> for Ctx {
         if at.micros() - session.seen_at.micros() > idle
             || at.micros() - session.created_at.micros() > max
         {
-            let _ = store.end_console_sessions(Some(&hash), at, at).await;
+            logged(
+                store.end_console_sessions(Some(&hash), at, at).await,
+                "ending a session",
+            );
             return Err(NoSession);
         }
-        let account = store
-            .console_account(&session.account)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(NoSession)?;
+        let account = logged(
+            store.console_account(&session.account).await,
+            "reading an account",
+        )
+        .flatten()
+        .ok_or(NoSession)?;
         if account.disabled_at.is_some() {
             return Err(NoSession);
         }
         let role = Role::parse(&account.role).map_err(|_| NoSession)?;
         // One write a minute at most per session, not one per page.
         if at.micros() - session.seen_at.micros() > 60_000_000 {
-            let _ = store.touch_console_session(&hash, at).await;
+            logged(
+                store.touch_console_session(&hash, at).await,
+                "touching a session",
+            );
         }
         Ok(Ctx {
             actor: Actor {
@@ -373,10 +384,13 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
         let lock_until = Timestamp::from_micros(
             at.micros() + console.config.lockout_minutes as i64 * 60_000_000,
         );
-        let (failures, until) = store
-            .console_login_failed(&name, console.config.max_failures, lock_until, at)
-            .await
-            .unwrap_or((0, Timestamp::from_micros(0)));
+        let (failures, until) = logged(
+            store
+                .console_login_failed(&name, console.config.max_failures, lock_until, at)
+                .await,
+            "counting a failed log-in",
+        )
+        .unwrap_or((0, Timestamp::from_micros(0)));
         let why = if found.disabled_at.is_some() {
             "account disabled"
         } else if !password_ok {
@@ -397,7 +411,10 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
             },
         );
         entry.decision = "deny".into();
-        let _ = store.record_access(vec![entry], vec![]).await;
+        logged(
+            store.record_access(vec![entry], vec![]).await,
+            "auditing a refused log-in",
+        );
         return Login::Refused(refused);
     }
     let token = random_token();
@@ -414,32 +431,49 @@ pub async fn log_in(console: &Console, form: &LoginForm) -> Login {
         tracing::error!(error = %e, "console: storing a session");
         return Login::Refused("La session n'a pas pu être ouverte : réessayez.".into());
     }
-    let _ = store
+    // No session without its audit entry: the log-in is undone when the entry cannot be written.
+    let audited = store
         .record_access(
             vec![audit(console, &name, "login", "signed in".into())],
             vec![],
         )
         .await;
+    if let Err(e) = audited {
+        tracing::error!(error = %e, "console: auditing a log-in; the session is not opened");
+        logged(
+            store
+                .end_console_sessions(Some(&token_hash(&token)), at, at)
+                .await,
+            "ending an unaudited session",
+        );
+        return Login::Refused("La session n'a pas pu être ouverte : réessayez.".into());
+    }
     Login::Ok(token)
 }
 
 pub async fn log_out(console: &Console, ctx: &Ctx) {
     let at = now(console);
     let store = &console.api.store;
-    let _ = store
-        .end_console_sessions(Some(&ctx.token_hash), at, at)
-        .await;
-    let _ = store
-        .record_access(
-            vec![audit(
-                console,
-                &ctx.actor.name,
-                "logout",
-                "signed out".into(),
-            )],
-            vec![],
-        )
-        .await;
+    logged(
+        store
+            .end_console_sessions(Some(&ctx.token_hash), at, at)
+            .await,
+        "ending a session",
+    );
+    logged(
+        store
+            .record_access(
+                vec![audit(
+                    console,
+                    &ctx.actor.name,
+                    "logout",
+                    "signed out".into(),
+                )],
+                vec![],
+            )
+            .await,
+        "auditing a log-out",
+    );
 }
 
 /// Ends the sessions past their idle or absolute time.
@@ -448,11 +482,14 @@ pub async fn sweep(console: &Console) {
     let idle = Timestamp::from_micros(at - console.config.session_idle_minutes as i64 * 60_000_000);
     let opened =
         Timestamp::from_micros(at - console.config.session_max_hours as i64 * 3_600_000_000);
-    let _ = console
-        .api
-        .store
-        .end_console_sessions(None, idle, opened)
-        .await;
+    logged(
+        console
+            .api
+            .store
+            .end_console_sessions(None, idle, opened)
+            .await,
+        "ending sessions past their time",
+    );
     // Bundles not downloaded within ten minutes are forgotten.
     console
         .bundles
