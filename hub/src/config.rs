@@ -41,6 +41,60 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub telemetry: TelemetryConfig,
     pub console: ConsoleConfig,
+    pub territory: TerritoryConfig,
+}
+
+/// Who answers for the data, as the person's documents (receipt, mandate, access report) print
+/// it: the controller, its data protection officer, and where a person withdraws an accord.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerritoryConfig {
+    /// The territory's name, in the documents' headings.
+    pub name: String,
+    /// The controller (responsable du traitement).
+    pub controller: String,
+    /// Its postal address, on one line.
+    pub controller_address: String,
+    /// Its telephone and e-mail, on one line.
+    pub controller_contact: String,
+    /// The data protection officer (délégué à la protection des données): name or office.
+    pub dpo: String,
+    /// How to reach the DPO (e-mail, postal address), on one line.
+    pub dpo_contact: String,
+    /// Where a person withdraws an accord or ends a mandate, completing "Pour retirer un
+    /// accord, adressez-vous …".
+    pub withdraw: String,
+}
+
+impl Default for TerritoryConfig {
+    fn default() -> Self {
+        Self {
+            name: "Comminges".into(),
+            controller: "Communauté de communes Cœur et Coteaux du Comminges".into(),
+            controller_address: String::new(),
+            controller_contact: String::new(),
+            dpo: "le délégué à la protection des données de la communauté de communes".into(),
+            dpo_contact: String::new(),
+            withdraw: "à n'importe quel guichet partenaire, au bus France Services, par \
+                       téléphone ou par courrier à la communauté de communes"
+                .into(),
+        }
+    }
+}
+
+impl TerritoryConfig {
+    /// What the documents would lack: the keys a deployment must still set.
+    pub fn missing(&self) -> Vec<&'static str> {
+        [
+            ("territory.controller_address", &self.controller_address),
+            ("territory.controller_contact", &self.controller_contact),
+            ("territory.dpo_contact", &self.dpo_contact),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.trim().is_empty())
+        .map(|(k, _)| k)
+        .collect()
+    }
 }
 
 /// The administrators' console: HTTPS (the hub's server certificate), named accounts.
@@ -353,6 +407,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             telemetry: TelemetryConfig::default(),
             console: ConsoleConfig::default(),
+            territory: TerritoryConfig::default(),
         }
     }
 }

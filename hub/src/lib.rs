@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod documents;
 pub mod domain;
 pub mod error;
 pub mod feed;

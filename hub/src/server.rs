@@ -329,6 +329,7 @@ pub async fn start_with_clock(
             feed: config.feed.clone(),
             flags: config.flags.clone(),
             referrals: config.referrals.clone(),
+            territory: config.territory.clone(),
         }),
         feed: Default::default(),
     };
@@ -527,6 +528,13 @@ pub async fn start_with_clock(
         })
     };
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "relais hub listening");
+    let missing = config.territory.missing();
+    if !missing.is_empty() {
+        tracing::warn!(
+            keys = %missing.join(", "),
+            "the person's documents will not give these contact details: set them in the configuration's [territory] section"
+        );
+    }
     Ok(RunningHub {
         addr,
         health_addr,

@@ -498,6 +498,18 @@ impl TestHub {
 
     /// A partner serving `territory` (commune or département codes).
     pub async fn partner_in(&self, id: &str, kind: pb::PartnerKind, territory: &[&str]) -> Partner {
+        self.partner_named(id, kind, &format!("Partner {id}"), territory)
+            .await
+    }
+
+    /// A partner with its display name (what the person's documents print).
+    pub async fn partner_named(
+        &self,
+        id: &str,
+        kind: pb::PartnerKind,
+        name: &str,
+        territory: &[&str],
+    ) -> Partner {
         let (key, csr_pem) = relais_hub::pki::new_key_and_csr(id).expect("csr");
         let response = self
             .admin
@@ -505,7 +517,7 @@ impl TestHub {
             .add_partner(pb::AddPartnerRequest {
                 id: id.to_string(),
                 kind: kind as i32,
-                name: format!("Partner {id}"),
+                name: name.to_string(),
                 territory: territory.iter().map(ToString::to_string).collect(),
                 cog_vintage: 0,
                 csr_pem,

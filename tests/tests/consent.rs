@@ -164,8 +164,8 @@ async fn a_mandate_lets_the_mediateur_follow_the_apa_file_until_it_is_revoked(ba
         .await
         .unwrap()
         .into_inner();
-    assert!(granted.printable_text.contains("mediateur-1"));
     assert!(granted.printable_text.contains("6 mois"));
+    assert!(granted.printable_html.contains("Mandat d'accompagnement"));
     let mandate = granted.mandate.unwrap();
 
     let apa = departement
@@ -290,8 +290,9 @@ async fn the_access_report_tells_the_person_who_received_what_and_why(backend: B
         .await
         .unwrap()
         .into_inner();
-    assert!(receipt.text.contains("REÇU DE CONSENTEMENT"));
-    assert!(receipt.text.contains("mobilité"));
+    assert!(receipt.text.contains("REÇU DE VOTRE ACCORD DE PARTAGE"));
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat(&receipt.text).contains("vos difficultés à vous déplacer"));
     assert!(receipt.html.starts_with("<!DOCTYPE html>"));
 
     let report = hub
@@ -322,7 +323,12 @@ async fn the_access_report_tells_the_person_who_received_what_and_why(backend: B
         report.html.contains("Partner mairie-aspet"),
         "partners are named"
     );
-    assert!(report.html.contains("mobilité"));
+    assert!(
+        report
+            .text
+            .contains("a reçu vos difficultés à vous déplacer")
+    );
+    assert!(!report.text.contains(&person), "no internal id");
 }
 
 on_both_backends!(

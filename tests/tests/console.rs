@@ -434,12 +434,27 @@ async fn administrators_work_in_the_console_in_chromium() {
         .unwrap()
         .to_string();
     b.goto(&format!("{base}{consent_link}")).await;
-    b.wait_for_text("Reçu de consentement").await;
+    b.wait_for_text("Reçu de votre accord de partage").await;
     check.page("recu").await;
     b.goto(&format!("{base}/personnes/{person}/rapport")).await;
-    b.wait_for_text("Vos informations partagées").await;
+    let report = b.wait_for_text("Vos informations partagées").await;
+    // The short reference the person quotes finds her.
+    let reference = format!(
+        "{}-{}",
+        person[..4].to_uppercase(),
+        person[4..8].to_uppercase()
+    );
+    assert!(report.contains(&reference), "the report gives {reference}");
+    assert!(!report.contains(&person), "and not the hub id");
     check.page("rapport-acces").await;
     let pdf = b.print_a4().await;
+    b.goto(&format!("{base}/personnes")).await;
+    b.fill("#f-id", &reference.to_lowercase()).await;
+    b.click("form[aria-labelledby='t-hub'] button").await;
+    b.wait_for_text("Consentements").await;
+    assert!(b.url().await.ends_with(&format!("/personnes/{person}")));
+    b.goto(&format!("{base}/personnes?id=0000-0000")).await;
+    b.wait_for_text("Aucune personne n'a cette référence").await;
     assert!(pdf.starts_with(b"%PDF"), "a PDF");
     assert!(pdf.len() > 5_000, "not empty: {} bytes", pdf.len());
     let pdf_text = String::from_utf8_lossy(&pdf);

@@ -1,7 +1,8 @@
 //! AdminService: partners and their certificates. Only the administrator principal calls it.
 
-use super::{AdminCall, Api, convert, documents, request_id};
+use super::{AdminCall, Api, convert, request_id};
 use crate::audit::Verifier;
+use crate::documents;
 use crate::domain::consent::ConsentId;
 use crate::domain::ids::{PartnerId, free_text};
 use crate::domain::partner::{Partner, PartnerStatus, parse_territory_code};
@@ -1280,21 +1281,26 @@ impl AdminService for Api {
             if audit.is_empty() && consents.is_empty() {
                 return Err(Error::not_found("person", person));
             }
+            let partners = self.partner_names().await?;
             let report = documents::AccessReport::new(
                 person,
                 call.at(),
                 audit,
                 consents,
                 mandates,
-                &self.partner_names().await?,
+                &partners,
             );
             let mut entry = call.entry();
             entry.person = Some(person);
             entry.detail = "access report produced for the person".into();
             self.store.record_access(vec![entry], vec![]).await?;
             Ok(pb::GetAccessReportResponse {
-                json: serde_json::to_string_pretty(&report).map_err(Error::from)?,
-                html: report.html(),
+                json: serde_json::to_string_pretty(&documents::rfc3339_times(
+                    serde_json::to_value(&report).map_err(Error::from)?,
+                ))
+                .map_err(Error::from)?,
+                html: report.html(&partners, &self.settings.territory),
+                text: report.text(&partners, &self.settings.territory),
             })
         })
         .await

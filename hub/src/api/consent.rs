@@ -1,6 +1,7 @@
 //! ConsentService: consent records and mandates, granted and withdrawn at the counter.
 
-use super::{AdminCall, Api, Call, convert, disclose, documents, request_id};
+use super::{AdminCall, Api, Call, convert, disclose, request_id};
+use crate::documents;
 use crate::domain::change::{ConsentNotice, Redaction};
 use crate::domain::consent::{
     CollectionMethod, Consent, ConsentId, Countersignature, Grantee, LegalBasis, Mandate, MandateId,
@@ -455,8 +456,12 @@ impl ConsentService for Api {
     ) -> Result<Response<pb::GetConsentReceiptResponse>, Status> {
         self.partner_call("GetConsentReceipt", request, |call, req| async move {
             let consent = self.consent_for(&call, &req.consent_id).await?;
-            let (text, html) =
-                documents::consent_receipt(&consent, &self.partner_names().await?, call.at);
+            let (text, html) = documents::consent_receipt(
+                &consent,
+                &self.partner_names().await?,
+                &self.settings.territory,
+                call.at,
+            );
             Ok(pb::GetConsentReceiptResponse { text, html })
         })
         .await
@@ -526,10 +531,16 @@ impl ConsentService for Api {
                 .store
                 .grant_mandate(mandate, &call.meta(request_id).audited(entry))
                 .await?;
-            let printable_text = documents::mandate_text(&mandate, &self.partner_names().await?);
+            let (printable_text, printable_html) = documents::mandate(
+                &mandate,
+                &self.partner_names().await?,
+                &self.settings.territory,
+                call.at,
+            );
             Ok(pb::GrantMandateResponse {
                 mandate: Some(convert::mandate(&mandate, call.at)),
                 printable_text,
+                printable_html,
             })
         })
         .await

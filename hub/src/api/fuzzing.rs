@@ -3,7 +3,8 @@
 //! run, down to the documents rendered from what was accepted. Nothing here may panic, in debug
 //! or release, whatever the bytes; an error is a fine answer.
 
-use super::{convert, documents};
+use super::convert;
+use crate::documents;
 use crate::domain::case::{Procedure, parse_documents};
 use crate::domain::consent::{Consent, ConsentId, Grantee, StatusChange};
 use crate::domain::ids::free_text;
@@ -247,7 +248,12 @@ fn grant_consent(r: &pb::GrantConsentRequest, now: Timestamp) {
         countersignature: None,
     };
     let _ = convert::consent(&consent, now);
-    let _ = documents::consent_receipt(&consent, &HashMap::new(), now);
+    let _ = documents::consent_receipt(
+        &consent,
+        &HashMap::new(),
+        &crate::config::TerritoryConfig::default(),
+        now,
+    );
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod cases;
 mod consent;
 pub mod convert;
 mod disclose;
-pub(crate) mod documents;
+
 mod flags;
 pub mod fuzzing;
 mod persons;
@@ -59,6 +59,8 @@ pub struct Settings {
     pub feed: FeedConfig,
     pub flags: crate::config::FlagsConfig,
     pub referrals: crate::config::ReferralsConfig,
+    /// Who answers for the data, on the person's documents.
+    pub territory: crate::config::TerritoryConfig,
 }
 
 /// An authenticated partner call: who, why, and a digest of the request for idempotency.

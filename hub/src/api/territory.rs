@@ -3,9 +3,9 @@
 //! are shown as "< 5", and nothing names a person. Each is built only from what the caller may
 //! read, so that a count never tells it of a difficulty it may not read.
 
-use super::documents::{escape, page_styled};
 use super::{Api, Call};
 use crate::audit::AuditEntry;
+use crate::documents::{escape, page_styled};
 use crate::domain::case::Case;
 use crate::domain::commune::Commune;
 use crate::domain::referral::ReferralState;

@@ -23,6 +23,10 @@ pub struct AuditEntry {
     pub person: Option<PersonId>,
     /// Categories of data given (reads, deliveries) or written.
     pub categories: Vec<String>,
+    /// Of `categories`, those a read gave only from the caller's own records (what it wrote
+    /// itself): it consulted them, nobody shared them with it. Absent from older entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own: Vec<String>,
     /// Categories asked for but refused.
     pub denied: Vec<String>,
     pub purpose: Option<String>,
@@ -64,6 +68,7 @@ impl AuditEntry {
             action,
             person: None,
             categories: vec![],
+            own: vec![],
             denied: vec![],
             purpose: None,
             decision: "allow".into(),

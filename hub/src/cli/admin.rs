@@ -329,11 +329,13 @@ enum PrioritiesCommand {
 enum AuditCommand {
     /// Check the hash chain; names the first entry changed, removed or moved.
     Verify,
-    /// What was exchanged about a person, for the person (GDPR art. 15).
+    /// What was exchanged about a person, for the person (GDPR art. 15): the document in
+    /// French (a summary, then the detail by service and by day), or its data with --json.
     Report {
+        /// The person's hub id.
         #[arg(long)]
         person: String,
-        /// Write the printable page (HTML, French) here.
+        /// Write the printable page (HTML, French, A4) here instead of printing the text.
         #[arg(long)]
         html: Option<PathBuf>,
     },
@@ -885,7 +887,8 @@ async fn other(
                     crate::pki::write_private(&path, &r.html)?;
                     println!("printable report written to {}", path.display());
                 }
-                None => println!("{}", r.json),
+                None if json => println!("{}", r.json),
+                None => print!("{}", r.text),
             }
         }
         AdminCommand::AlertPlan { start, end, reason } => {

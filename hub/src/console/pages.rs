@@ -1260,7 +1260,39 @@ async fn find_person(State(console): S, ctx: Ctx, Query(q): Query<FindQuery>) ->
         return r;
     }
     let mut frame = Frame::new(&ctx, "Une personne", "personnes");
-    if !q.id.trim().is_empty() {
+    if let Some(prefix) = crate::documents::reference_prefix(&q.id) {
+        // The short reference the person's documents print.
+        let found = console.api.store.persons_by_reference(&prefix, 2).await;
+        let mut e = entry(&console, &ctx, "FindPerson");
+        e.detail = "looked up a person's reference".into();
+        if let Ok([person]) = found.as_deref() {
+            e.person = Some(*person);
+        }
+        if console
+            .api
+            .store
+            .record_access(vec![e], vec![])
+            .await
+            .is_err()
+        {
+            return unaudited();
+        }
+        match found.as_deref() {
+            Ok([person]) => {
+                return Redirect::to(&format!("/personnes/{person}")).into_response();
+            }
+            Ok([]) => frame.problem = "Aucune personne n'a cette référence.".into(),
+            Ok(_) => {
+                frame.problem = "Plusieurs personnes ont cette référence : cherchez par \
+                                 l'identifiant complet ou par l'identifiant d'un partenaire."
+                    .into()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up a reference failed");
+                frame.problem = "La recherche n'a pas abouti ; réessayez.".into();
+            }
+        }
+    } else if !q.id.trim().is_empty() {
         match PersonId::parse(q.id.trim()) {
             Ok(id) => return Redirect::to(&format!("/personnes/{id}")).into_response(),
             Err(e) => {
@@ -1617,7 +1649,12 @@ async fn receipt(
         )
             .into_response();
     }
-    let (_, html) = crate::api::documents::consent_receipt(&c, &names, console.api.clock.now());
+    let (_, html) = crate::documents::consent_receipt(
+        &c,
+        &names,
+        &console.api.settings.territory,
+        console.api.clock.now(),
+    );
     document(html)
 }
 

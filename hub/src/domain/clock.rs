@@ -55,7 +55,7 @@ impl fmt::Display for Timestamp {
 /// Shown to people in Europe/Paris time: UTC+1, UTC+2 in summer (EU rule: from the last
 /// Sunday of March to the last Sunday of October, at 01:00 UTC).
 pub fn paris(t: Timestamp) -> String {
-    let local = t.to_offset() + time::Duration::hours(paris_offset_hours(t));
+    let local = paris_local(t);
     format!(
         "{:02}/{:02}/{} à {:02}h{:02}",
         local.day(),
@@ -64,6 +64,16 @@ pub fn paris(t: Timestamp) -> String {
         local.hour(),
         local.minute()
     )
+}
+
+/// `t` as Europe/Paris wall-clock time.
+pub fn paris_local(t: Timestamp) -> OffsetDateTime {
+    t.to_offset() + time::Duration::hours(paris_offset_hours(t))
+}
+
+/// The day `t` falls on in Paris.
+pub fn paris_day(t: Timestamp) -> Day {
+    Day(paris_local(t).date())
 }
 
 /// Hours Paris is ahead of UTC at `t`: 2 in summer, else 1.
@@ -194,11 +204,20 @@ impl Day {
         format!("{:04}-{:02}", self.0.year(), u8::from(self.0.month()))
     }
 
-    /// In French: "mardi 8 décembre 2026".
+    /// In French: "mardi 8 décembre 2026", "mardi 1er décembre 2026".
     pub fn french(self) -> String {
         const DAYS: [&str; 7] = [
             "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
         ];
+        format!(
+            "{} {}",
+            DAYS[usize::from(self.0.weekday().number_days_from_monday())],
+            self.french_date()
+        )
+    }
+
+    /// In French without the weekday: "8 décembre 2026", "1er décembre 2026".
+    pub fn french_date(self) -> String {
         const MONTHS: [&str; 12] = [
             "janvier",
             "février",
@@ -213,10 +232,12 @@ impl Day {
             "novembre",
             "décembre",
         ];
+        let day = match self.0.day() {
+            1 => "1er".to_string(),
+            d => d.to_string(),
+        };
         format!(
-            "{} {} {} {}",
-            DAYS[usize::from(self.0.weekday().number_days_from_monday())],
-            self.0.day(),
+            "{day} {} {}",
             MONTHS[usize::from(u8::from(self.0.month())) - 1],
             self.0.year()
         )

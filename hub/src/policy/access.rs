@@ -28,6 +28,10 @@ pub struct Access<'a> {
     viewer: Viewer<'a>,
     pub facts: Facts,
     given: BTreeSet<&'static str>,
+    /// Given from the viewer's own records…
+    own: BTreeSet<&'static str>,
+    /// …and from others' (or as the rules decide).
+    shared: BTreeSet<&'static str>,
     denied: BTreeSet<&'static str>,
     policies: BTreeSet<String>,
     records: BTreeSet<String>,
@@ -41,6 +45,8 @@ impl<'a> Access<'a> {
             viewer,
             facts,
             given: BTreeSet::new(),
+            own: BTreeSet::new(),
+            shared: BTreeSet::new(),
             denied: BTreeSet::new(),
             policies: BTreeSet::new(),
             records: BTreeSet::new(),
@@ -78,6 +84,7 @@ impl<'a> Access<'a> {
                 Some(item) => self.disclose(subject.category, item, record, self.viewer.purpose),
                 None => {
                     self.given.insert(category);
+                    self.shared.insert(category);
                     self.records.extend(record);
                 }
             }
@@ -97,6 +104,7 @@ impl<'a> Access<'a> {
         purpose: Purpose,
     ) {
         self.given.insert(category.as_str());
+        self.shared.insert(category.as_str());
         if let Some(r) = &record {
             self.records.insert(r.clone());
         }
@@ -127,6 +135,7 @@ impl<'a> Access<'a> {
 
     fn own(&mut self, category: DataCategory) -> bool {
         self.given.insert(category.as_str());
+        self.own.insert(category.as_str());
         true
     }
 
@@ -211,6 +220,11 @@ impl<'a> Access<'a> {
             action,
             person: Some(self.facts.person),
             categories: self.given.iter().map(|c| c.to_string()).collect(),
+            own: self
+                .own
+                .difference(&self.shared)
+                .map(|c| c.to_string())
+                .collect(),
             denied: self.denied.iter().map(|c| c.to_string()).collect(),
             purpose: Some(self.viewer.purpose.as_str().to_string()),
             decision: decision.into(),

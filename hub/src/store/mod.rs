@@ -343,6 +343,9 @@ pub trait Store: Send + Sync + 'static {
         local_id: &LocalId,
         meta: &WriteMeta,
     ) -> Result<PersonId>;
+    /// The persons whose id starts with `prefix` (eight lowercase hex digits: the short
+    /// reference the person's documents print), at most `limit`.
+    async fn persons_by_reference(&self, prefix: &str, limit: u32) -> Result<Vec<PersonId>>;
     async fn person_by_local_id(
         &self,
         partner: &PartnerId,

@@ -1456,6 +1456,23 @@ macro_rules! sql_store {
                 row.map(|(p,)| person_id(&p)).transpose()
             }
 
+            async fn persons_by_reference(&self, prefix: &str, limit: u32) -> Result<Vec<PersonId>> {
+                let _timer = crate::telemetry::StoreTimer::start();
+                // A range on the primary key, from the prefix to the next hexadecimal number
+                // (digits and a–f sort alike in every collation).
+                let Some(upper) = crate::documents::reference_successor(prefix) else {
+                    return Ok(vec![]);
+                };
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT id FROM persons WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3")
+                        .bind(prefix)
+                        .bind(upper)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.read)
+                        .await?;
+                rows.iter().map(|(p,)| person_id(p)).collect()
+            }
+
             async fn person_by_pivot(&self, key: &PivotKey) -> Result<Option<PersonId>> {
                 let _timer = crate::telemetry::StoreTimer::start();
                 let row: Option<(String,)> = sqlx::query_as("SELECT person_id FROM person_pivots WHERE pivot_key = $1")
