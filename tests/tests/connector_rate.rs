@@ -73,7 +73,7 @@ async fn a_connector_over_its_rate_waits_as_the_hub_says_and_loses_nothing() {
     // The drain and the check run side by side, each polled while the other waits: a check
     // that waits for the connector's state must not hold up a drain paused mid-write.
     let drained = tokio::time::timeout(Duration::from_secs(30), async {
-        let draining = outbox::drain(&c.hub, &c.state, &wake, Duration::from_millis(50));
+        let draining = outbox::drain(&c.hub, &c.state, &wake, Duration::from_millis(50), None);
         let emptied = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -213,7 +213,11 @@ async fn the_work_queue_order_goes_beside_the_statuses_in_the_status_file() {
     relais_connector_sdk::feed::follow(&c.hub, &c.state, c.adapter.as_ref(), true)
         .await
         .unwrap();
-    assert!(row(&soon.id).contains(";sent;"), "{}", row(&soon.id));
+    assert!(
+        row(&soon.id).contains(";envoyée;"),
+        "the state in French: {}",
+        row(&soon.id)
+    );
     assert!(row(&soon.id).contains(";1;échéance dans 3 jours, "));
     // Flags carry no rank.
     assert!(
@@ -273,6 +277,57 @@ async fn writes_made_while_the_hub_is_out_of_reach_wait_and_go_when_it_is_back()
     )
     .await;
     assert_eq!(summary(&again, "CCAS-0018").await.flags.len(), 3);
+}
+
+/// The running outbox probes a hub out of reach every few seconds: once it is back, what
+/// waited leaves within seconds — not after a backoff grown to a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writes_leave_within_seconds_of_the_hub_coming_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_with(
+        config_for(hub_dir.path()),
+        tempfile::tempdir().unwrap(),
+        None,
+    )
+    .await;
+    let addr = hub.hub.addr;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    hub.hub.shutdown().await.unwrap();
+    drop_sample(dir.path());
+    assert_eq!(c.adapter.poll(&c.state).await.unwrap(), 12);
+    let wake = tokio::sync::Notify::new();
+    let state = c.state.clone();
+    let draining = outbox::drain(
+        &c.hub,
+        &state,
+        &wake,
+        std::time::Duration::from_secs(3600),
+        Some(c.adapter.as_ref()),
+    );
+    let back_and_drained = async {
+        // Out of reach for 10 s: a doubling backoff would now wait 16 s and more.
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert_eq!(c.state.counts().await.unwrap(), (12, 0), "kept meanwhile");
+        let mut config = config_for(hub_dir.path());
+        config.listen = addr;
+        let _back = relais_hub::start(config).await.unwrap();
+        let since = std::time::Instant::now();
+        while c.state.counts().await.unwrap().0 > 0 {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(8),
+                "the outbox still waits {:?} after the hub came back",
+                since.elapsed()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        since.elapsed().as_millis()
+    };
+    tokio::select! {
+        r = draining => panic!("the drain ended: {r:?}"),
+        waited = back_and_drained => eprintln!("outbox empty {waited} ms after the hub came back"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +438,90 @@ async fn what_the_hub_refuses_is_dead_lettered_with_its_reason_and_can_be_replay
     assert!(dead[0].reason.contains("SANS_WIFI"), "{}", dead[0].reason);
     assert_eq!(c.state.replay(None).await.unwrap(), 1);
     assert_eq!(c.state.counts().await.unwrap(), (1, 0));
+}
+
+/// A CCAS agent's export with five kinds of rows: every refused one reaches
+/// `<file>.erreurs.csv` with its line and a French reason — those the hub refuses after sending
+/// included, the row whose person the hub refused once (its flags, refused with it, are not
+/// reported again) — and a dead letter can be discarded with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_row_reaches_the_errors_file_with_its_line() {
+    let hub = TestHub::start().await;
+    let mairie = hub.partner("mairie-d-aspet", PartnerKind::Mairie).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = ccas_connector(&hub.url(), &mairie, dir.path()).await;
+    let export = "N° fiche;Nom de naissance;Prénom;Date de naissance;Code INSEE naissance;Vit seul(e);Sans voiture;Pas d'internet;Registre canicule;Observations\n\
+        CCAS-0100;CASTET;Rose;17/02/1943;31021;oui;;;;\n\
+        CCAS-0101;PÉRÈS;Jean;03/11/1938;31021;peut-être;;;;\n\
+        CCAS-0102;DURAND;Marie;01/01/1850;31021;oui;oui;;;\n\
+        CCAS-0103;MARTIN;Paul;12/05/1950;31021;;;oui;;\n";
+    std::fs::create_dir_all(dir.path().join("depot")).unwrap();
+    std::fs::write(dir.path().join("depot/registre-2026-12-05.csv"), export).unwrap();
+    assert_eq!(c.adapter.poll(&c.state).await.unwrap(), 7);
+    let pass = outbox::drain_once(&c.hub, &c.state).await.unwrap();
+    assert_eq!((pass.sent, pass.dead_lettered), (4, 3), "{pass:?}");
+    outbox::report_dead_letters(&c.state, Some(c.adapter.as_ref())).await;
+
+    let errors = std::fs::read_to_string(
+        dir.path()
+            .join("traites/registre-2026-12-05.csv.erreurs.csv"),
+    )
+    .unwrap();
+    let rows: Vec<&str> = errors.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "one line per refused row:\n{errors}");
+    assert!(
+        rows[0].starts_with("3;")
+            && rows[0].contains("peut-être")
+            && rows[0].contains("ni oui ni non"),
+        "{errors}"
+    );
+    assert!(
+        rows[1].starts_with("4;") && rows[1].contains("la personne : refusée par le hub"),
+        "the hub's refusal, at its line, in French:\n{errors}"
+    );
+    assert!(
+        errors.contains("01/01/1850") && !errors.contains("1850-01-01"),
+        "dates as the spreadsheet writes them: {errors}"
+    );
+
+    // Three dead letters: the person refused, and its two flags not sent, marked as such.
+    let dead = c.state.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert_eq!(dead[0].code, "InvalidArgument");
+    assert_eq!(dead[0].line, Some(4));
+    for d in &dead[1..] {
+        assert_eq!(d.code, relais_connector_sdk::state::DEPENDENT);
+        assert!(d.reason.contains("ligne 4"), "{}", d.reason);
+    }
+    // Reported once: a second report adds nothing.
+    outbox::report_dead_letters(&c.state, Some(c.adapter.as_ref())).await;
+    let again = std::fs::read_to_string(
+        dir.path()
+            .join("traites/registre-2026-12-05.csv.erreurs.csv"),
+    )
+    .unwrap();
+    assert_eq!(again, errors);
+
+    // The CCAS decides the row was a test: discarded with a reason, kept, never replayed.
+    assert!(
+        c.state
+            .discard(dead[0].seq, "fiche de test, supprimée du registre")
+            .await
+            .unwrap()
+    );
+    assert!(!c.state.discard(dead[0].seq, "twice").await.unwrap());
+    assert_eq!(c.state.dead_letters().await.unwrap().len(), 2);
+    let discarded = c.state.discarded().await.unwrap();
+    assert_eq!(
+        discarded[0].discarded.as_ref().unwrap().1,
+        "fiche de test, supprimée du registre"
+    );
+    assert_eq!(
+        c.state.replay(None).await.unwrap(),
+        2,
+        "the discarded one stays aside"
+    );
+    assert_eq!(c.state.counts().await.unwrap(), (2, 0));
 }
 
 /// A free port on loopback (bound then released).

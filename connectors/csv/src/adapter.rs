@@ -1,16 +1,16 @@
 //! The `csv` adapter: drop folder in, status file out.
 
 use crate::config::CsvConfig;
-use crate::parse::parse_with;
+use crate::parse::{Item, read, scan};
 use anyhow::Context as _;
 use relais_connector_sdk::private::{
-    create_private_dir, restrict, spreadsheet_safe, write_private,
+    create_private_dir, create_private_file, restrict, spreadsheet_safe, write_private,
 };
+use relais_connector_sdk::state::DeadLetter;
 use relais_connector_sdk::{Adapter, Received, State};
 use relais_proto::v1 as pb;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
@@ -29,9 +29,7 @@ pub struct CsvAdapter {
 
 impl CsvAdapter {
     pub fn new(config: CsvConfig) -> anyhow::Result<Self> {
-        for f in &config.flags {
-            f.check().map_err(|e| anyhow::anyhow!("[[flags]]: {e}"))?;
-        }
+        config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         // New folders are the connector's own (0700): exports and statuses name persons. A
         // folder that exists is left as the partner set it up.
         for dir in [&config.drop_dir, &config.processed_dir, &config.status_dir] {
@@ -106,76 +104,256 @@ impl CsvAdapter {
         write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
     }
 
+    fn errors_path(&self, name: &str) -> PathBuf {
+        self.config
+            .processed_dir
+            .join(format!("{name}.erreurs.csv"))
+    }
+
+    /// Imports one export, as a stream: a first pass for its digest, lines and encoding, a
+    /// second that reads the rows into the outbox (staged, committed when the whole file was
+    /// read) and the refused rows into `<file>.erreurs.csv`. A file rejected whole sends
+    /// nothing, and its errors file says why.
     async fn import(&self, path: &Path, state: &State) -> anyhow::Result<u64> {
-        let bytes = std::fs::read(path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let scan = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || scan(std::fs::File::open(&path)?)).await??
+        };
         // The same name with other content is another export.
-        let source = format!("{name}#{}", &hex::encode(Sha256::digest(&bytes))[..16]);
+        let source = format!("{name}#{}", &scan.sha256[..16]);
+        let processed = self.config.processed_dir.join(&name);
+        let Some(mut import) = state.begin_import(&source).await? else {
+            tracing::info!(file = %name, "already imported; moved aside");
+            self.set_aside(path, &processed, &name)?;
+            return Ok(0);
+        };
+        let encoding = scan.encoding(&self.config.encoding);
+        let delimiter = scan.delimiter(&self.config.delimiter, encoding);
         // A progress bar for long imports, when a person watches a terminal.
-        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
-        let bar = (lines > 200 && std::io::stderr().is_terminal()).then(|| {
-            let bar = indicatif::ProgressBar::new(lines.saturating_sub(1));
+        let bar = (scan.lines > 200 && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(scan.lines.saturating_sub(1));
             bar.set_message(name.clone());
             bar
         });
-        let parsed = parse_with(&bytes, &self.config, |rows| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(256);
+        let reader = {
+            let (path, config) = (path.to_path_buf(), self.config.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let file = std::io::BufReader::new(std::fs::File::open(&path)?);
+                Ok(read(file, encoding, delimiter, &config, |item| {
+                    tx.blocking_send(item).is_ok()
+                }))
+            })
+        };
+        // Refused rows, as they come; the file is the errors file once the import is done.
+        let part = self
+            .config
+            .processed_dir
+            .join(format!(".{name}.erreurs.csv.part"));
+        let mut errors: Option<std::io::BufWriter<std::fs::File>> = None;
+        let (mut bad, mut rows) = (0u64, 0u64);
+        while let Some(item) = rx.recv().await {
+            rows += 1;
             if let Some(bar) = &bar
-                && rows % 50 == 0
+                && rows % 200 == 0
             {
                 bar.set_position(rows);
             }
-        });
-        if let Some(bar) = bar {
-            bar.finish_with_message(format!("{name}: {} rows read", parsed.rows));
-        }
-        let queued = state.enqueue(&parsed.writes, &source, true).await?;
-        if !parsed.bad.is_empty() {
-            // Reasons quote the export's cells: the report is as private as the export, and
-            // opens in a spreadsheet like it.
-            let mut report = String::from("\u{feff}ligne;raison\n");
-            for b in &parsed.bad {
-                report.push_str(&format!(
-                    "{};{}\n",
-                    b.line,
-                    field(&b.reason.replace(';', ","))
-                ));
-                tracing::warn!(file = %name, line = b.line, reason = %b.reason, "bad row skipped");
+            match item {
+                Item::Row { line, writes } => {
+                    for w in &writes {
+                        import.push(line, w).await?;
+                    }
+                }
+                Item::Bad(b) => {
+                    bad += 1;
+                    let out = match errors.as_mut() {
+                        Some(out) => out,
+                        None => {
+                            let file = create_private_file(&part)?;
+                            let mut out = std::io::BufWriter::new(file);
+                            out.write_all(ERRORS_HEADER.as_bytes())?;
+                            errors.insert(out)
+                        }
+                    };
+                    out.write_all(error_line(Some(b.line), &b.reason).as_bytes())?;
+                }
             }
-            let errors = self
-                .config
-                .processed_dir
-                .join(format!("{name}.erreurs.csv"));
-            write_private(&errors, report.as_bytes())
-                .with_context(|| format!("writing {}", errors.display()))?;
         }
-        let processed = self.config.processed_dir.join(&name);
-        std::fs::rename(path, &processed)?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let outcome = reader.await??;
+        let errors_path = self.errors_path(&name);
+        if let Some(mut out) = errors.take() {
+            out.flush()?;
+        }
+        let summary = match outcome {
+            Ok(summary) => summary,
+            Err(rejected) => {
+                import.abort().await?;
+                let _ = std::fs::remove_file(&part);
+                let text = format!(
+                    "{ERRORS_HEADER}{}",
+                    error_line(
+                        Some(rejected.line),
+                        &format!(
+                            "fichier refusé en entier, rien n'a été envoyé : {}",
+                            rejected.reason
+                        )
+                    )
+                );
+                write_private(&errors_path, text.as_bytes())
+                    .with_context(|| format!("writing {}", errors_path.display()))?;
+                self.set_aside(path, &processed, &name)?;
+                tracing::warn!(file = %name, line = rejected.line, reason = %rejected.reason, errors = %errors_path.display(), "export rejected whole: nothing sent");
+                return Ok(0);
+            }
+        };
+        let queued = import.commit().await?;
+        if bad > 0 {
+            std::fs::rename(&part, &errors_path)
+                .with_context(|| format!("writing {}", errors_path.display()))?;
+        }
+        self.set_aside(path, &processed, &name)?;
+        if !summary.missing_flag_columns.is_empty() {
+            tracing::warn!(file = %name, columns = %summary.missing_flag_columns.join(", "), "flag columns of the profile absent from this export: not read");
+        }
+        if bad > 0 {
+            tracing::warn!(file = %name, rows = summary.rows, refused = bad, errors = %errors_path.display(), "export imported; refused rows are in the errors file");
+        } else {
+            tracing::info!(file = %name, rows = summary.rows, writes = queued.unwrap_or(0), "export imported");
+        }
+        Ok(queued.unwrap_or(0))
+    }
+
+    /// Moves an export into the processed folder, private to the connector's account.
+    fn set_aside(&self, path: &Path, processed: &Path, name: &str) -> anyhow::Result<()> {
+        std::fs::rename(path, processed)
+            .with_context(|| format!("moving {} to {}", path.display(), processed.display()))?;
         // The export is in the connector's keeping now, with the persons it names: 0600 like
         // what the connector writes. Best effort — a file dropped by another account cannot
         // be changed by this one, and that must not stop the import.
-        if let Err(e) = restrict(&processed) {
+        if let Err(e) = restrict(processed) {
             tracing::warn!(file = %name, error = %e, "processed export left with its own permissions");
         }
-        tracing::info!(file = %name, rows = parsed.rows, writes = parsed.writes.len(), bad = parsed.bad.len(), queued, "export imported");
-        Ok(if queued {
-            parsed.writes.len() as u64
-        } else {
-            0
-        })
+        Ok(())
+    }
+
+    /// Adds refused writes to their files' errors files: one line per row (the first reason a
+    /// row got stands), in line order.
+    fn report_refused(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+        let mut by_file: BTreeMap<String, Vec<(Option<i64>, String)>> = BTreeMap::new();
+        for l in letters {
+            let name = l.source.split('#').next().unwrap_or_default().to_string();
+            // Writes that did not come from a file (an HTTP push, another adapter's) have no
+            // errors file.
+            if name.is_empty() || name.contains('/') || name.contains("..") {
+                continue;
+            }
+            let reason = if l.code == relais_connector_sdk::state::DEPENDENT {
+                l.reason.clone()
+            } else {
+                format!(
+                    "{} : {}",
+                    l.write.describe_fr(),
+                    relais_connector_sdk::write::refusal_fr(&l.code, &l.reason)
+                )
+            };
+            by_file.entry(name).or_default().push((l.line, reason));
+        }
+        for (name, new) in by_file {
+            let path = self.errors_path(&name);
+            let mut rows: Vec<(Option<i64>, String)> = read_errors(&path);
+            for (line, reason) in new {
+                if line.is_some() && rows.iter().any(|(l, _)| *l == line) {
+                    continue;
+                }
+                rows.push((line, reason));
+            }
+            rows.sort_by_key(|(l, _)| l.unwrap_or(i64::MAX));
+            let mut text = String::from(ERRORS_HEADER);
+            for (line, reason) in &rows {
+                text.push_str(&error_line(line.map(|l| l as u64), reason));
+            }
+            write_private(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            tracing::warn!(file = %name, errors = %path.display(), "rows refused by the hub added to the errors file");
+        }
+        Ok(())
     }
 }
 
+/// The errors file's header.
+const ERRORS_HEADER: &str = "\u{feff}ligne;raison\n";
+
+/// One line of an errors file.
+fn error_line(line: Option<u64>, reason: &str) -> String {
+    format!(
+        "{};{}\n",
+        line.map(|l| l.to_string()).unwrap_or_default(),
+        field(reason)
+    )
+}
+
+/// The rows of an errors file (none when it does not exist).
+fn read_errors(path: &Path) -> Vec<(Option<i64>, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return vec![];
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .flexible(true)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    reader
+        .records()
+        .filter_map(Result::ok)
+        .map(|r| {
+            (
+                r.get(0).and_then(|l| l.parse().ok()),
+                r.get(1).unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A case's status in French (`en attente de pièces`), as the hub's printed sheets say it.
 fn status_name(s: i32) -> String {
     pb::CaseStatus::try_from(s)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("CASE_STATUS_")
-                .to_lowercase()
+        .ok()
+        .and_then(|s| {
+            relais_hub::domain::CaseStatus::parse(
+                &s.as_str_name()
+                    .trim_start_matches("CASE_STATUS_")
+                    .to_lowercase(),
+            )
         })
+        .map(|s| s.label_fr().to_string())
         .unwrap_or_default()
+}
+
+/// A referral's state in French.
+fn referral_state(s: i32) -> &'static str {
+    match pb::ReferralState::try_from(s) {
+        Ok(pb::ReferralState::Sent) => "envoyée, pas encore lue",
+        Ok(pb::ReferralState::Acknowledged) => "reçue par le service",
+        Ok(pb::ReferralState::Answered) => "répondue",
+        Ok(pb::ReferralState::Closed) => "close",
+        Ok(pb::ReferralState::Expired) => "expirée sans réponse",
+        _ => "",
+    }
+}
+
+/// A procedure code with its theme in words: `F1342 (Logement)`.
+fn procedure_label(procedure: &str, theme: &str) -> String {
+    match relais_hub::domain::Theme::parse(theme) {
+        Ok(t) => format!("{procedure} ({})", t.label_fr()),
+        Err(_) => procedure.to_string(),
+    }
 }
 
 /// One cell of a file written for a spreadsheet. A cell that a spreadsheet would read as a
@@ -225,6 +403,10 @@ impl Adapter for CsvAdapter {
         "csv"
     }
 
+    async fn rejected(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+        self.report_refused(letters)
+    }
+
     async fn poll(&self, state: &State) -> anyhow::Result<u64> {
         let mut writes = 0;
         for path in self.ready_files()? {
@@ -251,7 +433,11 @@ impl Adapter for CsvAdapter {
                     key.clone(),
                     ids,
                     "difficulté".to_string(),
-                    f.code.clone(),
+                    if f.label.is_empty() {
+                        f.code.clone()
+                    } else {
+                        format!("{} ({})", f.code, f.label)
+                    },
                     state.to_string(),
                     f.label.clone(),
                     how_known(f),
@@ -265,7 +451,7 @@ impl Adapter for CsvAdapter {
                     key.clone(),
                     ids,
                     "démarche".to_string(),
-                    c.procedure.clone(),
+                    procedure_label(&c.procedure, &c.theme),
                     status_name(c.status),
                     c.missing_documents.join(", "),
                     String::new(),
@@ -275,13 +461,7 @@ impl Adapter for CsvAdapter {
             }
             Received::Referral(r) => {
                 let key = format!("referral:{}", r.id);
-                let state = pb::ReferralState::try_from(r.state)
-                    .map(|s| {
-                        s.as_str_name()
-                            .trim_start_matches("REFERRAL_STATE_")
-                            .to_lowercase()
-                    })
-                    .unwrap_or_default();
+                let state = referral_state(r.state).to_string();
                 let state = if r.overdue {
                     format!("{state}, en retard")
                 } else {
@@ -296,7 +476,7 @@ impl Adapter for CsvAdapter {
                     key.clone(),
                     ids,
                     "fiche navette".to_string(),
-                    format!("{} → {}", r.from_partner, r.to_partner),
+                    format!("de {} à {}", r.from_partner, r.to_partner),
                     state,
                     detail,
                     String::new(),
@@ -386,8 +566,11 @@ mod tests {
             delimiter: "auto".into(),
             encoding: "auto".into(),
             settle_seconds: 0,
+            pattern: Default::default(),
             columns: Columns {
                 local_id: "N° fiche".into(),
+                local_id_pattern: None,
+                local_id_only: true,
                 family_name: None,
                 given_name: None,
                 birth_date: None,
@@ -466,7 +649,7 @@ mod tests {
         let flag = rows.iter().find(|r| r[0] == "flag:f1").unwrap();
         assert_eq!(flag[5], "'@SUM(A1:A9)");
         assert_eq!(flag[1], "R-17");
-        assert_eq!(flag[3], "ISOLEMENT");
+        assert_eq!(flag[3], "ISOLEMENT (@SUM(A1:A9))");
         assert_eq!(flag[4], "active, à revoir");
         assert_eq!(flag[6], "attestée (décision du CCAS)");
         assert_eq!(flag[7], "01/03/2027");

@@ -79,6 +79,8 @@ impl ConnectorConfig {
         rebase(&mut config.state_dir);
         config.adapter = Some(match (config.adapter_name.as_str(), config.csv.take()) {
             ("csv", Some(mut c)) => {
+                c.check()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 rebase(&mut c.drop_dir);
                 rebase(&mut c.processed_dir);
                 rebase(&mut c.status_dir);
@@ -137,6 +139,7 @@ mod tests {
             for sample in std::fs::read_dir(&csv.drop_dir).unwrap() {
                 let bytes = std::fs::read(sample.unwrap().path()).unwrap();
                 let parsed = relais_adapter_csv::parse::parse(&bytes, csv);
+                assert_eq!(parsed.rejected, None, "{}", dir.display());
                 assert!(parsed.bad.is_empty(), "{}: {:?}", dir.display(), parsed.bad);
                 assert!(parsed.rows >= 2);
                 assert!(
@@ -147,6 +150,37 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 2);
+    }
+
+    /// What a profile gets wrong stops the connector at start, naming the place: an unknown
+    /// flag code with its line, a profile mapping some pivot columns but not all.
+    #[test]
+    fn profiles_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let head = "hub = \"h\"\nidentity = \"i\"\nstate_dir = \"s\"\nagent = \"a\"\npurpose = \"accompagnement\"\nadapter = \"csv\"\n[csv]\ndrop_dir = \"d\"\nprocessed_dir = \"p\"\nstatus_dir = \"s\"\n";
+        std::fs::write(
+            &path,
+            format!("{head}[csv.columns]\nlocal_id = \"id\"\nlocal_id_only = true\n[[csv.flags]]\ncolumn = \"Sans internet\"\ncode = \"SANS_INTRNET\"\n"),
+        )
+        .unwrap();
+        let e = format!("{:#}", ConnectorConfig::load(&path).unwrap_err());
+        assert!(e.contains("line 16") && e.contains("SANS_INTRNET"), "{e}");
+        std::fs::write(
+            &path,
+            format!("{head}[csv.columns]\nlocal_id = \"id\"\nfamily_name = \"Nom\"\ngiven_name = \"Prénom\"\nbirth_place = \"Lieu\"\n"),
+        )
+        .unwrap();
+        let e = format!("{:#}", ConnectorConfig::load(&path).unwrap_err());
+        assert!(
+            e.contains("maps 3 of the 4") && e.contains("local_id_only"),
+            "{e}"
+        );
+        std::fs::write(&path, format!("{head}[csv.columns]\nlocal_id = \"id\"\n")).unwrap();
+        assert!(
+            ConnectorConfig::load(&path).is_err(),
+            "no pivot column, and not said"
+        );
     }
 
     #[test]

@@ -72,11 +72,22 @@ impl Connector {
             })
         };
         let sender = {
-            let (hub, state, wake) = (self.hub.clone(), self.state.clone(), wake.clone());
+            let (hub, state, wake, adapter) = (
+                self.hub.clone(),
+                self.state.clone(),
+                wake.clone(),
+                self.adapter.clone(),
+            );
             tokio::spawn(async move {
                 loop {
-                    if let Err(e) =
-                        relais_connector_sdk::outbox::drain(&hub, &state, &wake, poll_every).await
+                    if let Err(e) = relais_connector_sdk::outbox::drain(
+                        &hub,
+                        &state,
+                        &wake,
+                        poll_every,
+                        Some(adapter.as_ref()),
+                    )
+                    .await
                     {
                         tracing::warn!(error = %format!("{e:#}"), "outbox drain failed; restarting");
                         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -34,14 +34,50 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Dlq {
-    List,
-    /// Put dead letters back in the outbox (after the cause was fixed).
+    /// The writes the hub refused and that wait for a decision (replay or discard): number,
+    /// file and line they came from, what they were, the hub's reason.
+    List {
+        /// List the discarded ones instead, with who decided why.
+        #[arg(long)]
+        discarded: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in the outbox (after the cause was fixed at the hub or in the
+    /// partner's data).
     Replay {
+        /// The dead letter's number (`dlq list`).
         #[arg(long, conflicts_with = "all")]
         seq: Option<i64>,
+        /// Every dead letter waiting.
         #[arg(long)]
         all: bool,
     },
+    /// Set a dead letter aside for good (a test row, a person who left): kept with the
+    /// reason, never replayed.
+    Discard {
+        /// The dead letter's number (`dlq list`).
+        #[arg(long)]
+        seq: i64,
+        /// Why, for whoever reads the list later.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// A time of the connector's state (microseconds) as the partner's staff read it.
+fn local_time(micros: i64) -> String {
+    relais_hub::domain::paris(relais_hub::domain::Timestamp::from_micros(micros))
+}
+
+/// Where a dead letter came from: `registre.csv, ligne 4`.
+fn origin(d: &relais_connector_sdk::state::DeadLetter) -> String {
+    let file = d.source.split('#').next().unwrap_or_default();
+    match d.line {
+        Some(l) => format!("{file}, ligne {l}"),
+        None => file.to_string(),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -80,21 +116,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Dlq(Dlq::List) => {
-            for d in connector.state.dead_letters().await? {
+        Command::Dlq(Dlq::List { discarded, json }) => {
+            let letters = if discarded {
+                connector.state.discarded().await?
+            } else {
+                connector.state.dead_letters().await?
+            };
+            if json {
+                let rows: Vec<serde_json::Value> = letters
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "seq": d.seq,
+                            "source": d.source.split('#').next().unwrap_or_default(),
+                            "line": d.line,
+                            "write": d.write.describe(),
+                            "code": d.code,
+                            "reason": d.reason,
+                            "failed_at": relais_hub::domain::Timestamp::from_micros(d.failed_at).to_string(),
+                            "discarded_at": d.discarded.as_ref().map(|(at, _)| relais_hub::domain::Timestamp::from_micros(*at).to_string()),
+                            "discard_reason": d.discarded.as_ref().map(|(_, why)| why),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            if letters.is_empty() {
                 println!(
-                    "#{:<6} {:<18} {:<40} {}  ({})",
-                    d.seq,
-                    d.code,
-                    d.write.describe(),
-                    d.reason,
-                    d.source
+                    "{}",
+                    if discarded {
+                        "no discarded write"
+                    } else {
+                        "no refused write waiting"
+                    }
                 );
             }
-            for (target, _, reason, attempts) in connector.state.outbound_failures().await? {
-                println!("delivery to {target} failed after {attempts} attempts: {reason}");
+            for d in &letters {
+                println!(
+                    "#{}  {}  {}  ({})",
+                    d.seq,
+                    local_time(d.failed_at),
+                    d.write.describe_fr(),
+                    origin(d)
+                );
+                println!("    {}: {}", d.code, d.reason);
+                if let Some((at, why)) = &d.discarded {
+                    println!("    discarded {}: {why}", local_time(*at));
+                }
+            }
+            if !discarded {
+                for (target, _, reason, attempts) in connector.state.outbound_failures().await? {
+                    println!("delivery to {target} failed after {attempts} attempts: {reason}");
+                }
             }
             Ok(())
+        }
+        Command::Dlq(Dlq::Discard { seq, reason }) => {
+            anyhow::ensure!(
+                !reason.trim().is_empty(),
+                "say why with --reason (it is kept with the write)"
+            );
+            if connector.state.discard(seq, reason.trim()).await? {
+                println!("#{seq} discarded; `dlq list --discarded` shows it with the reason");
+                Ok(())
+            } else {
+                anyhow::bail!("no dead letter #{seq} waiting (see `relais-connector dlq list`)")
+            }
         }
         Command::Dlq(Dlq::Replay { seq, all }) => {
             anyhow::ensure!(seq.is_some() || all, "say --seq N or --all");

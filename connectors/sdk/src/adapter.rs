@@ -39,6 +39,14 @@ pub trait Adapter: Send + Sync {
     /// Deletes from the partner's system what the hub no longer shares with it.
     async fn redact(&self, redaction: &pb::Redaction, local_ids: &[String]) -> anyhow::Result<()>;
 
+    /// Tells the partner about writes the hub refused (dead letters), where the people who
+    /// made the data will see them (the csv adapter's errors file). Adapters without such a
+    /// place keep the default: `relais-connector dlq list` shows them.
+    async fn rejected(&self, letters: &[crate::state::DeadLetter]) -> anyhow::Result<()> {
+        let _ = letters;
+        Ok(())
+    }
+
     /// Writes the partner's work queue beside its statuses: each open case's and awaiting
     /// referral's rank and reason; items not in `queue` have none. Adapters without a place
     /// for it keep the default.

@@ -35,7 +35,13 @@ pub struct Drained {
     pub blocked: bool,
     /// How long the hub asked to wait (`RetryInfo`), when it said.
     pub retry_after: Option<Duration>,
+    /// The hub did not answer at all (down, or the network cut): probe until it does.
+    pub unreachable: bool,
 }
+
+/// How often a connector whose hub is out of reach tries it again: queued writes leave within
+/// this long once it is back.
+pub const PROBE: Duration = Duration::from_secs(2);
 
 /// What orders a write: the person, case or referral it is about.
 fn keys(w: &Write) -> Vec<String> {
@@ -48,6 +54,15 @@ fn keys(w: &Write) -> Vec<String> {
         } => vec![format!("person:{local_id}"), format!("case:{case_ref}")],
         Write::MoveCase { case_ref, .. } => vec![format!("case:{case_ref}")],
         Write::AnswerReferral { referral_id, .. } => vec![format!("referral:{referral_id}")],
+    }
+}
+
+/// The person or case a write brings into being, on which later writes depend.
+fn founding_key(w: &Write) -> Option<String> {
+    match w {
+        Write::Link { local_id, .. } => Some(format!("person:{local_id}")),
+        Write::OpenCase { case_ref, .. } => Some(format!("case:{case_ref}")),
+        _ => None,
     }
 }
 
@@ -102,6 +117,10 @@ async fn send_lane(
     stop: &AtomicBool,
 ) -> anyhow::Result<Drained> {
     let mut done = Drained::default();
+    // The persons and cases whose link or opening the hub refused in this lane, with the
+    // line it came from: a later write about them that fails too is reported as depending on
+    // it, not as a refusal of its own.
+    let mut refused: HashMap<String, Option<i64>> = HashMap::new();
     for p in lane {
         if stop.load(Ordering::Acquire) {
             done.blocked = true;
@@ -128,14 +147,48 @@ async fn send_lane(
                 if r.code == tonic::Code::Unavailable {
                     hub.reset().await;
                 }
+                done.unreachable = matches!(
+                    r.code,
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                );
                 done.blocked = true;
                 return Ok(done);
             }
             Err(r) => {
-                tracing::warn!(seq = p.seq, write = %p.write.describe(), code = ?r.code, reason = %r.message, "hub refused a write; dead-lettered");
-                state
-                    .dead_letter(&p, &format!("{:?}", r.code), &r.message)
-                    .await?;
+                let cause = keys(&p.write)
+                    .iter()
+                    .find_map(|k| refused.get(k).map(|line| (k.clone(), *line)));
+                match cause {
+                    Some((key, line)) => {
+                        let what = if key.starts_with("case:") {
+                            "la démarche"
+                        } else {
+                            "la personne"
+                        };
+                        let reason = match line {
+                            Some(l) => format!(
+                                "non transmise : {what} (ligne {l}) a été refusée par le hub"
+                            ),
+                            None => format!("non transmise : {what} a été refusée par le hub"),
+                        };
+                        tracing::debug!(
+                            seq = p.seq,
+                            "write depending on a refused one; dead-lettered"
+                        );
+                        state
+                            .dead_letter(&p, crate::state::DEPENDENT, &reason)
+                            .await?;
+                    }
+                    None => {
+                        tracing::warn!(seq = p.seq, write = %p.write.describe(), code = ?r.code, reason = %r.message, "hub refused a write; dead-lettered");
+                        state
+                            .dead_letter(&p, &format!("{:?}", r.code), &r.message)
+                            .await?;
+                    }
+                }
+                if let Some(key) = founding_key(&p.write) {
+                    refused.entry(key).or_insert(p.line);
+                }
                 done.dead_lettered += 1;
             }
         }
@@ -165,6 +218,7 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
             done.sent += pass.sent;
             done.dead_lettered += pass.dead_lettered;
             done.blocked |= pass.blocked;
+            done.unreachable |= pass.unreachable;
             done.retry_after = done.retry_after.max(pass.retry_after);
         }
         if done.blocked {
@@ -173,36 +227,119 @@ pub async fn drain_once(hub: &Hub, state: &State) -> anyhow::Result<Drained> {
     }
 }
 
-/// Drains for ever: immediately when woken, otherwise every `idle`; after a blocked pass,
-/// waits as long as the hub asked (`RetryInfo`), or else a backoff with jitter.
+/// Drains for ever: immediately when woken, otherwise every `idle`. When the hub is out of
+/// reach, says so once and probes it every [`PROBE`] (or when woken), says when it answers
+/// again, and sends what waited at once; when it asks to slow down (`RetryInfo`), waits as long
+/// as it said; when it is busy without saying, a backoff with jitter. Dead letters are reported
+/// to `adapter` (its errors file) as they come.
 pub async fn drain(
     hub: &Hub,
     state: &State,
     wake: &tokio::sync::Notify,
     idle: Duration,
+    adapter: Option<&dyn crate::Adapter>,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+    // Dead letters a crash left unreported.
+    report_dead_letters(state, adapter).await;
+    let mut waited = false;
     loop {
         let pass = drain_once(hub, state).await?;
-        if pass.blocked {
-            let wait = match pass.retry_after {
-                Some(asked) => {
-                    tracing::info!(
-                        wait_ms = asked.as_millis() as u64,
-                        "the hub asked to slow down; the outbox waits as long as it said"
-                    );
-                    asked
-                }
-                None => backoff.next_delay(),
-            };
-            tokio::time::sleep(wait).await;
-        } else {
+        if pass.dead_lettered > 0 {
+            report_dead_letters(state, adapter).await;
+        }
+        if !pass.blocked {
             backoff.reset();
+            if waited || pass.sent > 0 || pass.dead_lettered > 0 {
+                tracing::info!(
+                    sent = pass.sent,
+                    refused = pass.dead_lettered,
+                    "outbox drained: every write waiting was sent"
+                );
+            }
+            waited = false;
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(idle) => {}
             }
+            continue;
         }
+        waited = true;
+        if let Some(asked) = pass.retry_after {
+            tracing::info!(
+                wait_ms = asked.as_millis() as u64,
+                "the hub asked to slow down; the outbox waits as long as it said"
+            );
+            tokio::time::sleep(asked).await;
+        } else if pass.unreachable {
+            wait_for_hub(hub, state, wake).await;
+        } else {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+}
+
+/// Probes the hub every [`PROBE`] (or when woken) until it answers; logs when it goes out of
+/// reach and when it is back.
+async fn wait_for_hub(hub: &Hub, state: &State, wake: &tokio::sync::Notify) {
+    let waiting = state.counts().await.map_or(0, |(n, _)| n);
+    tracing::warn!(
+        waiting,
+        probe_s = PROBE.as_secs(),
+        "the hub is out of reach: the outbox keeps the writes and tries the hub again every few seconds"
+    );
+    let since = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(PROBE) => {}
+        }
+        match hub.position().await {
+            Err(r) if r.retryable() => {
+                if r.code == tonic::Code::Unavailable {
+                    hub.reset().await;
+                }
+                tracing::debug!(code = ?r.code, "the hub is still out of reach");
+            }
+            // It answered (even a refusal): the outbox tries again.
+            _ => {
+                let waiting = state.counts().await.map_or(0, |(n, _)| n);
+                tracing::info!(
+                    after_s = since.elapsed().as_secs(),
+                    waiting,
+                    "the hub is reachable again: sending the writes waiting"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Tells the adapter about dead letters it has not heard of (it writes them in its errors
+/// file, for the people who made the data); kept for the next time when it cannot.
+pub async fn report_dead_letters(state: &State, adapter: Option<&dyn crate::Adapter>) {
+    let Some(adapter) = adapter else {
+        return;
+    };
+    let letters = match state.unreported().await {
+        Ok(l) if l.is_empty() => return,
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "reading the dead letters failed");
+            return;
+        }
+    };
+    match adapter.rejected(&letters).await {
+        Ok(()) => {
+            let seqs: Vec<i64> = letters.iter().map(|l| l.seq).collect();
+            if let Err(e) = state.reported(&seqs).await {
+                tracing::warn!(error = %format!("{e:#}"), "marking dead letters reported failed");
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %format!("{e:#}"),
+            "reporting refused writes to the partner failed; retried after the next refusal"
+        ),
     }
 }
 
@@ -217,6 +354,7 @@ mod tests {
             write,
             source: String::new(),
             attempts: 0,
+            line: None,
         }
     }
 

@@ -94,6 +94,12 @@ fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// A new file with mode 0600, replacing a leftover of a crashed run: for a file written as a
+/// stream and renamed into place once complete.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    create_new_private(path)
+}
+
 /// A new file with mode 0600. `create_new` never opens what is already there (a link planted
 /// at that name); a leftover of a crashed run with the same name is removed first.
 fn create_new_private(path: &Path) -> io::Result<File> {

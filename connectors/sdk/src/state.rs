@@ -39,6 +39,13 @@ impl MigrationSource<'static> for Embedded {
                     include_str!("../migrations/0003_sources.sql").into(),
                     false,
                 ),
+                Migration::new(
+                    4,
+                    "rows".into(),
+                    MigrationType::Simple,
+                    include_str!("../migrations/0004_rows.sql").into(),
+                    false,
+                ),
             ])
         })
     }
@@ -58,6 +65,8 @@ pub struct Pending {
     pub write: Write,
     pub source: String,
     pub attempts: i64,
+    /// The line of the source file it came from, when it came from a file.
+    pub line: Option<i64>,
 }
 
 /// A write the hub refused, with its reason.
@@ -69,6 +78,108 @@ pub struct DeadLetter {
     pub code: String,
     pub reason: String,
     pub failed_at: i64,
+    /// The line of the source file it came from, when it came from a file.
+    pub line: Option<i64>,
+    /// When and why a person set it aside (`dlq discard`).
+    pub discarded: Option<(i64, String)>,
+}
+
+/// The code of a dead letter that was not sent: the person or case it is about was refused.
+pub const DEPENDENT: &str = "Dependent";
+
+/// An import in progress: its writes go in the outbox all together when it is committed, or
+/// not at all (a file rejected whole half-way leaves nothing behind). They are staged in small
+/// transactions meanwhile, so the outbox and the feed go on during a long import.
+pub struct Import {
+    state: State,
+    source: String,
+    id: String,
+    buffer: Vec<(u64, String)>,
+    writes: u64,
+}
+
+/// Writes staged per transaction.
+const STAGE: usize = 512;
+
+impl Import {
+    /// Adds a write read at `line` of the source.
+    pub async fn push(&mut self, line: u64, w: &Write) -> anyhow::Result<()> {
+        self.buffer.push((line, serde_json::to_string(w)?));
+        self.writes += 1;
+        if self.buffer.len() >= STAGE {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.state.db.begin().await?;
+        for (line, write) in self.buffer.drain(..) {
+            sqlx::query("INSERT INTO staged (import, write, line) VALUES (?, ?, ?)")
+                .bind(&self.id)
+                .bind(write)
+                .bind(line as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts the writes in the outbox, in order, each with its own request id, and marks the
+    /// source imported — in one transaction. Returns how many writes; `None` if the source
+    /// was imported meanwhile.
+    pub async fn commit(mut self) -> anyhow::Result<Option<u64>> {
+        self.flush().await?;
+        let mut tx = self.state.db.begin().await?;
+        let done: Option<(String,)> =
+            sqlx::query_as("SELECT source FROM imported WHERE source = ?")
+                .bind(&self.source)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_none() {
+            sqlx::query("INSERT INTO imported (source, at) VALUES (?, ?)")
+                .bind(&self.source)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            let staged: Vec<(i64, String, i64)> =
+                sqlx::query_as("SELECT seq, write, line FROM staged WHERE import = ? ORDER BY seq")
+                    .bind(&self.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (_, write, line) in staged {
+                sqlx::query(
+                    "INSERT INTO outbox (request_id, write, source, created_at, line) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(write)
+                .bind(&self.source)
+                .bind(now_micros())
+                .bind(line)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("DELETE FROM staged WHERE import = ?")
+            .bind(&self.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.is_none().then_some(self.writes))
+    }
+
+    /// Drops what was staged: the source is not imported.
+    pub async fn abort(self) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM staged WHERE import = ?")
+            .bind(&self.id)
+            .execute(&self.state.db)
+            .await?;
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -112,6 +223,9 @@ impl State {
             .run(&db)
             .await
             .context("state migrations")?;
+        // Imports a crash interrupted: their files were not marked imported, and are read
+        // again.
+        sqlx::query("DELETE FROM staged").execute(&db).await?;
         Ok(Self { db })
     }
 
@@ -216,6 +330,26 @@ impl State {
         Ok(true)
     }
 
+    /// Starts importing `source` (a file, by name and content): `None` when it was imported
+    /// already. Nothing is in the outbox until [`Import::commit`].
+    pub async fn begin_import(&self, source: &str) -> anyhow::Result<Option<Import>> {
+        let done: Option<(String,)> =
+            sqlx::query_as("SELECT source FROM imported WHERE source = ?")
+                .bind(source)
+                .fetch_optional(&self.db)
+                .await?;
+        if done.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Import {
+            state: self.clone(),
+            source: source.to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
+            buffer: Vec::new(),
+            writes: 0,
+        }))
+    }
+
     /// Puts writes in the outbox together with the new watermark of `source` and the statuses
     /// they bring the partner's cases to — all or nothing, so a row is read into writes once.
     pub async fn enqueue_from_source(
@@ -278,20 +412,21 @@ impl State {
 
     /// The oldest writes waiting, in order.
     pub async fn pending(&self, limit: u32) -> anyhow::Result<Vec<Pending>> {
-        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-            "SELECT seq, request_id, write, source, attempts FROM outbox ORDER BY seq LIMIT ?",
+        let rows: Vec<(i64, String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT seq, request_id, write, source, attempts, line FROM outbox ORDER BY seq LIMIT ?",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
         rows.into_iter()
-            .map(|(seq, request_id, write, source, attempts)| {
+            .map(|(seq, request_id, write, source, attempts, line)| {
                 Ok(Pending {
                     seq,
                     request_id,
                     write: serde_json::from_str(&write)?,
                     source,
                     attempts,
+                    line,
                 })
             })
             .collect()
@@ -318,7 +453,7 @@ impl State {
     pub async fn dead_letter(&self, p: &Pending, code: &str, reason: &str) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;
         sqlx::query(
-            "INSERT INTO dead_letters (seq, request_id, write, source, code, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO dead_letters (seq, request_id, write, source, code, reason, failed_at, line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(p.seq)
         .bind(&p.request_id)
@@ -327,6 +462,7 @@ impl State {
         .bind(code)
         .bind(reason)
         .bind(now_micros())
+        .bind(p.line)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM outbox WHERE seq = ?")
@@ -337,51 +473,118 @@ impl State {
         Ok(())
     }
 
+    /// The dead letters waiting for a person's decision (replay or discard), in order.
     pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
-        let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT seq, write, source, code, reason, failed_at FROM dead_letters ORDER BY seq",
-        )
+        self.letters("discarded_at IS NULL").await
+    }
+
+    /// The dead letters a person discarded, with their reasons.
+    pub async fn discarded(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        self.letters("discarded_at IS NOT NULL").await
+    }
+
+    /// The dead letters not yet reported to the adapter (its errors file).
+    pub async fn unreported(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        self.letters("reported = 0 AND discarded_at IS NULL").await
+    }
+
+    /// Marks dead letters reported to the adapter.
+    pub async fn reported(&self, seqs: &[i64]) -> anyhow::Result<()> {
+        let mut tx = self.db.begin().await?;
+        for seq in seqs {
+            sqlx::query("UPDATE dead_letters SET reported = 1 WHERE seq = ?")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn letters(&self, filter: &'static str) -> anyhow::Result<Vec<DeadLetter>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT seq, write, source, code, reason, failed_at, line, discarded_at, discard_reason \
+             FROM dead_letters WHERE {filter} ORDER BY seq"
+        ))
         .fetch_all(&self.db)
         .await?;
         rows.into_iter()
-            .map(|(seq, write, source, code, reason, failed_at)| {
-                Ok(DeadLetter {
-                    seq,
-                    write: serde_json::from_str(&write)?,
-                    source,
-                    code,
-                    reason,
-                    failed_at,
-                })
-            })
+            .map(
+                |(seq, write, source, code, reason, failed_at, line, discarded_at, why)| {
+                    Ok(DeadLetter {
+                        seq,
+                        write: serde_json::from_str(&write)?,
+                        source,
+                        code,
+                        reason,
+                        failed_at,
+                        line,
+                        discarded: discarded_at.map(|at| (at, why.unwrap_or_default())),
+                    })
+                },
+            )
             .collect()
+    }
+
+    /// Sets a dead letter aside for good, with a person's reason (kept, listed by
+    /// `dlq list --discarded`); false when there is no such dead letter waiting.
+    pub async fn discard(&self, seq: i64, reason: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE dead_letters SET discarded_at = ?, discard_reason = ? WHERE seq = ? AND discarded_at IS NULL",
+        )
+        .bind(now_micros())
+        .bind(reason)
+        .bind(seq)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Puts dead letters back at the end of the outbox (after the data was corrected at the
     /// hub, or the rules changed), with new request ids. Returns how many.
     pub async fn replay(&self, seq: Option<i64>) -> anyhow::Result<u64> {
         let mut tx = self.db.begin().await?;
-        let rows: Vec<(i64, String, String)> = match seq {
+        let rows: Vec<(i64, String, String, Option<i64>)> = match seq {
             Some(s) => {
-                sqlx::query_as("SELECT seq, write, source FROM dead_letters WHERE seq = ?")
-                    .bind(s)
-                    .fetch_all(&mut *tx)
-                    .await?
+                sqlx::query_as(
+                    "SELECT seq, write, source, line FROM dead_letters WHERE seq = ? AND discarded_at IS NULL",
+                )
+                .bind(s)
+                .fetch_all(&mut *tx)
+                .await?
             }
             None => {
-                sqlx::query_as("SELECT seq, write, source FROM dead_letters ORDER BY seq")
-                    .fetch_all(&mut *tx)
-                    .await?
+                sqlx::query_as(
+                    "SELECT seq, write, source, line FROM dead_letters WHERE discarded_at IS NULL ORDER BY seq",
+                )
+                .fetch_all(&mut *tx)
+                .await?
             }
         };
-        for (seq, write, source) in &rows {
+        for (seq, write, source, line) in &rows {
             sqlx::query(
-                "INSERT INTO outbox (request_id, write, source, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO outbox (request_id, write, source, created_at, line) VALUES (?, ?, ?, ?, ?)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(write)
-            .bind(format!("{source} (replayed)"))
+            .bind(if source.ends_with(" (replayed)") {
+                source.clone()
+            } else {
+                format!("{source} (replayed)")
+            })
             .bind(now_micros())
+            .bind(line)
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM dead_letters WHERE seq = ?")
@@ -397,9 +600,10 @@ impl State {
         let (outbox,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
             .fetch_one(&self.db)
             .await?;
-        let (dead,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dead_letters")
-            .fetch_one(&self.db)
-            .await?;
+        let (dead,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM dead_letters WHERE discarded_at IS NULL")
+                .fetch_one(&self.db)
+                .await?;
         Ok((outbox as u64, dead as u64))
     }
 

@@ -87,6 +87,63 @@ impl Write {
     }
 }
 
+impl Write {
+    /// What the write was, in French, for the people who made the data (errors files).
+    pub fn describe_fr(&self) -> String {
+        match self {
+            Write::Link { .. } => "la personne".into(),
+            Write::RaiseFlag { code, .. } => format!("la difficulté {code}"),
+            Write::OpenCase { procedure, .. } => format!("la démarche {procedure}"),
+            Write::MoveCase { case_ref, to, .. } => {
+                format!("le passage de la démarche {case_ref} à « {to} »")
+            }
+            Write::AnswerReferral { .. } => "la réponse à la fiche navette".into(),
+        }
+    }
+}
+
+/// Why the hub refused a write, in French: the kind of refusal from its gRPC code, then the
+/// hub's own words (which name the field at fault).
+pub fn refusal_fr(code: &str, message: &str) -> String {
+    let kind = match code {
+        "InvalidArgument" => "refusée par le hub, une donnée n'est pas valable",
+        "PermissionDenied" => "refusée par le hub, ce partenaire n'y est pas autorisé",
+        "NotFound" => "refusée par le hub, la personne ou la démarche lui est inconnue",
+        "FailedPrecondition" => "refusée par le hub, impossible dans l'état actuel",
+        "AlreadyExists" => "refusée par le hub, elle existe déjà",
+        "Unauthenticated" => "refusée par le hub, le certificat du connecteur n'est pas reconnu",
+        _ => "refusée par le hub",
+    };
+    format!("{kind} ({})", french_dates(message))
+}
+
+/// `2026-12-05` written `05/12/2026`, as in the partner's spreadsheets.
+fn french_dates(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let iso = i + 10 <= b.len()
+            && b[i..i + 4].iter().all(u8::is_ascii_digit)
+            && b[i + 4] == b'-'
+            && b[i + 5..i + 7].iter().all(u8::is_ascii_digit)
+            && b[i + 7] == b'-'
+            && b[i + 8..i + 10].iter().all(u8::is_ascii_digit)
+            && (i == 0 || !b[i - 1].is_ascii_digit())
+            && (i + 10 == b.len() || !b[i + 10].is_ascii_digit());
+        if iso {
+            let d = &text[i..i + 10];
+            out.push_str(&format!("{}/{}/{}", &d[8..10], &d[5..7], &d[0..4]));
+            i += 10;
+        } else {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
 /// How a flag the hub shares is known, as a word: `declared`, `observed`, `attested` (flags
 /// without a qualification read as declared), and in French for people: `déclarée`,
 /// `constatée`, `attestée`.
@@ -115,7 +172,7 @@ pub fn qualification(text: &str) -> Result<relais_proto::v1::Qualification, Stri
             Ok(Qualification::Attested)
         }
         other => Err(format!(
-            "`{other}` is not a qualification: déclarée, constatée or attestée (declared, observed, attested)"
+            "« {other} » n'est pas une façon de savoir une difficulté : déclarée, constatée ou attestée (declared, observed, attested)"
         )),
     }
 }
@@ -126,7 +183,9 @@ pub fn qualification(text: &str) -> Result<relais_proto::v1::Qualification, Stri
 #[serde(deny_unknown_fields)]
 pub struct FlagColumn {
     pub column: String,
-    /// A code of the taxonomy (the hub checks it; a wrong one is dead-lettered with the reason).
+    /// A code of the taxonomy, checked when the profile is read (a wrong one stops the
+    /// connector at start, with its line in the profile).
+    #[serde(deserialize_with = "taxonomy_code")]
     pub code: String,
     /// A column whose text becomes the flag's note.
     pub note_column: Option<String>,
@@ -143,6 +202,14 @@ pub struct FlagColumn {
     pub evidence_column: Option<String>,
     /// A column with the day to check it again with the person; empty: the territory's delay.
     pub review_column: Option<String>,
+}
+
+/// A flag code of the hub's taxonomy; anything else is an error at its place in the profile.
+fn taxonomy_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let code = String::deserialize(d)?;
+    relais_hub::domain::FlagCode::parse(&code)
+        .map(|_| code.clone())
+        .map_err(|e| serde::de::Error::custom(format!("unknown flag code: {e}")))
 }
 
 impl FlagColumn {
@@ -180,20 +247,33 @@ impl FlagColumn {
         cell: impl Fn(&str) -> String,
         day: impl Fn(&str) -> Result<String, String>,
     ) -> Result<Option<Write>, String> {
-        if !yes(&cell(&self.column)) {
-            return Ok(None);
+        let said = cell(&self.column);
+        match yes_or_no(&said) {
+            Some(true) => {}
+            Some(false) => return Ok(None),
+            None => {
+                return Err(format!(
+                    "« {said} » dans la colonne « {} » n'est ni oui ni non (oui, x, 1 — ou non, 0, une case vide)",
+                    self.column
+                ));
+            }
         }
         let optional = |name: &Option<String>| name.as_deref().map(&cell).unwrap_or_default();
         let mut how = optional(&self.qualification_column);
         if how.is_empty() {
             how = self.qualification.clone().unwrap_or_default();
         }
-        qualification(&how).map_err(|e| format!("`{}`: {e}", self.column))?;
+        qualification(&how).map_err(|e| format!("colonne « {} » : {e}", self.column))?;
         let review = optional(&self.review_column);
         let review_on = if review.is_empty() {
             String::new()
         } else {
-            day(&review).map_err(|e| format!("`{}` (review day): {e}", self.column))?
+            day(&review).map_err(|e| {
+                format!(
+                    "colonne « {} » (jour où la revoir, « à revoir le ») : {e}",
+                    self.column
+                )
+            })?
         };
         // Evidence goes only with an attested difficulty (the hub refuses it otherwise).
         let evidence = match optional(&self.evidence_column) {
@@ -216,10 +296,17 @@ impl FlagColumn {
 
 /// A cell that says yes.
 pub fn yes(cell: &str) -> bool {
-    matches!(
-        cell.trim().to_lowercase().as_str(),
-        "oui" | "o" | "x" | "1" | "vrai" | "yes" | "y" | "true"
-    )
+    yes_or_no(cell) == Some(true)
+}
+
+/// What a cell says: yes (`oui`, `x`, `1`, `vrai`…), no (`non`, `0`, `faux`, an empty cell…),
+/// or neither (`peut-être`, `?`): then the row is refused rather than read as no.
+pub fn yes_or_no(cell: &str) -> Option<bool> {
+    match cell.trim().to_lowercase().as_str() {
+        "oui" | "o" | "x" | "1" | "vrai" | "yes" | "y" | "true" | "t" => Some(true),
+        "" | "non" | "n" | "0" | "faux" | "no" | "false" | "f" | "-" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
