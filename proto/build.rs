@@ -24,6 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Undecodable bytes are the caller's bad input (INVALID_ARGUMENT), not INTERNAL.
         .codec_path("crate::codec::StrictCodec")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, {
+            // `prost::Name`: the JSON form of any message is found by its full name.
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }

@@ -441,6 +441,11 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading configuration {}", path.display()))?;
+                // The file alone first: an unknown key or a wrong type is shown at its line and
+                // column, with the line itself.
+                if let Err(e) = toml::from_str::<Config>(&text) {
+                    anyhow::bail!("invalid configuration {}: {e}", path.display());
+                }
                 text.parse::<toml::Table>()
                     .with_context(|| format!("parsing configuration {}", path.display()))?
             }

@@ -4,6 +4,7 @@
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
 pub mod codec;
+pub mod json;
 
 pub mod v1 {
     tonic::include_proto!("relais.v1");

@@ -2,6 +2,7 @@
 //! loops every connector has — poll the partner's system into the outbox, drain the outbox to
 //! the hub, follow the hub's feed back into the partner's system.
 
+pub mod cli;
 pub mod config;
 
 use config::{AdapterConfig, ConnectorConfig};

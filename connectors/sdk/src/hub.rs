@@ -225,6 +225,11 @@ impl Hub {
                 theme,
                 missing_documents,
             } => {
+                // A case the partner's export names again (the whole file dropped anew after a
+                // correction) is the one already opened, not a new one.
+                if state.case_ref(case_ref).await.map_err(internal)?.is_some() {
+                    return Ok(());
+                }
                 let case = CaseServiceClient::new(c)
                     .open_case(traced(pb::OpenCaseRequest {
                         context: self.context(),

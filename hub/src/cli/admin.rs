@@ -62,10 +62,14 @@ enum AdminCommand {
     Account(AccountCommand),
     /// Trigger or end the préfet's alert plan.
     AlertPlan {
+        /// Trigger the alert plan: `plan_alerte` calls get what the rules give during an alert.
         #[arg(long, conflicts_with = "end")]
         start: bool,
+        /// End the alert plan.
         #[arg(long)]
         end: bool,
+        /// Which alert and who triggered it (canicule, grand froid…): required with --start;
+        /// kept in the audit.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -103,8 +107,10 @@ enum AdminCommand {
 enum PersonCommand {
     /// Merge `--merge` into `--keep`: two records of one person the hub wrongly kept apart.
     Merge {
+        /// The hub id (UUID) of the person record to keep.
         #[arg(long)]
         keep: String,
+        /// The hub id (UUID) of the record merged into it: its partners' links move to --keep.
         #[arg(long)]
         merge: String,
         /// Why they are one person (kept in the audit).
@@ -113,10 +119,13 @@ enum PersonCommand {
     },
     /// Undo a partner's wrong link of a local id (the person's history is kept).
     Unlink {
+        /// The partner id that made the wrong link (e.g. mairie-aspet).
         #[arg(long)]
         partner: String,
+        /// That partner's local id for the person, as it linked it.
         #[arg(long)]
         local_id: String,
+        /// Why the link is wrong (kept in the audit).
         #[arg(long)]
         reason: String,
     },
@@ -146,11 +155,13 @@ enum AccountCommand {
     List,
     /// Disable an account: its sessions end at once.
     Disable {
+        /// The account's login (e.g. m.dupont), as `account list` shows it.
         #[arg(long)]
         name: String,
     },
     /// Enable an account again (and clear its lockout after failed log-ins).
     Enable {
+        /// The account's login (e.g. m.dupont), as `account list` shows it.
         #[arg(long)]
         name: String,
     },
@@ -163,16 +174,20 @@ enum IdentityCommand {
         /// The administrator's name (e.g. m.dupont@cc-comminges.fr).
         #[arg(long)]
         name: String,
+        /// Where to write the identity bundle (created 0600): for that administrator only.
         #[arg(long)]
         out: PathBuf,
     },
     /// Revoke every certificate of a named administrator.
     Revoke {
+        /// The administrator's name, as `identity list` shows it.
         #[arg(long)]
         name: String,
+        /// Why the identity is revoked (kept in the audit).
         #[arg(long)]
         reason: String,
     },
+    /// The named administrators, with each certificate's fingerprint, expiry and revocation.
     List,
 }
 
@@ -180,8 +195,10 @@ enum IdentityCommand {
 enum FlagCommand {
     /// Retract a flag raised in error that its partner cannot retract.
     Retract {
+        /// The flag's hub id (UUID), as a partner's `flag list` or summary shows it.
         #[arg(long)]
         flag: String,
+        /// Why it is retracted (kept in the audit and in the flag's retraction).
         #[arg(long)]
         reason: String,
     },
@@ -189,16 +206,22 @@ enum FlagCommand {
 
 #[derive(Subcommand)]
 enum ConsentCommand {
+    /// A person's consent records and mandates, with their hub ids and states.
     List {
+        /// The person's hub id (UUID).
         #[arg(long)]
         person: String,
     },
     /// Countersign a consent the rules made wait (health data a partner recorded for itself).
     Countersign {
+        /// The consent's hub id (UUID), as `consent list` shows it.
         #[arg(long)]
         consent: String,
     },
+    /// Withdraw a consent on the person's request (letter, call, counter): the partners that
+    /// received its data are told to delete it.
     Withdraw {
+        /// The consent's hub id (UUID), as `consent list` shows it.
         #[arg(long)]
         consent: String,
         /// How the person asked: courrier, telephone, guichet…
@@ -213,20 +236,31 @@ enum ConsentCommand {
 /// One access question, as the command line asks it.
 #[derive(Args, Clone)]
 struct QuestionArgs {
+    /// The partner asking (its id, e.g. mairie-aspet).
     #[arg(long)]
     partner: String,
+    /// The acting agent's pseudonymous id.
     #[arg(long, default_value = "admin-check")]
     agent: String,
+    /// The person's hub id (UUID).
     #[arg(long)]
     person: String,
+    /// The data category: mobility, digital, language, administrative, social, financial,
+    /// housing, health, case_status, referrals, identity or accessibility.
     #[arg(long)]
     category: String,
+    /// The purpose of the call: accompagnement, instruction, orientation, aller_vers,
+    /// plan_alerte, administration or statistique.
     #[arg(long)]
     purpose: String,
+    /// A flag code of the taxonomy, within --category (ELOIGNEMENT, SANS_INTERNET, ISOLEMENT…).
     #[arg(long, default_value = "")]
     code: String,
+    /// The procedure theme of the case asked about: argent, famille, justice, logement,
+    /// loisirs, papiers, social, transports, travail or etranger.
     #[arg(long, default_value = "")]
     theme: String,
+    /// Ask about writing the data instead of reading it.
     #[arg(long)]
     write: bool,
 }
@@ -257,17 +291,24 @@ enum RulesCommand {
         schema: bool,
     },
     /// Validate a rules file against the schema.
-    Validate { file: PathBuf },
+    Validate {
+        /// The rules file (Cedar) to check.
+        file: PathBuf,
+    },
     /// Activate a rules file as a new version.
     Set {
+        /// The rules file (Cedar) to put in force.
         file: PathBuf,
+        /// Who makes the change, recorded with the version.
         #[arg(long)]
         author: String,
+        /// Why the rules change, recorded with the version.
         #[arg(long)]
         comment: String,
     },
     /// Dry-run: how a rules file would decide a question, beside the rules in force.
     Test {
+        /// The rules file (Cedar) to try; the rules in force do not change.
         file: PathBuf,
         #[command(flatten)]
         question: QuestionArgs,
@@ -281,10 +322,14 @@ enum RulesCommand {
     History,
     /// Activate an earlier version again (the previous one by default).
     Rollback {
+        /// The version to put back in force, as `rules history` lists it (0: the one before
+        /// the version in force).
         #[arg(long, default_value_t = 0)]
         to: i64,
+        /// Who makes the change, recorded with the new version.
         #[arg(long)]
         author: String,
+        /// Why, recorded with the new version (by default "rollback to version N").
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -296,6 +341,7 @@ enum PrioritiesCommand {
     Get,
     /// Check a file and show how a partner's queue would change: the items whose rank moves.
     DryRun {
+        /// The priorities file (TOML) to check; the priorities in force do not change.
         file: PathBuf,
         /// Whose queue.
         #[arg(long)]
@@ -306,9 +352,12 @@ enum PrioritiesCommand {
     },
     /// Activate a file as a new version.
     Set {
+        /// The priorities file (TOML) to put in force.
         file: PathBuf,
+        /// Who makes the change, recorded with the version.
         #[arg(long)]
         author: String,
+        /// Why the priorities change, recorded with the version.
         #[arg(long)]
         comment: String,
     },
@@ -316,10 +365,14 @@ enum PrioritiesCommand {
     History,
     /// Activate an earlier version again (the previous one by default).
     Rollback {
+        /// The version to put back in force, as `priorities history` lists it (0: the one
+        /// before the version in force, or the built-in defaults before the first).
         #[arg(long, default_value_t = 0)]
         to: i64,
+        /// Who makes the change, recorded with the new version.
         #[arg(long)]
         author: String,
+        /// Why, recorded with the new version (by default "rollback to version N").
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -348,6 +401,8 @@ enum PartnerCommand {
         /// communaute_de_communes, mairie, departement, sous_prefecture, association, operateur
         #[arg(long)]
         kind: String,
+        /// The partner's display name, e.g. "Mairie d'Aspet" (the id is made from it without
+        /// --id).
         #[arg(long)]
         name: String,
         /// INSEE COG codes of the communes or départements covered (repeat or comma-separate).
@@ -364,16 +419,24 @@ enum PartnerCommand {
         #[arg(long)]
         csr: Option<PathBuf>,
     },
+    /// Every partner, with its id, kind, status, territory and name.
     List,
+    /// One partner, with its certificates: fingerprint, serial, validity or revocation.
     Show {
+        /// The partner id (e.g. mairie-aspet).
         id: String,
     },
+    /// Suspend a partner: every call with its certificates is refused until `partner resume`.
     Suspend {
+        /// The partner id (e.g. mairie-aspet).
         id: String,
+        /// Why it is suspended: its refused calls say so.
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Resume a suspended partner: its certificates are accepted again.
     Resume {
+        /// The partner id (e.g. mairie-aspet).
         id: String,
     },
     /// Certificates: issue a further one (renewal, a second connector), revoke one.
@@ -385,7 +448,9 @@ enum PartnerCommand {
 enum CertificateCommand {
     /// Issue a further certificate and write its bundle (or, with `--csr`, the certificate).
     Issue {
+        /// The partner id (e.g. mairie-aspet).
         id: String,
+        /// Where to write the identity bundle (created 0600), or, with --csr, the certificate.
         #[arg(long)]
         out: PathBuf,
         /// The partner's own certificate signing request (`relais client csr`).
@@ -397,6 +462,7 @@ enum CertificateCommand {
     },
     /// Approve a certificate an opérateur of the console had issued (refused until then).
     Approve {
+        /// SHA-256 fingerprint, as `partner show` lists it.
         #[arg(long)]
         fingerprint: String,
     },
@@ -405,6 +471,7 @@ enum CertificateCommand {
         /// SHA-256 fingerprint, as `partner show` lists it.
         #[arg(long)]
         fingerprint: String,
+        /// Why it is revoked (kept in the audit).
         #[arg(long)]
         reason: String,
     },
@@ -678,6 +745,9 @@ async fn other(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             let state = r
                 .consent
                 .as_ref()
@@ -734,6 +804,9 @@ async fn other(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!("unlinked from person {}", r.person_id);
         }
         AdminCommand::Identity(IdentityCommand::Add { name, out }) => {
@@ -746,6 +819,9 @@ async fn other(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             Bundle {
                 cert_pem: r.certificate_pem,
                 key_pem: key.serialize_pem(),
@@ -769,6 +845,9 @@ async fn other(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!(
                 "administrator `{name}`: {} certificate(s) revoked",
                 r.revoked
@@ -809,13 +888,17 @@ async fn other(
             }
         }
         AdminCommand::Flag(FlagCommand::Retract { flag, reason }) => {
-            client
+            let r = client
                 .retract_flag(pb::AdminServiceRetractFlagRequest {
                     flag_id: flag,
                     reason,
                     request_id: request_id(),
                 })
-                .await?;
+                .await?
+                .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!("flag retracted");
         }
         AdminCommand::Consent(ConsentCommand::Withdraw {
@@ -901,6 +984,9 @@ async fn other(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!(
                 "alert plan {} since {}{}",
                 if r.active { "ACTIVE" } else { "ended" },
@@ -1216,6 +1302,9 @@ async fn priorities(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             activated(r.version)?;
         }
         PrioritiesCommand::History => {
@@ -1239,6 +1328,9 @@ async fn priorities(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             activated(r.version)?;
         }
     }
@@ -1309,7 +1401,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("is the hub's health port at {}?", args.hub))?
             } else {
-                channel(&args.hub, &Bundle::read(&args.identity)?).await?
+                let bundle = super::read_identity(
+                    &args.identity,
+                    "--identity (or RELAIS_ADMIN_IDENTITY)",
+                    "the administrator's bundle, admin/admin.bundle.pem in the hub's data directory",
+                )?;
+                channel(&args.hub, &bundle).await?
             };
             let mut health = tonic_health::pb::health_client::HealthClient::new(connection);
             let status = health
@@ -1334,9 +1431,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let bundle = Bundle::read(&args.identity)?;
+    let bundle = super::read_identity(
+        &args.identity,
+        "--identity (or RELAIS_ADMIN_IDENTITY)",
+        "the administrator's bundle, admin/admin.bundle.pem in the hub's data directory",
+    )?;
     let mut client = AdminServiceClient::new(channel(&args.hub, &bundle).await?);
     let json = args.json;
+    super::set_json(json);
     let cmd = match args.command {
         AdminCommand::Partner(cmd) => cmd,
         other_command => return other(&mut client, json, other_command).await,
@@ -1384,7 +1486,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     "Relais identity of partner `{id}` ({name}).\nGive it to the partner's connector only."
                 ),
             )?;
-            if let Some(p) = &response.partner {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "partner": response.partner.as_ref().map(partner_json),
+                        "bundle": out.display().to_string(),
+                    }))?
+                );
+            } else if let Some(p) = &response.partner {
                 print_partner(p);
             }
         }
@@ -1452,6 +1562,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.partner.iter().for_each(print_partner);
         }
         PartnerCommand::Resume { id } => {
@@ -1462,6 +1575,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.partner.iter().for_each(print_partner);
         }
         PartnerCommand::Certificate(CertificateCommand::Issue {
@@ -1479,6 +1595,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             write_issued(
                 &out,
                 key,
@@ -1513,6 +1632,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!(
                 "certificate revoked{}",
                 if r.partner_id.is_empty() {

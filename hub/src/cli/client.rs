@@ -22,6 +22,7 @@ pub struct ClientArgs {
     /// `relais client bundle` from the partner's own key and the certificate it received).
     #[arg(long, env = "RELAIS_IDENTITY")]
     identity: Option<PathBuf>,
+    /// Hub address (`https://host:port`).
     #[arg(long, env = "RELAIS_HUB", default_value = DEFAULT_HUB)]
     hub: String,
     /// The acting agent's pseudonymous id.
@@ -33,6 +34,9 @@ pub struct ClientArgs {
     /// Idempotency key of the write (a new one by default); reuse it to retry safely.
     #[arg(long)]
     request_id: Option<String>,
+    /// Print the hub's answers as JSON for scripts (RFC 3339 times, enum names).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -41,8 +45,10 @@ pub struct ClientArgs {
 #[derive(Args, Clone)]
 #[group(required = true, multiple = false)]
 struct PersonArg {
+    /// The person by their hub id (UUID).
     #[arg(long)]
     person_id: Option<String>,
+    /// The person by your own id for them (the local id you linked).
     #[arg(long)]
     local_id: Option<String>,
 }
@@ -61,8 +67,10 @@ impl PersonArg {
 
 #[derive(Args, Clone)]
 struct PivotArgs {
+    /// Birth family name (nom de naissance).
     #[arg(long)]
     family_name: Option<String>,
+    /// First given name, as on the identity document.
     #[arg(long)]
     given_name: Option<String>,
     /// YYYY-MM-DD
@@ -107,18 +115,22 @@ enum ClientCommand {
     /// Join the partner's own key and the certificate the administrator sent into the identity
     /// bundle the connector and this client use.
     Bundle {
+        /// The partner's private key (written by `relais client csr --key-out`).
         #[arg(long)]
         key: PathBuf,
         /// The certificate file from the administrator (certificate and hub CA).
         #[arg(long)]
         cert: PathBuf,
+        /// Where to write the identity bundle (created 0600).
         #[arg(long)]
         out: PathBuf,
     },
     /// Link a local id to a person (by pivot identity, by hub id, or a new person).
     Link {
+        /// Your own id for the person (file number, row id): 1 to 128 characters.
         #[arg(long)]
         local_id: String,
+        /// Link to this hub id (UUID) instead of by pivot identity; with neither, a new person.
         #[arg(long)]
         person_id: Option<String>,
         #[command(flatten)]
@@ -126,6 +138,7 @@ enum ClientCommand {
     },
     /// Find a person's hub id by local id or pivot identity.
     Resolve {
+        /// Your own id for the person (the local id you linked).
         #[arg(long)]
         local_id: Option<String>,
         #[command(flatten)]
@@ -135,6 +148,7 @@ enum ClientCommand {
     Summary {
         #[command(flatten)]
         person: PersonArg,
+        /// Include retracted flags and closed cases (active ones only by default).
         #[arg(long)]
         history: bool,
     },
@@ -142,6 +156,7 @@ enum ClientCommand {
     Residence {
         #[command(flatten)]
         person: PersonArg,
+        /// The commune's COG code (INSEE), e.g. 31020 for Aspet.
         #[arg(long)]
         commune: String,
     },
@@ -151,8 +166,10 @@ enum ClientCommand {
     /// The bus's next tour (purpose aller_vers): per commune, the need in aggregates, and a
     /// suggested order of stops.
     Tour {
+        /// How many days the tour lasts (1 to 20).
         #[arg(long, default_value_t = 5)]
         days: i32,
+        /// At most this many stops a day (1 to 6).
         #[arg(long, default_value_t = 2)]
         stops_per_day: i32,
         /// The first day (`YYYY-MM-DD`); the next working day by default.
@@ -202,10 +219,13 @@ enum ClientCommand {
         #[arg(long, default_value_t = 50)]
         limit: i32,
     },
+    /// Difficulty flags (codes of the taxonomy): raise, retract, list.
     #[command(subcommand)]
     Flag(FlagCommand),
+    /// Cases (démarches): open, move to another status, get, list.
     #[command(subcommand)]
     Case(CaseCommand),
+    /// Referrals (fiches navettes) between partners: send, ack, answer, close, escalate, list.
     #[command(subcommand)]
     Referral(ReferralCommand),
     /// Consent records: what the person agreed to share, with whom, for what.
@@ -216,8 +236,10 @@ enum ClientCommand {
     Mandate(MandateCommand),
     /// Print the change feed from a position; with --follow, keep following live.
     Feed {
+        /// Print the events after this position (0: from the beginning).
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// Keep following live once caught up, instead of stopping.
         #[arg(long)]
         follow: bool,
     },
@@ -249,6 +271,7 @@ enum ReachCommand {
         /// The language an interpreter should speak.
         #[arg(long, default_value = "")]
         interpreter: String,
+        /// Letters in large print.
         #[arg(long)]
         large_print: bool,
         /// Facile à lire et à comprendre.
@@ -318,13 +341,18 @@ fn print_profile(p: &pb::AccessibilityProfile) {
 
 #[derive(Subcommand)]
 enum FlagCommand {
+    /// Raise a difficulty flag on a person; raising your active flag of that code again confirms
+    /// or requalifies it.
     Raise {
         #[command(flatten)]
         person: PersonArg,
+        /// A code of the difficulty taxonomy (ELOIGNEMENT, SANS_INTERNET, ISOLEMENT…).
         #[arg(long)]
         code: String,
+        /// A short note for the partners who may read the flag (at most 280 characters).
         #[arg(long, default_value = "")]
         note: String,
+        /// The last day the flag holds (`YYYY-MM-DD`); open-ended by default.
         #[arg(long, default_value = "")]
         valid_until: String,
         /// How the difficulty is known: declared (the person says so), observed (an agent saw
@@ -339,17 +367,23 @@ enum FlagCommand {
         #[arg(long, default_value = "")]
         review_on: String,
     },
+    /// Retract a flag you raised.
     Retract {
+        /// The flag's hub id (UUID), as `flag list` shows it.
         #[arg(long)]
         flag_id: String,
+        /// The flag's version you read (`v` in `flag list`), so no change is lost.
         #[arg(long)]
         version: i64,
+        /// Why it is retracted (at most 280 characters).
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// A person's flags that you may read (active ones; --all for retracted ones too).
     List {
         #[command(flatten)]
         person: PersonArg,
+        /// Include retracted flags.
         #[arg(long)]
         all: bool,
     },
@@ -357,14 +391,17 @@ enum FlagCommand {
 
 #[derive(Subcommand)]
 enum CaseCommand {
+    /// Open a case (démarche) for a person, as `draft` (or `sent` with --sent).
     Open {
         #[command(flatten)]
         person: PersonArg,
         /// service-public.fr fiche id (F1342) or local code (local:…)
         #[arg(long)]
         procedure: String,
+        /// A document the case waits for (repeat for each).
         #[arg(long = "missing")]
         missing: Vec<String>,
+        /// When the procedure is due (`YYYY-MM-DD`).
         #[arg(long, default_value = "")]
         due: String,
         /// Open directly as `sent`.
@@ -376,30 +413,42 @@ enum CaseCommand {
     },
     /// Move a case to another status.
     Move {
+        /// The case's hub id (UUID), as `case list` shows it.
         #[arg(long)]
         case_id: String,
+        /// The case's version you read (`v` in `case list`), so no change is lost.
         #[arg(long)]
         version: i64,
+        /// The new status: draft, sent, acknowledged, in_progress, waiting_person,
+        /// waiting_documents, waiting_third_party, waiting_appointment, accepted, refused,
+        /// redirected, cancelled, abandoned, closed or duplicate.
         #[arg(long)]
         to: String,
+        /// Why (required for `refused`; kept in the case's history).
         #[arg(long, default_value = "")]
         reason: String,
         /// Replace the missing documents (repeat).
         #[arg(long = "missing")]
         missing: Vec<String>,
+        /// For `duplicate`: the hub id (UUID) of the case this one repeats.
         #[arg(long, default_value = "")]
         duplicate_of: String,
+        /// For `redirected`: the partner id that receives the new case (e.g. mairie-aspet).
         #[arg(long, default_value = "")]
         redirect_to: String,
     },
+    /// One case, with its history of status changes.
     Get {
+        /// The case's hub id (UUID), as `case list` shows it.
         #[arg(long)]
         case_id: String,
     },
     /// The caller's cases, or one person's.
     List {
+        /// Only this person's cases, by their hub id (UUID).
         #[arg(long)]
         person_id: Option<String>,
+        /// Only this person's cases, by your own id for them (the local id you linked).
         #[arg(long)]
         local_id: Option<String>,
     },
@@ -407,48 +456,79 @@ enum CaseCommand {
 
 #[derive(Subcommand)]
 enum ReferralCommand {
+    /// Send a referral (fiche navette) about a case you hold to another partner.
     Send {
-        #[arg(long)]
-        case_id: String,
+        /// The case's hub id (UUID), as `case list` shows it…
+        #[arg(
+            long,
+            required_unless_present = "local_id",
+            conflicts_with = "local_id"
+        )]
+        case_id: Option<String>,
+        /// …or the person, by your local id, whose case of `--procedure` it is about (the most
+        /// recently opened one you may read).
+        #[arg(long, requires = "procedure")]
+        local_id: Option<String>,
+        /// With `--local-id`: the case's procedure (F1342, local:apa-renouvellement…).
+        #[arg(long, requires = "local_id")]
+        procedure: Option<String>,
+        /// The partner id that receives it (e.g. mairie-aspet).
         #[arg(long)]
         to: String,
+        /// Why the person is referred.
         #[arg(long)]
         reason: String,
+        /// What you ask the receiving partner to do.
         #[arg(long, default_value = "")]
         action: String,
+        /// The reply deadline (`YYYY-MM-DD`): the territory's delay by default, which you may
+        /// shorten, not lengthen.
         #[arg(long, default_value = "")]
         due: String,
     },
+    /// Acknowledge a referral you received.
     Ack {
+        /// The referral's hub id (UUID), as `referral list` shows it.
         #[arg(long)]
         referral_id: String,
+        /// The referral's version you read (`v` in `referral list`), so no change is lost.
         #[arg(long)]
         version: i64,
     },
+    /// Answer a referral you received.
     Answer {
+        /// The referral's hub id (UUID), as `referral list` shows it.
         #[arg(long)]
         referral_id: String,
+        /// The referral's version you read (`v` in `referral list`), so no change is lost.
         #[arg(long)]
         version: i64,
+        /// The answer, for the sender (at most 2000 characters).
         #[arg(long)]
         answer: String,
     },
+    /// Close a referral you sent.
     Close {
+        /// The referral's hub id (UUID), as `referral list` shows it.
         #[arg(long)]
         referral_id: String,
+        /// The referral's version you read (`v` in `referral list`), so no change is lost.
         #[arg(long)]
         version: i64,
     },
     /// Ask again, with a new reply deadline (the territory's delay by default).
     Escalate {
+        /// The referral's hub id (UUID), as `referral list` shows it.
         #[arg(long)]
         referral_id: String,
+        /// The referral's version you read (`v` in `referral list`), so no change is lost.
         #[arg(long)]
         version: i64,
         /// The new deadline, `YYYY-MM-DD`.
         #[arg(long, default_value = "")]
         due: String,
     },
+    /// The referrals you sent and received, with their state and deadline.
     List {
         /// Only those past their deadline, still awaiting their answer.
         #[arg(long)]
@@ -484,32 +564,43 @@ enum ConsentCommand {
         /// oral_with_witness, signed_paper, digital
         #[arg(long, default_value = "signed_paper")]
         method: String,
+        /// Who witnessed an oral consent (required with --method oral_with_witness).
         #[arg(long, default_value = "")]
         witness: String,
+        /// The version of the information notice the person was given (e.g. 2026-01).
         #[arg(long)]
         notice: String,
         /// Where the signed paper or the witness statement is kept (required for health).
         #[arg(long, default_value = "")]
         evidence: String,
+        /// Print the receipt to hand to the person, once the consent is recorded.
+        #[arg(long)]
+        receipt: bool,
         /// Where you met the person: guichet, bus, domicile, telephone, via_mediateur
         #[arg(long = "met-at", default_value = "guichet")]
         met_at: String,
     },
+    /// Record the person's withdrawal of a consent: the partners that received its data are
+    /// told to delete it.
     Withdraw {
+        /// The consent's hub id (UUID), as `consent list` shows it.
         #[arg(long)]
         consent_id: String,
         /// How the person asked: guichet, telephone, courrier, bus…
         #[arg(long)]
         channel: String,
     },
+    /// A person's consent records, with their hub ids and states.
     List {
         #[command(flatten)]
         person: PersonArg,
     },
     /// Print the receipt for the person (text; --html for the printable page).
     Receipt {
+        /// The consent's hub id (UUID), as `consent list` shows it.
         #[arg(long)]
         consent_id: String,
+        /// Print the receipt as a printable HTML page instead of text.
         #[arg(long)]
         html: bool,
     },
@@ -517,26 +608,34 @@ enum ConsentCommand {
 
 #[derive(Subcommand)]
 enum MandateCommand {
+    /// Record a mandate and print it in French, to sign.
     Grant {
         #[command(flatten)]
         person: PersonArg,
         /// The mandated agent, as partner/agent (or just agent, of the caller).
         #[arg(long)]
         to_agent: String,
+        /// Procedure themes covered (repeat or comma-separate): argent, famille, justice,
+        /// logement, loisirs, papiers, social, transports, travail, etranger.
         #[arg(long, value_delimiter = ',', required = true)]
         themes: Vec<String>,
         /// one_day, one_month, six_months, one_year
         #[arg(long)]
         duration: String,
+        /// How the person agreed: oral_with_witness, signed_paper, digital.
         #[arg(long, default_value = "signed_paper")]
         method: String,
     },
+    /// Revoke a mandate on the person's request.
     Revoke {
+        /// The mandate's hub id (UUID), as `mandate list` shows it.
         #[arg(long)]
         mandate_id: String,
+        /// How the person asked: guichet, telephone, courrier, bus…
         #[arg(long)]
         channel: String,
     },
+    /// A person's mandates, with their hub ids, agents and themes.
     List {
         #[command(flatten)]
         person: PersonArg,
@@ -633,6 +732,7 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
             notice,
             evidence,
             met_at,
+            receipt,
         } => {
             use pb::grantee::Grantee as G;
             let grantee = match (to_partner, to_kind, to_agent) {
@@ -678,7 +778,20 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.consent.iter().for_each(print_consent);
+            if let Some(c) = r.consent.as_ref().filter(|_| receipt) {
+                let doc = client
+                    .get_consent_receipt(pb::GetConsentReceiptRequest {
+                        context: ctx.context(),
+                        consent_id: c.id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                println!("\n{}", doc.text);
+            }
         }
         ConsentCommand::Withdraw {
             consent_id,
@@ -693,6 +806,9 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.consent.iter().for_each(print_consent);
             if !r.redacted_partners.is_empty() {
                 println!(
@@ -709,6 +825,9 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.consents.iter().for_each(print_consent);
         }
         ConsentCommand::Receipt { consent_id, html } => {
@@ -719,6 +838,9 @@ async fn consent(channel: Channel, ctx: &Ctx, cmd: ConsentCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             print!("{}", if html { r.html } else { r.text });
         }
     }
@@ -751,6 +873,9 @@ async fn mandate(channel: Channel, ctx: &Ctx, cmd: MandateCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.mandate.iter().for_each(print_mandate);
             println!("\n{}", r.printable_text);
         }
@@ -767,6 +892,9 @@ async fn mandate(channel: Channel, ctx: &Ctx, cmd: MandateCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.mandate.iter().for_each(print_mandate);
         }
         MandateCommand::List { person } => {
@@ -777,6 +905,9 @@ async fn mandate(channel: Channel, ctx: &Ctx, cmd: MandateCommand) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.mandates.iter().for_each(print_mandate);
         }
     }
@@ -898,6 +1029,7 @@ impl Ctx {
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    super::set_json(args.json);
     let purpose = Purpose::parse(&args.purpose)
         .with_context(|| format!("unknown purpose `{}`", args.purpose))?;
     let ctx = Ctx {
@@ -944,7 +1076,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         .identity
         .as_ref()
         .context("--identity (or RELAIS_IDENTITY) names the partner's identity bundle")?;
-    let bundle = Bundle::read(identity)?;
+    let bundle = super::read_identity(
+        identity,
+        "--identity (or RELAIS_IDENTITY)",
+        "the partner's bundle, from `relais admin partner add`",
+    )?;
     let channel = channel(&args.hub, &bundle).await?;
     match args.command {
         ClientCommand::Csr { .. } | ClientCommand::Bundle { .. } => {
@@ -965,6 +1101,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             let outcome = pb::LinkOutcome::try_from(r.outcome)
                 .map(|o| {
                     o.as_str_name()
@@ -987,6 +1126,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!(
                 "person {} local ids: {}",
                 r.person_id,
@@ -1013,6 +1155,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             for item in &r.items {
                 let what = match &item.item {
                     Some(pb::work_item::Item::Case(c)) => {
@@ -1053,6 +1198,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             println!(
                 "person {} (your local ids: {})",
                 r.person_id,
@@ -1072,6 +1220,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if r.commune_name.is_empty() {
                 println!("lives in {}", r.commune);
             } else {
@@ -1106,6 +1257,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if let Some(p) = &r.profile {
                 print_profile(p);
             }
@@ -1118,6 +1272,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             match &r.profile {
                 Some(p) => print_profile(p),
                 None => println!("no channel recorded that you may read"),
@@ -1142,6 +1299,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if r.stops.is_empty() {
                 println!("no commune of your territory has a known need: no stop suggested");
             }
@@ -1175,6 +1335,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if r.persons.is_empty() {
                 println!("no person followed under a mandate in force");
             }
@@ -1200,6 +1363,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             print!("{}", r.csv);
             write_out(csv.as_ref(), &r.csv)?;
         }
@@ -1219,6 +1385,21 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             while let Some(message) = stream.message().await? {
+                // With --json, one JSON object per line (each event, then `caught_up`).
+                if super::json() {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&relais_proto::json::to_json(&message))?
+                    );
+                    if matches!(
+                        message.payload,
+                        Some(pb::subscribe_response::Payload::CaughtUp(_))
+                    ) && !follow
+                    {
+                        break;
+                    }
+                    continue;
+                }
                 match message.payload {
                     Some(pb::subscribe_response::Payload::Event(e)) => {
                         let kind = pb::ChangeKind::try_from(e.kind)
@@ -1307,6 +1488,9 @@ async fn flag(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if r.requalified {
                 println!("already active, qualification updated:");
             } else if !r.created {
@@ -1329,9 +1513,14 @@ async fn flag(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.flag.iter().for_each(print_flag);
         }
         FlagCommand::List { person, all } => {
+            // Every page; with --json, gathered into one answer.
+            let mut gathered = pb::ListFlagsResponse::default();
             let mut token = String::new();
             loop {
                 let r = client
@@ -1344,12 +1533,17 @@ async fn flag(
                     })
                     .await?
                     .into_inner();
-                r.flags.iter().for_each(print_flag);
+                if super::json() {
+                    gathered.flags.extend(r.flags);
+                } else {
+                    r.flags.iter().for_each(print_flag);
+                }
                 if r.next_page_token.is_empty() {
                     break;
                 }
                 token = r.next_page_token;
             }
+            super::json_shown(&gathered);
         }
     }
     Ok(())
@@ -1392,6 +1586,9 @@ async fn case(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.r#case.iter().for_each(print_case);
         }
         CaseCommand::Move {
@@ -1419,6 +1616,9 @@ async fn case(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             r.r#case.iter().for_each(print_case);
             if let Some(child) = &r.child_case {
                 print!("opened: ");
@@ -1433,6 +1633,9 @@ async fn case(
                 })
                 .await?
                 .into_inner();
+            if super::json_shown(&r) {
+                return Ok(());
+            }
             if let Some(c) = &r.r#case {
                 print_case(c);
                 for t in &c.history {
@@ -1460,6 +1663,8 @@ async fn case(
                 }),
                 (None, None) => None,
             };
+            // Every page; with --json, gathered into one answer.
+            let mut all = pb::ListCasesResponse::default();
             let mut token = String::new();
             loop {
                 let r = client
@@ -1472,12 +1677,17 @@ async fn case(
                     })
                     .await?
                     .into_inner();
-                r.cases.iter().for_each(print_case);
+                if super::json() {
+                    all.cases.extend(r.cases);
+                } else {
+                    r.cases.iter().for_each(print_case);
+                }
                 if r.next_page_token.is_empty() {
                     break;
                 }
                 token = r.next_page_token;
             }
+            super::json_shown(&all);
         }
     }
     Ok(())
@@ -1491,11 +1701,41 @@ async fn referral(
     let referral = match cmd {
         ReferralCommand::Send {
             case_id,
+            local_id,
+            procedure,
             to,
             reason,
             action,
             due,
         } => {
+            let case_id = match (case_id, local_id, procedure) {
+                (Some(id), _, _) => id,
+                (None, Some(local), Some(procedure)) => {
+                    // The person's cases as the caller may list them; the latest of the procedure.
+                    let cases = client
+                        .list_cases(pb::ListCasesRequest {
+                            context: ctx.context(),
+                            person: Some(pb::PersonRef {
+                                r#ref: Some(pb::person_ref::Ref::LocalId(local.clone())),
+                            }),
+                            statuses: vec![],
+                            page_size: 100,
+                            page_token: String::new(),
+                        })
+                        .await?
+                        .into_inner()
+                        .cases;
+                    cases
+                        .into_iter()
+                        .filter(|c| c.procedure == procedure)
+                        .max_by_key(|c| c.opened_at.as_ref().map(|t| (t.seconds, t.nanos)))
+                        .map(|c| c.id)
+                        .with_context(|| {
+                            format!("no case of {procedure} for {local} that you may read")
+                        })?
+                }
+                _ => anyhow::bail!("give --case-id, or --local-id with --procedure"),
+            };
             client
                 .send_referral(pb::SendReferralRequest {
                     context: ctx.context(),
@@ -1575,6 +1815,8 @@ async fn referral(
                 .referral
         }
         ReferralCommand::List { overdue } => {
+            // Every page; with --json, gathered into one answer.
+            let mut all = pb::ListReferralsResponse::default();
             let mut token = String::new();
             loop {
                 let r = client
@@ -1588,15 +1830,25 @@ async fn referral(
                     })
                     .await?
                     .into_inner();
-                r.referrals.iter().for_each(print_referral);
+                if super::json() {
+                    all.referrals.extend(r.referrals);
+                } else {
+                    r.referrals.iter().for_each(print_referral);
+                }
                 if r.next_page_token.is_empty() {
                     break;
                 }
                 token = r.next_page_token;
             }
+            super::json_shown(&all);
             None
         }
     };
+    if let Some(r) = &referral
+        && super::json_shown(r)
+    {
+        return Ok(());
+    }
     referral.iter().for_each(print_referral);
     Ok(())
 }

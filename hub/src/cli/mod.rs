@@ -7,6 +7,52 @@ pub mod connect;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--json` was given: answers are printed as JSON for scripts.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+/// Reads an identity bundle; when there is none at `path`, says where it is expected and how
+/// to name it (the admin commands look in `relais-data/` under the current directory).
+fn read_identity(
+    path: &std::path::Path,
+    option: &str,
+    what: &str,
+) -> anyhow::Result<crate::pki::Bundle> {
+    if !path.exists() {
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        anyhow::bail!(
+            "no identity bundle at {} (from {here}): run the command where the hub's data \
+             directory is, or give {option} — {what}",
+            path.display()
+        );
+    }
+    crate::pki::Bundle::read(path)
+}
+
+/// Whether `--json` was given.
+fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// With `--json`, prints the hub's answer as JSON (the protobuf mapping: RFC 3339 times, enum
+/// names, the `.proto` field names, every field) and says so; without, does nothing.
+fn json_shown<M: prost::Message + prost::Name>(answer: &M) -> bool {
+    if !JSON.load(Ordering::Relaxed) {
+        return false;
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&relais_proto::json::to_json(answer)).unwrap_or_default()
+    );
+    true
+}
 
 #[derive(Parser)]
 #[command(
@@ -206,4 +252,50 @@ async fn serve(config: crate::Config) -> anyhow::Result<()> {
     hub.wait().await?;
     println!("relais: hub stopped");
     Ok(())
+}
+
+/// Every command and option of `cmd` without a description, as its `--help` would show it
+/// (`relais admin partner show (command)`, `relais client link --local-id`): what a test of
+/// each program's command line keeps empty.
+pub fn undescribed(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, root: bool, out: &mut Vec<String>) {
+        let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+        if cmd.get_about().is_none() && !root {
+            out.push(format!("{here} (command)"));
+        }
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if ["help", "version"].contains(&id) || a.is_hide_set() {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{here} --{}", a.get_long().unwrap_or(id)));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                walk(sub, &here, false, out);
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(cmd, "", true, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod help {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_option_is_described() {
+        let missing = super::undescribed(&Cli::command());
+        assert!(
+            missing.is_empty(),
+            "{} without help:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
 }
