@@ -290,7 +290,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
         .find(|l| l.contains("local:apa-renouvellement"))
         .unwrap_or_else(|| panic!("the APA status reaches the médiateur: {asso_status}"));
     assert!(
-        apa.contains("waiting_documents") && apa.contains("avis d'imposition 2025"),
+        apa.contains("en attente de pièces") && apa.contains("avis d'imposition 2025"),
         "{apa}"
     );
     assert!(
@@ -377,7 +377,7 @@ async fn five_partners_one_person_each_fact_entered_once() {
         let bus_status = status_file(dirs[0].path());
         if let Some(row) = bus_status
             .lines()
-            .find(|l| l.starts_with(&format!("referral:{}", sent.id)) && l.contains("answered"))
+            .find(|l| l.starts_with(&format!("referral:{}", sent.id)) && l.contains(";répondue;"))
         {
             assert!(row.contains("rendez-vous fixé le 9 décembre"), "{row}");
             break;

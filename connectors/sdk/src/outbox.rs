@@ -140,7 +140,7 @@ async fn send_lane(
                 done.sent += 1;
             }
             Err(r) if r.retryable() => {
-                tracing::info!(seq = p.seq, code = ?r.code, error = %r.message, "hub not reachable; the outbox waits");
+                tracing::debug!(seq = p.seq, code = ?r.code, error = %r.message, "hub not reachable; the outbox waits");
                 state.attempt_failed(p.seq, &r.message).await?;
                 stop.store(true, Ordering::Release);
                 done.retry_after = r.retry_after;
