@@ -172,6 +172,23 @@ async fn administrators_work_in_the_console_in_chromium() {
         &[pb::Purpose::Orientation],
     )
     .await;
+    // A mandate, printed again from the console.
+    bus.consent
+        .clone()
+        .grant_mandate(pb::GrantMandateRequest {
+            context: ctx(),
+            person: Some(local("B1")),
+            mandatary: Some(pb::AgentRef {
+                partner: String::new(),
+                agent: "agent-bus-2".into(),
+            }),
+            themes: vec!["papiers".into()],
+            duration: pb::MandateDuration::OneMonth as i32,
+            method: pb::CollectionMethod::SignedPaper as i32,
+            request_id: new_request_id(),
+        })
+        .await
+        .unwrap();
     let mut asso_feed = asso.subscribe(0).await.unwrap();
     bus.raise("B1", "SANS_INTERNET").await;
     assert_eq!(
@@ -436,6 +453,21 @@ async fn administrators_work_in_the_console_in_chromium() {
     b.goto(&format!("{base}{consent_link}")).await;
     b.wait_for_text("Reçu de votre accord de partage").await;
     check.page("recu").await;
+    b.goto(&format!("{base}/personnes/{person}")).await;
+    b.wait_for_text("Mandats").await;
+    let mandate_link = b
+        .run(
+            "return document.querySelector('a[href$=\"/document\"]').getAttribute('href');",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .expect("the mandate's print link")
+        .to_string();
+    b.goto(&format!("{base}{mandate_link}")).await;
+    let mandate = b.wait_for_text("Mandat d'accompagnement").await;
+    assert!(mandate.contains("Papiers - Citoyenneté"), "{mandate}");
+    check.page("mandat").await;
     b.goto(&format!("{base}/personnes/{person}/rapport")).await;
     let report = b.wait_for_text("Vos informations partagées").await;
     // The short reference the person quotes finds her.

@@ -83,6 +83,7 @@ impl Role {
                     | "SearchAudit"
                     | "GetAccessReport"
                     | "GetConsentReceipt"
+                    | "GetMandateDocument"
                     | "FindPerson"
                     | "Dashboard"
                     | "ListAdministrators"

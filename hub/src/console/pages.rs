@@ -51,6 +51,10 @@ pub fn router(console: Arc<Console>) -> Router {
             post(withdraw),
         )
         .route("/personnes/{id}/consentements/{consent}/recu", get(receipt))
+        .route(
+            "/personnes/{id}/mandats/{mandate}/document",
+            get(mandate_document),
+        )
         .route("/personnes/{id}/rapport", get(access_report))
         .route("/regles", get(rules))
         .route("/regles/editer", get(rules_editor))
@@ -1605,6 +1609,54 @@ fn document(html: String) -> Response {
         Html(html),
     )
         .into_response()
+}
+
+/// The mandate as the person signs it, to print again (a lost copy, a second signature).
+async fn mandate_document(
+    State(console): S,
+    ctx: Ctx,
+    Path((id, mandate)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = ctx.refusal("GetMandateDocument") {
+        return r;
+    }
+    let (Ok(person), Ok(mandate_id)) = (
+        PersonId::parse(&id),
+        crate::domain::consent::MandateId::parse(&mandate),
+    ) else {
+        return not_found().await;
+    };
+    let found = console
+        .api
+        .store
+        .get_mandate(mandate_id)
+        .await
+        .ok()
+        .flatten();
+    let Some(m) = found.filter(|m| m.person == person) else {
+        return not_found().await;
+    };
+    let names = console.api.partner_names().await.unwrap_or_default();
+    let mut e = entry(&console, &ctx, "GetMandateDocument");
+    e.person = Some(person);
+    e.records = vec![format!("mandate:{}", m.id)];
+    e.detail = "mandate printed for the person".into();
+    if console
+        .api
+        .store
+        .record_access(vec![e], vec![])
+        .await
+        .is_err()
+    {
+        return unaudited();
+    }
+    let (_, html) = crate::documents::mandate(
+        &m,
+        &names,
+        &console.api.settings.territory,
+        console.api.clock.now(),
+    );
+    document(html)
 }
 
 async fn receipt(
