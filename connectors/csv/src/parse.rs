@@ -221,6 +221,76 @@ impl<R: Read> Read for Decoding<R> {
     }
 }
 
+/// Where the rows of the file start, as a spreadsheet numbers them: a line break outside quotes
+/// ends a row (`\r\n`, `\n` or `\r` alone; an empty line is a row), one inside quotes is part
+/// of a cell. Shared between the reader the CSV parser reads through and the loop that asks
+/// which row a record starts on; only the breaks the parser has not reached yet are kept.
+#[derive(Default)]
+struct Rows {
+    /// Bytes seen so far.
+    offset: u64,
+    quoted: bool,
+    after_cr: bool,
+    /// Where the current row started.
+    row_start: u64,
+    /// The row breaks not yet counted: (the offset just past the break, whether the row it
+    /// ends was empty).
+    breaks: std::collections::VecDeque<(u64, bool)>,
+    /// Row breaks before the last record asked about.
+    counted: u64,
+}
+
+impl Rows {
+    fn see(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.offset += 1;
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted && self.after_cr => {
+                    // The `\n` of a `\r\n`: the break was counted at the `\r` (the parser may
+                    // start the next record at this `\n`).
+                    self.row_start = self.offset;
+                }
+                b'\n' | b'\r' if !self.quoted => {
+                    let empty = self.offset - 1 == self.row_start;
+                    self.breaks.push_back((self.offset, empty));
+                    self.row_start = self.offset;
+                }
+                _ => {}
+            }
+            self.after_cr = b == b'\r' && !self.quoted;
+        }
+    }
+
+    /// The 1-based row of a record starting at byte `start`.
+    fn row_at(&mut self, start: u64) -> u64 {
+        while self.breaks.front().is_some_and(|b| b.0 <= start) {
+            self.breaks.pop_front();
+            self.counted += 1;
+        }
+        // The parser may give a record the position of the empty rows it skipped before it.
+        while self.breaks.front().is_some_and(|b| b.1) {
+            self.breaks.pop_front();
+            self.counted += 1;
+        }
+        self.counted + 1
+    }
+}
+
+/// The bytes the CSV parser reads, counted into [`Rows`] on the way.
+struct Counting<R> {
+    inner: R,
+    rows: std::rc::Rc<std::cell::RefCell<Rows>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.rows.borrow_mut().see(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// `jj/mm/aaaa` or `aaaa-mm-jj` to `aaaa-mm-jj`.
 fn date(cell: &str, format: &str) -> Result<String, String> {
     let cell = cell.trim();
@@ -277,7 +347,12 @@ pub fn read(
     } else {
         first[..got].to_vec()
     };
-    let input = std::io::Cursor::new(head).chain(input);
+    let rows = std::rc::Rc::new(std::cell::RefCell::new(Rows::default()));
+    let input = Counting {
+        inner: std::io::Cursor::new(head).chain(input),
+        rows: rows.clone(),
+    };
+    let row_at = |p: Option<&csv::Position>| p.map_or(0, |p| rows.borrow_mut().row_at(p.byte()));
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
@@ -335,13 +410,16 @@ pub fn read(
     };
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line();
+        let line = row_at(Some(reader.position()));
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
                 summary.rows += 1;
-                let line = e.position().map_or(line, |p| p.line());
+                let line = match e.position() {
+                    Some(p) => row_at(Some(p)),
+                    None => line,
+                };
                 if !each(Item::Bad(BadRow {
                     line,
                     reason: format!("ligne illisible : {e}"),
@@ -351,7 +429,10 @@ pub fn read(
                 continue;
             }
         }
-        let line = record.position().map_or(line, |p| p.line());
+        let line = match record.position() {
+            Some(p) => row_at(Some(p)),
+            None => line,
+        };
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -630,6 +711,26 @@ mod tests {
         );
         assert_eq!(p.writes.len(), 5, "two rows: link + 2 flags, link + 1 flag");
         assert_eq!(p.lines, [2, 2, 2, 5, 5], "each write knows its line");
+    }
+
+    /// Lines as the spreadsheet numbers its rows, whatever the line ends: CRLF (Excel on
+    /// Windows), CR alone, blank rows, cells over several lines.
+    #[test]
+    fn refused_rows_are_numbered_as_the_spreadsheet_numbers_them() {
+        let rows = [
+            "N° dossier;Nom;Prénom;Né(e) le;Commune de naissance;Sans internet;Isolée;Observation",
+            "R-17;Castet;Rose;17/02/1943;31021;oui;;\"deux\nlignes\"",
+            "",
+            "R-18;Pérès;Élodie;31/13/1950;31483;;;",
+            "R-19;Dupont;Jean;08/03/1951;31483;;;\"trois\r\nlignes\r\nici\"",
+            "R-20;Dupont;Paul;08/03/1951;31483;peut-être;;",
+        ];
+        for end in ["\n", "\r\n", "\r"] {
+            let export = rows.join(end) + end;
+            let p = parse(export.as_bytes(), &config("auto", "auto"));
+            let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
+            assert_eq!(lines, [4, 6], "line ends {end:?}: {:?}", p.bad);
+        }
     }
 
     #[test]

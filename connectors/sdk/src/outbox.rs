@@ -126,6 +126,30 @@ async fn send_lane(
             done.blocked = true;
             return Ok(done);
         }
+        // A write about a person (or case) whose link (or opening) the hub refused in this
+        // lane is not sent: it could land on whoever the local id already names at the hub.
+        if let Some((key, line)) = keys(&p.write)
+            .iter()
+            .find_map(|k| refused.get(k).map(|line| (k.clone(), *line)))
+        {
+            let what = if key.starts_with("case:") {
+                "la démarche"
+            } else {
+                "la personne"
+            };
+            let reason = match line {
+                Some(l) => format!("non transmise : {what} (ligne {l}) a été refusée par le hub"),
+                None => format!("non transmise : {what} a été refusée par le hub"),
+            };
+            state
+                .dead_letter(&p, crate::state::DEPENDENT, &reason)
+                .await?;
+            if let Some(k) = founding_key(&p.write) {
+                refused.entry(k).or_insert(p.line);
+            }
+            done.dead_lettered += 1;
+            continue;
+        }
         // The write's span: the hub's span of the call joins its trace. No local id in it.
         let span = tracing::info_span!(
             target: "relais::rpc",
@@ -155,37 +179,10 @@ async fn send_lane(
                 return Ok(done);
             }
             Err(r) => {
-                let cause = keys(&p.write)
-                    .iter()
-                    .find_map(|k| refused.get(k).map(|line| (k.clone(), *line)));
-                match cause {
-                    Some((key, line)) => {
-                        let what = if key.starts_with("case:") {
-                            "la démarche"
-                        } else {
-                            "la personne"
-                        };
-                        let reason = match line {
-                            Some(l) => format!(
-                                "non transmise : {what} (ligne {l}) a été refusée par le hub"
-                            ),
-                            None => format!("non transmise : {what} a été refusée par le hub"),
-                        };
-                        tracing::debug!(
-                            seq = p.seq,
-                            "write depending on a refused one; dead-lettered"
-                        );
-                        state
-                            .dead_letter(&p, crate::state::DEPENDENT, &reason)
-                            .await?;
-                    }
-                    None => {
-                        tracing::warn!(seq = p.seq, write = %p.write.describe(), code = ?r.code, reason = %r.message, "hub refused a write; dead-lettered");
-                        state
-                            .dead_letter(&p, &format!("{:?}", r.code), &r.message)
-                            .await?;
-                    }
-                }
+                tracing::warn!(seq = p.seq, write = %p.write.describe(), code = ?r.code, reason = %r.message, "hub refused a write; dead-lettered");
+                state
+                    .dead_letter(&p, &format!("{:?}", r.code), &r.message)
+                    .await?;
                 if let Some(key) = founding_key(&p.write) {
                     refused.entry(key).or_insert(p.line);
                 }

@@ -585,18 +585,27 @@ fn write_issued(
                 ca_pem,
             }
             .write(out, comment)?;
-            println!("identity bundle written to {}", out.display());
+            say(format!("identity bundle written to {}", out.display()));
         }
         None => {
             std::fs::write(out, format!("{cert_pem}{ca_pem}"))
                 .with_context(|| format!("writing {}", out.display()))?;
-            println!(
+            say(format!(
                 "certificate written to {}: send it to the partner, who joins it with its key (relais client bundle)",
                 out.display()
-            );
+            ));
         }
     }
     Ok(())
+}
+
+/// A message for the person at the terminal: on stdout, or on stderr when stdout carries JSON.
+fn say(message: String) {
+    if super::json() {
+        eprintln!("{message}");
+    } else {
+        println!("{message}");
+    }
 }
 
 fn request_id() -> String {
@@ -819,9 +828,6 @@ async fn other(
                 })
                 .await?
                 .into_inner();
-            if super::json_shown(&r) {
-                return Ok(());
-            }
             Bundle {
                 cert_pem: r.certificate_pem,
                 key_pem: key.serialize_pem(),
@@ -831,10 +837,17 @@ async fn other(
                 &out,
                 &format!("Relais administrator identity of `{name}`. Personal: do not share it."),
             )?;
-            println!(
-                "identity bundle of administrator `{name}` written to {}",
-                out.display()
-            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"name": name, "written": out.display().to_string()})
+                );
+            } else {
+                println!(
+                    "identity bundle of administrator `{name}` written to {}",
+                    out.display()
+                );
+            }
         }
         AdminCommand::Identity(IdentityCommand::Revoke { name, reason }) => {
             let r = client
@@ -1491,7 +1504,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "partner": response.partner.as_ref().map(partner_json),
-                        "bundle": out.display().to_string(),
+                        "written": out.display().to_string(),
                     }))?
                 );
             } else if let Some(p) = &response.partner {
@@ -1595,9 +1608,6 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            if super::json_shown(&r) {
-                return Ok(());
-            }
             write_issued(
                 &out,
                 key,
@@ -1605,6 +1615,15 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 r.ca_certificate_pem,
                 &format!("Relais identity of partner `{id}`."),
             )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "partner_id": id,
+                        "written": out.display().to_string(),
+                    })
+                );
+            }
         }
         PartnerCommand::Certificate(CertificateCommand::Approve { fingerprint }) => {
             let r = client

@@ -1363,11 +1363,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
+            write_out(csv.as_ref(), &r.csv)?;
             if super::json_shown(&r) {
                 return Ok(());
             }
             print!("{}", r.csv);
-            write_out(csv.as_ref(), &r.csv)?;
         }
         ClientCommand::Flag(cmd) => flag(FlagServiceClient::new(channel), &ctx, cmd).await?,
         ClientCommand::Case(cmd) => case(CaseServiceClient::new(channel), &ctx, cmd).await?,
