@@ -471,11 +471,8 @@ async fn administrators_work_in_the_console_in_chromium() {
     b.goto(&format!("{base}/personnes/{person}/rapport")).await;
     let report = b.wait_for_text("Vos informations partagées").await;
     // The short reference the person quotes finds her.
-    let reference = format!(
-        "{}-{}",
-        person[..4].to_uppercase(),
-        person[4..8].to_uppercase()
-    );
+    let hex = person.replace('-', "").to_uppercase();
+    let reference = format!("{}-{}-{}", &hex[..4], &hex[4..8], &hex[8..12]);
     assert!(report.contains(&reference), "the report gives {reference}");
     assert!(!report.contains(&person), "and not the hub id");
     check.page("rapport-acces").await;
@@ -485,7 +482,7 @@ async fn administrators_work_in_the_console_in_chromium() {
     b.click("form[aria-labelledby='t-hub'] button").await;
     b.wait_for_text("Consentements").await;
     assert!(b.url().await.ends_with(&format!("/personnes/{person}")));
-    b.goto(&format!("{base}/personnes?id=0000-0000")).await;
+    b.goto(&format!("{base}/personnes?id=0000-0000-0000")).await;
     b.wait_for_text("Aucune personne n'a cette référence").await;
     assert!(pdf.starts_with(b"%PDF"), "a PDF");
     assert!(pdf.len() > 5_000, "not empty: {} bytes", pdf.len());

@@ -91,8 +91,8 @@ async fn the_persons_documents_are_plain_french_and_print_on_a4() {
         .unwrap()
         .into_inner();
 
-    let reference = person[..8].to_uppercase();
-    let reference = format!("{}-{}", &reference[..4], &reference[4..]);
+    let hex = person.replace('-', "").to_uppercase();
+    let reference = format!("{}-{}-{}", &hex[..4], &hex[4..8], &hex[8..12]);
     let documents = [
         ("receipt", &receipt.text, &receipt.html),
         ("mandate", &mandate.printable_text, &mandate.printable_html),

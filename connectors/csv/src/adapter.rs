@@ -119,10 +119,17 @@ impl CsvAdapter {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let scan = {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || scan(std::fs::File::open(&path)?)).await??
-        };
+        // One open file for both passes: a file replaced meanwhile is not half one, half the
+        // other, and is told apart before the file is set aside.
+        let opened = std::fs::File::open(path)?;
+        let (scan, opened) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let mut opened = opened;
+            let s = scan(&mut opened)?;
+            std::io::Seek::rewind(&mut opened)?;
+            Ok((s, opened))
+        })
+        .await??;
+        let identity = same_file_key(&opened.metadata()?);
         // The same name with other content is another export.
         let source = format!("{name}#{}", &scan.sha256[..16]);
         let processed = self.config.processed_dir.join(&name);
@@ -141,9 +148,9 @@ impl CsvAdapter {
         });
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(256);
         let reader = {
-            let (path, config) = (path.to_path_buf(), self.config.clone());
+            let config = self.config.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let file = std::io::BufReader::new(std::fs::File::open(&path)?);
+                let file = std::io::BufReader::new(opened);
                 Ok(read(file, encoding, delimiter, &config, |item| {
                     tx.blocking_send(item).is_ok()
                 }))
@@ -218,8 +225,17 @@ impl CsvAdapter {
         if bad > 0 {
             std::fs::rename(&part, &errors_path)
                 .with_context(|| format!("writing {}", errors_path.display()))?;
+        } else if errors_path.exists() {
+            // An earlier export of that name had refused rows; this one has none.
+            std::fs::remove_file(&errors_path)
+                .with_context(|| format!("removing {}", errors_path.display()))?;
         }
-        self.set_aside(path, &processed, &name)?;
+        let unchanged = std::fs::metadata(path).is_ok_and(|m| same_file_key(&m) == identity);
+        if unchanged {
+            self.set_aside(path, &processed, &name)?;
+        } else {
+            tracing::warn!(file = %name, "the export changed while it was read: what was read is imported, the new version is read next");
+        }
         if !summary.missing_flag_columns.is_empty() {
             tracing::warn!(file = %name, columns = %summary.missing_flag_columns.join(", "), "flag columns of the profile absent from this export: not read");
         }
@@ -249,10 +265,14 @@ impl CsvAdapter {
     fn report_refused(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
         let mut by_file: BTreeMap<String, Vec<(Option<i64>, String)>> = BTreeMap::new();
         for l in letters {
-            let name = l.source.split('#').next().unwrap_or_default().to_string();
-            // Writes that did not come from a file (an HTTP push, another adapter's) have no
-            // errors file.
-            if name.is_empty() || name.contains('/') || name.contains("..") {
+            // `<file name>#<digest>` (the name may hold a `#` of its own), ` (replayed)` after a
+            // replay.
+            let Some((name, _)) = l.source.rsplit_once('#') else {
+                // Writes that did not come from a file have no errors file.
+                continue;
+            };
+            let name = name.to_string();
+            if name.is_empty() || name.contains('/') || name == ".." || name == "." {
                 continue;
             }
             let reason = if l.code == relais_connector_sdk::state::DEPENDENT {
@@ -286,6 +306,12 @@ impl CsvAdapter {
         }
         Ok(())
     }
+}
+
+/// What tells a file apart from another put at its path: device, inode, size, modification time.
+fn same_file_key(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec())
 }
 
 /// The errors file's header.

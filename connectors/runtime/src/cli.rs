@@ -73,7 +73,10 @@ fn local_time(micros: i64) -> String {
 
 /// Where a dead letter came from: `registre.csv, ligne 4`.
 fn origin(d: &relais_connector_sdk::state::DeadLetter) -> String {
-    let file = d.source.split('#').next().unwrap_or_default();
+    let file = d
+        .source
+        .rsplit_once('#')
+        .map_or(d.source.as_str(), |(name, _)| name);
     match d.line {
         Some(l) => format!("{file}, ligne {l}"),
         None => file.to_string(),
@@ -128,7 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|d| {
                         serde_json::json!({
                             "seq": d.seq,
-                            "source": d.source.split('#').next().unwrap_or_default(),
+                            "source": d.source.rsplit_once('#').map_or(d.source.as_str(), |(name, _)| name),
                             "line": d.line,
                             "write": d.write.describe(),
                             "code": d.code,

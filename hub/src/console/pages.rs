@@ -1268,7 +1268,7 @@ async fn find_person(State(console): S, ctx: Ctx, Query(q): Query<FindQuery>) ->
         // The short reference the person's documents print.
         let found = console.api.store.persons_by_reference(&prefix, 2).await;
         let mut e = entry(&console, &ctx, "FindPerson");
-        e.detail = "looked up a person's reference".into();
+        e.detail = format!("looked up the reference {prefix}");
         if let Ok([person]) = found.as_deref() {
             e.person = Some(*person);
         }

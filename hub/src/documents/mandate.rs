@@ -1,6 +1,6 @@
 //! The mandate, printed for the person and the agent to sign.
 
-use super::{Block, Doc, Partners, date_fr, join_fr, partner_fr, reference, rights, state_fr};
+use super::{Block, Doc, Partners, date_fr, join_fr, reference, rights, state_fr};
 use crate::config::TerritoryConfig;
 use crate::domain::Timestamp;
 use crate::domain::consent::{Mandate, RecordState};
@@ -21,7 +21,7 @@ fn build(m: &Mandate, partners: &Partners, territory: &TerritoryConfig, now: Tim
     let mut doc = Doc::new("Mandat d'accompagnement");
     doc.push(Block::Title("Mandat d'accompagnement".into()));
     doc.push(Block::Subtitle(format!(
-        "Relais — services publics du {}",
+        "Relais — services publics partenaires, {}",
         territory.name
     )));
     doc.push(Block::Subtitle(format!(
@@ -32,10 +32,13 @@ fn build(m: &Mandate, partners: &Partners, territory: &TerritoryConfig, now: Tim
         .iter()
         .map(|t| format!("« {} »", t.label_fr()))
         .collect();
-    let partner = partner_fr(partners, &m.partner);
+    let partner = super::partner_noun(partners, &m.partner);
     doc.push(Block::Fill(vec![
         "Je soussigné(e), ……………………………………………………………… (nom et prénom),".into(),
-        format!("donne mandat à ……………………………………………………………… (nom de l'agent), agent de {partner},"),
+        format!(
+            "donne mandat à ……………………………………………………………… (nom de l'agent), agent {},",
+            partner.of()
+        ),
     ]));
     doc.para(format!(
         "pour m'aider dans mes démarches {} {}.",

@@ -27,21 +27,28 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The short reference a person quotes at a desk or in a letter: the first eight hexadecimal
-/// digits of their hub id (random), in two groups — `7F3A-9C21`. The console finds a person by
-/// it.
+/// The short reference a person quotes at a desk or in a letter: the first twelve hexadecimal
+/// digits of their hub id (48 random bits: two persons share one with a chance of about one in
+/// a hundred million in a territory of 100,000), in three groups — `7F3A-9C21-5B0E`. The
+/// console finds a person by it. It is a way to be found, not a secret: the hub id it comes
+/// from is known to the partners that serve the person.
 pub fn reference(person: PersonId) -> String {
     let hex: String = person
         .to_string()
         .chars()
         .filter(char::is_ascii_hexdigit)
-        .take(8)
+        .take(12)
         .collect::<String>()
         .to_uppercase();
-    format!("{}-{}", &hex[..4.min(hex.len())], &hex[4.min(hex.len())..])
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
-/// The hexadecimal prefix a reference (`7F3A-9C21`, `7f3a9c21`) stands for, if it is one.
+/// The hexadecimal prefix a reference (`7F3A-9C21-5B0E`, `7f3a9c215b0e`; the eight-digit
+/// references of the first documents too) stands for, if it is one.
 pub fn reference_prefix(text: &str) -> Option<String> {
     let hex: String = text
         .trim()
@@ -49,18 +56,31 @@ pub fn reference_prefix(text: &str) -> Option<String> {
         .filter(|c| *c != '-' && *c != ' ')
         .collect::<String>()
         .to_lowercase();
-    (hex.len() == 8 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+    ((hex.len() == 8 || hex.len() == 12) && hex.chars().all(|c| c.is_ascii_hexdigit())).then(|| {
+        // The hub id has a `-` after its eighth digit.
+        if hex.len() == 12 {
+            format!("{}-{}", &hex[..8], &hex[8..])
+        } else {
+            hex
+        }
+    })
 }
 
-/// The hexadecimal number after `prefix`, as many digits (`7f3a9c2f` → `7f3a9c30`), or `g`
-/// after `ffffffff`; `None` for what is not lowercase hexadecimal.
+/// The id prefix after `prefix` (lowercase hexadecimal, a `-` kept in place): `7f3a9c2f` →
+/// `7f3a9c30`, `7f3a9c21-5b0f` → `7f3a9c21-5b10`; `g` after all `f`; `None` for anything else.
 pub fn reference_successor(prefix: &str) -> Option<String> {
-    if prefix.is_empty() || !prefix.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+    if prefix.is_empty()
+        || prefix.starts_with('-')
+        || !prefix
+            .chars()
+            .all(|c| matches!(c, '0'..='9' | 'a'..='f' | '-'))
+    {
         return None;
     }
     let mut digits: Vec<u8> = prefix.bytes().collect();
     for d in digits.iter_mut().rev() {
         match *d {
+            b'-' => {}
             b'f' => *d = b'0',
             b'9' => {
                 *d = b'a';
@@ -129,6 +149,14 @@ pub(crate) fn join_fr<S: AsRef<str>>(items: &[S]) -> String {
                 .join(", "),
             last.as_ref()
         ),
+    }
+}
+
+/// "de" + a phrase, elided before a vowel: `d'une obligation légale`, `de la sauvegarde…`.
+pub(crate) fn of(phrase: &str) -> String {
+    match phrase.chars().next() {
+        Some(c) if "aeéèêiouyhAEÉÈÊIOUYH".contains(c) => format!("d'{phrase}"),
+        _ => format!("de {phrase}"),
     }
 }
 
@@ -227,14 +255,40 @@ impl Noun {
         }
     }
 
+    /// A partner's name as its administrators wrote it: "Les Restos du Cœur" is plural and
+    /// contracts ("aux Restos du Cœur"), "Mairie d'Aspet" is singular.
+    fn named(name: &str) -> Self {
+        let lower = name.to_lowercase();
+        Self {
+            text: name.to_string(),
+            plural: lower.starts_with("les "),
+        }
+    }
+
+    /// The article the phrase starts with (`le`, `les`, any case) and the rest.
+    fn article(&self) -> Option<(&'static str, &str)> {
+        ["les ", "le "].into_iter().find_map(|a| {
+            let head = self.text.get(..a.len())?;
+            head.eq_ignore_ascii_case(a)
+                .then(|| (a, &self.text[a.len()..]))
+        })
+    }
+
     /// "à" + the phrase: `aux mairies`, `au département`, `à la sous-préfecture`.
     pub fn to(&self) -> String {
-        if let Some(rest) = self.text.strip_prefix("les ") {
-            format!("aux {rest}")
-        } else if let Some(rest) = self.text.strip_prefix("le ") {
-            format!("au {rest}")
-        } else {
-            format!("à {}", self.text)
+        match self.article() {
+            Some(("les ", rest)) => format!("aux {rest}"),
+            Some((_, rest)) => format!("au {rest}"),
+            None => format!("à {}", self.text),
+        }
+    }
+
+    /// "de" + the phrase: `des Restos du Cœur`, `du CCAS`, `de Mairie d'Aspet`, `d'Aspet`.
+    pub fn of(&self) -> String {
+        match self.article() {
+            Some(("les ", rest)) => format!("des {rest}"),
+            Some((_, rest)) => format!("du {rest}"),
+            None => of(&self.text),
         }
     }
 
@@ -266,14 +320,19 @@ pub(crate) fn partner_fr(partners: &Partners, id: &PartnerId) -> String {
         .map_or_else(|| "un service partenaire".to_string(), |p| p.name.clone())
 }
 
+/// A partner's name as a noun phrase (number, contractions).
+pub(crate) fn partner_noun(partners: &Partners, id: &PartnerId) -> Noun {
+    Noun::named(&partner_fr(partners, id))
+}
+
 /// Who may receive the data of a consent.
 pub(crate) fn grantee_fr(g: &Grantee, partners: &Partners) -> Noun {
     match g {
-        Grantee::Partner { partner } => Noun::singular(partner_fr(partners, partner)),
+        Grantee::Partner { partner } => Noun::named(&partner_fr(partners, partner)),
         Grantee::Kind { kind } => kind_fr(*kind),
         Grantee::Agent { partner, .. } => Noun::singular(format!(
-            "un agent désigné de {}",
-            partner_fr(partners, partner)
+            "un agent désigné {}",
+            partner_noun(partners, partner).of()
         )),
     }
 }

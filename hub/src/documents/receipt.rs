@@ -21,10 +21,18 @@ pub fn consent_receipt(
 
 fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Timestamp) -> Doc {
     let reference = reference(c.person);
-    let mut doc = Doc::new("Reçu de votre accord de partage");
-    doc.push(Block::Title("Reçu de votre accord de partage".into()));
+    // A record on another basis than consent is not an accord: the person was informed of it
+    // and cannot withdraw it.
+    let by_consent = c.legal_basis == LegalBasis::Consent;
+    let title = if by_consent {
+        "Reçu de votre accord de partage"
+    } else {
+        "Information sur un partage de vos données"
+    };
+    let mut doc = Doc::new(title);
+    doc.push(Block::Title(title.into()));
     doc.push(Block::Subtitle(format!(
-        "Relais — services publics du {}",
+        "Relais — services publics partenaires, {}",
         territory.name
     )));
     doc.push(Block::Subtitle(format!(
@@ -41,18 +49,24 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
         .channel
         .map(|ch| format!(", {}", ch.label_fr()))
         .unwrap_or_default();
-    let accepted = match c.legal_basis {
-        LegalBasis::Consent => "vous avez accepté",
-        _ => "vous avez été informé(e)",
-    };
-    doc.para(format!(
-        "Le {}{place}, {accepted} ({}) que ces informations vous concernant soient \
-         transmises {} : {}.",
-        datetime_fr(c.granted_at),
-        c.method.label_fr(),
-        grantee.to(),
-        data_list_fr(&categories),
-    ));
+    if by_consent {
+        doc.para(format!(
+            "Le {}{place}, vous avez accepté ({}) que ces informations vous concernant soient \
+             transmises {} : {}.",
+            datetime_fr(c.granted_at),
+            c.method.label_fr(),
+            grantee.to(),
+            data_list_fr(&categories),
+        ));
+    } else {
+        doc.para(format!(
+            "Le {}{place}, vous avez été informé(e) que ces informations vous concernant sont \
+             transmises {} : {}.",
+            datetime_fr(c.granted_at),
+            grantee.to(),
+            data_list_fr(&categories),
+        ));
+    }
     let purposes: Vec<&str> = c.purposes.iter().map(|p| purpose_fr(*p)).collect();
     let mut facts = vec![
         format!("Pour quoi faire : {}.", join_fr(&purposes)),
@@ -65,9 +79,10 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
                 c.witness
             )
         },
-        match c.expires_at {
-            None => "Valable : jusqu'à ce que vous le retiriez.".to_string(),
-            Some(e) => format!("Valable : jusqu'au {}.", date_fr(e)),
+        match (c.expires_at, by_consent) {
+            (None, true) => "Valable : jusqu'à ce que vous le retiriez.".to_string(),
+            (None, false) => "Jusqu'à : la fin de la mission qui le justifie.".to_string(),
+            (Some(e), _) => format!("Valable : jusqu'au {}.", date_fr(e)),
         },
     ];
     let state = c.state_at(now);
@@ -97,7 +112,14 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
         ));
     }
     doc.push(Block::List(facts));
-    if c.withdrawal.is_none() && state != RecordState::Expired {
+    if !by_consent && c.withdrawal.is_none() && state != RecordState::Expired {
+        doc.para(format!(
+            "Ce partage repose sur {} : il ne dépend pas de votre accord, et vous ne pouvez pas \
+             le retirer. Vous pouvez en demander les raisons, ou vous y opposer pour des raisons \
+             tenant à votre situation (voir vos droits ci-dessous).",
+            c.legal_basis.label_fr()
+        ));
+    } else if c.withdrawal.is_none() && state != RecordState::Expired {
         doc.para(format!(
             "Vous pouvez retirer cet accord à tout moment, aussi simplement que vous l'avez donné. \
              Le retrait prend effet immédiatement : {} ne {} plus recevoir ces informations, et \

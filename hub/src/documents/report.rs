@@ -9,7 +9,7 @@ use super::{
 };
 use crate::audit::AuditEntry;
 use crate::config::TerritoryConfig;
-use crate::domain::consent::{Consent, Mandate, RecordState};
+use crate::domain::consent::{Consent, LegalBasis, Mandate, RecordState};
 use crate::domain::{DataCategory, Day, PartnerId, PersonId, Purpose, Timestamp};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,7 +166,14 @@ impl AccessReport {
                     .consents
                     .iter()
                     .find(|c| c.id.to_string() == id)
-                    .map(|c| format!("votre accord du {}", date_fr(c.granted_at))),
+                    .map(|c| match c.legal_basis {
+                        LegalBasis::Consent => format!("votre accord du {}", date_fr(c.granted_at)),
+                        other => format!(
+                            "{} (enregistrée le {})",
+                            other.label_fr(),
+                            date_fr(c.granted_at)
+                        ),
+                    }),
                 "mandate" => self
                     .mandates
                     .iter()
@@ -272,10 +279,13 @@ impl AccessReport {
             }
             return act;
         }
+        // What no rule and no record decided came from the partner's own records (a lookup of
+        // its own local id, a filter on what it noted itself).
+        let decided = !(e.rules.is_empty() && e.records.is_empty());
         let received: Vec<String> = e
             .categories
             .iter()
-            .filter(|c| !e.own.contains(c))
+            .filter(|c| decided && !e.own.contains(c))
             .cloned()
             .collect();
         let automatic = if verb == "deliver" {
@@ -333,7 +343,7 @@ impl AccessReport {
         let mut doc = Doc::new("Vos informations partagées par Relais");
         doc.push(Block::Title("Vos informations partagées par Relais".into()));
         doc.push(Block::Subtitle(format!(
-            "Relais — services publics du {}",
+            "Relais — services publics partenaires, {}",
             territory.name
         )));
         doc.push(Block::Subtitle(format!(
@@ -443,9 +453,27 @@ impl AccessReport {
 
         doc.push(Block::Heading("Vos accords et mandats en vigueur".into()));
         let mut in_force = vec![];
+        let mut by_law = vec![];
         for c in &self.consents {
             let state = c.state_at(now);
             if !matches!(state, RecordState::Granted | RecordState::Pending) {
+                continue;
+            }
+            if c.legal_basis != LegalBasis::Consent {
+                let grantee = grantee_fr(&c.grantee, partners);
+                let categories: Vec<String> = c
+                    .categories
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect();
+                by_law.push(format!(
+                    "Depuis le {} : {} {} recevoir {}, en vertu {}.",
+                    date_fr(c.granted_at),
+                    grantee.text,
+                    grantee.can(),
+                    data_list_fr(&categories),
+                    super::of(c.legal_basis.label_fr()),
+                ));
                 continue;
             }
             let grantee = grantee_fr(&c.grantee, partners);
@@ -482,9 +510,9 @@ impl AccessReport {
                 .map(|t| format!("« {} »", t.label_fr()))
                 .collect();
             in_force.push(format!(
-                "Depuis le {} : un agent de {} peut suivre vos démarches ({}), jusqu'au {} (votre mandat).",
+                "Depuis le {} : un agent {} peut suivre vos démarches ({}), jusqu'au {} (votre mandat).",
                 date_fr(m.granted_at),
-                partner_fr(partners, &m.partner),
+                super::partner_noun(partners, &m.partner).of(),
                 join_fr(&themes),
                 date_fr(m.expires_at)
             ));
@@ -499,6 +527,17 @@ impl AccessReport {
                  avaient reçu ces informations doivent les effacer.",
                 territory.withdraw.trim()
             ));
+        }
+        if !by_law.is_empty() {
+            doc.push(Block::Heading(
+                "Ce qui est partagé sans votre accord, en vertu de la loi".into(),
+            ));
+            doc.push(Block::List(by_law));
+            doc.para(
+                "Ces partages ne dépendent pas de votre accord et ne se retirent pas ; vous pouvez \
+                 en demander les raisons, ou vous y opposer pour des raisons tenant à votre \
+                 situation (voir vos droits).",
+            );
         }
 
         // ---- The detail, by service and by day.
@@ -572,9 +611,9 @@ impl AccessReport {
                     .filter(|m| m.state_at(now) != RecordState::Granted)
                     .map(|m| {
                         format!(
-                            "Mandat du {} (un agent de {}) : {}.",
+                            "Mandat du {} (un agent {}) : {}.",
                             date_fr(m.granted_at),
-                            partner_fr(partners, &m.partner),
+                            super::partner_noun(partners, &m.partner).of(),
                             match &m.revocation {
                                 Some(r) => format!("révoqué le {}", date_fr(r.at)),
                                 None => state_fr(m.state_at(now)).to_string(),

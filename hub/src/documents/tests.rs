@@ -168,7 +168,7 @@ fn expect(name: &str, text: &str, html: &str) {
         assert!(!text.contains(bad), "{name}: `{bad}` in\n{text}");
     }
     assert!(
-        flat(text).contains("7F3A-9C21"),
+        flat(text).contains("7F3A-9C21-5B0E"),
         "{name}: the person's reference"
     );
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("lang=\"fr\""));
@@ -417,10 +417,92 @@ fn report_for_several_partners_with_a_withdrawal_and_a_refusal() {
     expect("report-several-partners", &text, &html);
 }
 
+/// A record on a legal obligation is no accord: the receipt informs, says it cannot be
+/// withdrawn; the report lists it apart, and gives it as the basis of what the service received.
+#[test]
+fn a_legal_obligation_is_not_called_an_accord() {
+    let mut c = consent(
+        Grantee::Partner {
+            partner: PartnerId::parse("cd31").unwrap(),
+        },
+        vec![DataCategory::Health],
+        0,
+    );
+    c.legal_basis = LegalBasis::LegalObligation;
+    c.purposes = vec![Purpose::Instruction];
+    let (text, html) = consent_receipt(&c, &partners(), &territory(), at(1));
+    let flat_text = flat(&text);
+    assert!(
+        flat_text.contains(
+            "vous avez été informé(e) que ces informations vous concernant sont transmises"
+        )
+    );
+    assert!(flat_text.contains("vous ne pouvez pas le retirer"));
+    assert!(!flat_text.contains("jusqu'à ce que vous le retiriez"));
+    expect("receipt-legal-obligation", &text, &html);
+    let read = records(
+        entry(30, "cd31", "read:GetPersonSummary", &["health"]),
+        &[&format!("consent:{}", c.id)],
+    );
+    let r = AccessReport::new(person(), at(60), vec![read], vec![c], vec![], &partners());
+    let doc = r.document(&partners(), &territory());
+    let (text, html) = (doc.text(), doc.html());
+    let flat_text = flat(&text);
+    assert!(
+        flat_text
+            .contains("Sur quelle base : Une obligation légale (enregistrée le 3 décembre 2026)"),
+        "{text}"
+    );
+    assert!(flat_text.contains("Ce qui est partagé sans votre accord, en vertu de la loi"));
+    assert!(flat_text.contains("en vertu d'une obligation légale"));
+    assert!(flat_text.contains("Vous n'avez aucun accord de partage ni mandat en vigueur"));
+    expect("report-legal-obligation", &text, &html);
+}
+
+/// Partner names with their own article agree and contract.
+#[test]
+fn partner_names_with_an_article() {
+    let mut ps = partners();
+    let restos = partner("restos", PartnerKind::Association, "Les Restos du Cœur");
+    let ccas = partner("ccas-sg", PartnerKind::Mairie, "Le CCAS de Saint-Gaudens");
+    ps.insert(restos.id.clone(), restos);
+    ps.insert(ccas.id.clone(), ccas);
+    let c = consent(
+        Grantee::Partner {
+            partner: PartnerId::parse("restos").unwrap(),
+        },
+        vec![DataCategory::CaseStatus],
+        0,
+    );
+    let (text, _) = consent_receipt(&c, &ps, &territory(), at(1));
+    let t = flat(&text);
+    assert!(t.contains("transmises aux Restos du Cœur"), "{text}");
+    assert!(t.contains("Les Restos du Cœur ne peuvent plus"), "{text}");
+    let mut m = a_mandate(vec![Theme::Logement]);
+    m.partner = PartnerId::parse("ccas-sg").unwrap();
+    let (text, _) = mandate(&m, &ps, &territory(), at(5));
+    assert!(
+        flat(&text).contains("agent du CCAS de Saint-Gaudens"),
+        "{text}"
+    );
+}
+
 #[test]
 fn references_and_their_successors() {
-    assert_eq!(reference(person()), "7F3A-9C21");
+    assert_eq!(reference(person()), "7F3A-9C21-5B0E");
+    assert_eq!(
+        reference_prefix(" 7f3a-9C21-5b0e ").as_deref(),
+        Some("7f3a9c21-5b0e")
+    );
     assert_eq!(reference_prefix(" 7f3a-9C21 ").as_deref(), Some("7f3a9c21"));
+    assert_eq!(
+        reference_successor("7f3a9c21-5b0f").as_deref(),
+        Some("7f3a9c21-5b10")
+    );
+    assert_eq!(
+        reference_successor("7f3a9c2f-ffff").as_deref(),
+        Some("7f3a9c30-0000")
+    );
     assert_eq!(reference_prefix("7f3a-9c2"), None);
     assert_eq!(reference_prefix("7f3a-9c2g"), None);
     assert_eq!(reference_successor("7f3a9c21").as_deref(), Some("7f3a9c22"));
