@@ -201,6 +201,29 @@ async fn every_command_answers_in_json_with_json() {
             .is_some_and(|t| t.contains('T')),
         "RFC 3339: {out}"
     );
+    // A command that writes a bundle writes it with --json too, and stdout stays one JSON.
+    let issued = hub.dir.path().join("mairie-2.bundle.pem");
+    let (ok, out, err) = admin(
+        &hub,
+        &[
+            "--json",
+            "partner",
+            "certificate",
+            "issue",
+            "mairie-aspet",
+            "--out",
+            issued.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let written: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(written["partner_id"], "mairie-aspet");
+    assert!(
+        std::fs::read_to_string(&issued)
+            .unwrap()
+            .contains("PRIVATE KEY"),
+        "the bundle, key included, is written"
+    );
     let (ok, out, err) = admin(&hub, &["audit", "report", "--person", person]);
     assert!(ok, "{err}");
     assert!(

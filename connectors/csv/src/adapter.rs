@@ -138,6 +138,10 @@ impl CsvAdapter {
             self.set_aside(path, &processed, &name)?;
             return Ok(0);
         };
+        if let Err(rejected) = scan.check(&self.config.encoding) {
+            import.abort().await?;
+            return self.rejected_whole(path, &processed, &name, rejected);
+        }
         let encoding = scan.encoding(&self.config.encoding);
         let delimiter = scan.delimiter(&self.config.delimiter, encoding);
         // A progress bar for long imports, when a person watches a terminal.
@@ -204,21 +208,7 @@ impl CsvAdapter {
             Err(rejected) => {
                 import.abort().await?;
                 let _ = std::fs::remove_file(&part);
-                let text = format!(
-                    "{ERRORS_HEADER}{}",
-                    error_line(
-                        Some(rejected.line),
-                        &format!(
-                            "fichier refusé en entier, rien n'a été envoyé : {}",
-                            rejected.reason
-                        )
-                    )
-                );
-                write_private(&errors_path, text.as_bytes())
-                    .with_context(|| format!("writing {}", errors_path.display()))?;
-                self.set_aside(path, &processed, &name)?;
-                tracing::warn!(file = %name, line = rejected.line, reason = %rejected.reason, errors = %errors_path.display(), "export rejected whole: nothing sent");
-                return Ok(0);
+                return self.rejected_whole(path, &processed, &name, rejected);
             }
         };
         let queued = import.commit().await?;
@@ -245,6 +235,32 @@ impl CsvAdapter {
             tracing::info!(file = %name, rows = summary.rows, writes = queued.unwrap_or(0), "export imported");
         }
         Ok(queued.unwrap_or(0))
+    }
+
+    /// A file rejected whole: its errors file says why, and it is set aside; nothing was sent.
+    fn rejected_whole(
+        &self,
+        path: &Path,
+        processed: &Path,
+        name: &str,
+        rejected: crate::parse::Rejected,
+    ) -> anyhow::Result<u64> {
+        let errors_path = self.errors_path(name);
+        let text = format!(
+            "{ERRORS_HEADER}{}",
+            error_line(
+                Some(rejected.line),
+                &format!(
+                    "fichier refusé en entier, rien n'a été envoyé : {}",
+                    rejected.reason
+                )
+            )
+        );
+        write_private(&errors_path, text.as_bytes())
+            .with_context(|| format!("writing {}", errors_path.display()))?;
+        self.set_aside(path, processed, name)?;
+        tracing::warn!(file = %name, line = rejected.line, reason = %rejected.reason, errors = %errors_path.display(), "export rejected whole: nothing sent");
+        Ok(0)
     }
 
     /// Moves an export into the processed folder, private to the connector's account.

@@ -71,6 +71,8 @@ pub struct Scan {
     pub sha256: String,
     pub lines: u64,
     pub utf8: bool,
+    /// Both valid UTF-8 accents and bytes that are not UTF-8: the line of the first of these.
+    pub mixed: Option<u64>,
     pub header: Vec<u8>,
 }
 
@@ -78,9 +80,10 @@ pub struct Scan {
 pub fn scan(mut input: impl Read) -> std::io::Result<Scan> {
     let mut hash = Sha256::new();
     let mut block = vec![0u8; 64 * 1024];
-    let (mut lines, mut utf8, mut header, mut header_done) = (0u64, true, Vec::new(), false);
-    // Bytes of a UTF-8 sequence cut by the end of a block.
+    let (mut lines, mut header, mut header_done) = (0u64, Vec::new(), false);
+    // Bytes of a UTF-8 sequence cut by the end of a block, and where the check stands.
     let mut carry: Vec<u8> = Vec::new();
+    let (mut line, mut accents, mut first_invalid) = (1u64, false, None::<u64>);
     loop {
         let n = input.read(&mut block)?;
         if n == 0 {
@@ -99,30 +102,60 @@ pub fn scan(mut input: impl Read) -> std::io::Result<Scan> {
                 None => header_done = true,
             }
         }
-        if utf8 {
-            carry.extend_from_slice(bytes);
-            match std::str::from_utf8(&carry) {
-                Ok(_) => carry.clear(),
-                Err(e) if e.error_len().is_none() => {
-                    let keep = carry.split_off(e.valid_up_to());
-                    carry = keep;
+        carry.extend_from_slice(bytes);
+        loop {
+            let (good, bad) = match std::str::from_utf8(&carry) {
+                Ok(_) => (carry.len(), None),
+                Err(e) => (e.valid_up_to(), Some(e.error_len())),
+            };
+            accents |= carry[..good].iter().any(|b| *b >= 0x80);
+            line += carry[..good].iter().filter(|b| **b == b'\n').count() as u64;
+            match bad {
+                None => {
+                    carry.clear();
+                    break;
                 }
-                Err(_) => utf8 = false,
+                // A sequence cut by the end of the block: finished by the next one.
+                Some(None) => {
+                    carry.drain(..good);
+                    break;
+                }
+                Some(Some(n)) => {
+                    first_invalid.get_or_insert(line);
+                    carry.drain(..good + n);
+                }
             }
         }
     }
     if !carry.is_empty() {
-        utf8 = false;
+        first_invalid.get_or_insert(line);
     }
     Ok(Scan {
         sha256: hex::encode(hash.finalize()),
         lines,
-        utf8,
+        utf8: first_invalid.is_none(),
+        mixed: first_invalid.filter(|_| accents),
         header,
     })
 }
 
 impl Scan {
+    /// A file that mixes UTF-8 and Windows-1252 (a row pasted from elsewhere) cannot be read
+    /// right either way: names would reach the hub garbled, and nobody be recognised.
+    pub fn check(&self, configured_encoding: &str) -> Result<(), Rejected> {
+        match self.mixed {
+            Some(line) if configured_encoding == "auto" => Err(Rejected {
+                line,
+                reason: format!(
+                    "le fichier mélange deux encodages (UTF-8 et Windows-1252), à partir de la \
+                     ligne {line} : enregistrez-le à nouveau depuis le tableur, en « CSV UTF-8 » \
+                     ou en « CSV (séparateur : point-virgule) »"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The encoding to read with: the configured one, or UTF-8 when the whole file is valid
     /// UTF-8 and Windows-1252 otherwise.
     pub fn encoding(&self, configured: &str) -> Encoding {
@@ -437,7 +470,7 @@ pub fn read(
             continue;
         }
         summary.rows += 1;
-        if headers.len() > 1 && record.len() == 1 {
+        if headers.len() > 1 && record.len() < headers.len() {
             if record.get(0).is_some_and(|c| c.contains(other)) {
                 return Err(Rejected {
                     line,
@@ -448,16 +481,18 @@ pub fn read(
                     ),
                 });
             }
-            if !each(Item::Bad(BadRow {
-                line,
-                reason: format!(
-                    "la ligne n'a qu'une colonne, l'en-tête en a {}",
-                    headers.len()
-                ),
-            })) {
-                break;
+            if record.len() == 1 {
+                if !each(Item::Bad(BadRow {
+                    line,
+                    reason: format!(
+                        "la ligne n'a qu'une colonne, l'en-tête en a {}",
+                        headers.len()
+                    ),
+                })) {
+                    break;
+                }
+                continue;
             }
-            continue;
         }
         let item = match row(
             &record,
@@ -489,16 +524,24 @@ fn row(
     config: &CsvConfig,
 ) -> Result<Vec<Write>, String> {
     let _ = line;
+    // A line break inside a cell is `\n`, whatever the spreadsheet wrote (`\r\n`, `\r`).
     let cell = |i: Option<usize>| {
         i.and_then(|i| record.get(i))
             .unwrap_or("")
             .trim()
-            .to_string()
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
     };
     let local_id = cell(Some(local_col));
     if local_id.is_empty() {
         return Err(format!(
             "« {} » vide : la personne n'a pas d'identifiant",
+            config.columns.local_id
+        ));
+    }
+    if local_id.contains([';', ',', '\n', '\r']) {
+        return Err(format!(
+            "« {} » contient un séparateur ou un retour à la ligne : ce n'est pas un identifiant",
             config.columns.local_id
         ));
     }
@@ -617,6 +660,10 @@ pub fn parse(bytes: &[u8], config: &CsvConfig) -> Parsed {
             return parsed;
         }
     };
+    if let Err(r) = scan.check(&config.encoding) {
+        parsed.rejected = Some(r);
+        return parsed;
+    }
     let encoding = scan.encoding(&config.encoding);
     let delimiter = scan.delimiter(&config.delimiter, encoding);
     let outcome = read(bytes, encoding, delimiter, config, |item| {
@@ -771,6 +818,31 @@ mod tests {
             } => assert_eq!(pv.family_name, "Pérès-Éléonore"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A UTF-8 export with one row in Windows-1252 is refused whole, at that row.
+    #[test]
+    fn a_file_mixing_two_encodings_is_rejected() {
+        let mut bytes = EXPORT.as_bytes().to_vec();
+        let (latin, _, _) =
+            encoding_rs::WINDOWS_1252.encode("R-20;Pérès;Zoé;01/01/1950;31483;;;\n");
+        bytes.extend_from_slice(&latin);
+        let p = parse(&bytes, &config("auto", "auto"));
+        let r = p.rejected.expect("rejected whole");
+        assert_eq!(r.line, 6);
+        assert!(r.reason.contains("deux encodages"), "{}", r.reason);
+    }
+
+    /// A `,` row whose quoted note holds a `;` still does not use the header's delimiter.
+    #[test]
+    fn a_row_of_the_other_delimiter_with_a_quoted_one_rejects_the_file() {
+        let export = "N° dossier;Nom;Prénom;Né(e) le;Commune de naissance;Sans internet;Isolée;Observation\n\
+            R-17;Castet;Rose;17/02/1943;31021;oui;x;\n\
+            R-2,DURAND,Paul,05/05/1950,31021,oui,,\"voisin; passe le jeudi\"\n";
+        let p = parse(export.as_bytes(), &config("auto", "auto"));
+        let r = p.rejected.expect("rejected whole");
+        assert_eq!(r.line, 3);
+        assert!(p.writes.is_empty());
     }
 
     /// A `;` header with `,` rows: the whole file is refused, nothing of it read into writes

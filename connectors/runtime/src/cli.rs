@@ -190,6 +190,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(Dlq::Replay { seq, all }) => {
             anyhow::ensure!(seq.is_some() || all, "say --seq N or --all");
             let n = connector.state.replay(seq).await?;
+            if let (Some(seq), 0) = (seq, n) {
+                anyhow::bail!(
+                    "no dead letter #{seq} waiting (see `relais-connector dlq list`; a discarded one stays aside)"
+                );
+            }
             println!("{n} write(s) back in the outbox");
             Ok(())
         }
