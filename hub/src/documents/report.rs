@@ -42,6 +42,73 @@ pub struct AccessReport {
     pub mandates: Vec<Mandate>,
 }
 
+/// Each write of a partner, in the person's words, and what it tells the service of them.
+const WRITES: [(&str, &str, Option<DataCategory>); 15] = [
+    ("GrantConsent", "a enregistré votre accord de partage", None),
+    (
+        "WithdrawConsent",
+        "a enregistré le retrait de votre accord",
+        None,
+    ),
+    ("GrantMandate", "a enregistré votre mandat", None),
+    ("RevokeMandate", "a enregistré la fin de votre mandat", None),
+    (
+        "LinkPerson",
+        "a rattaché son dossier à votre identité",
+        Some(DataCategory::Identity),
+    ),
+    (
+        "UnlinkPerson",
+        "a détaché son dossier de votre identité",
+        None,
+    ),
+    (
+        "OpenCase",
+        "a ouvert un dossier pour l'une de vos démarches",
+        Some(DataCategory::CaseStatus),
+    ),
+    (
+        "TransitionCase",
+        "a mis à jour l'état de l'une de vos démarches",
+        Some(DataCategory::CaseStatus),
+    ),
+    (
+        "SendReferral",
+        "a adressé une fiche navette à un autre service pour vous",
+        Some(DataCategory::Referrals),
+    ),
+    (
+        "AcknowledgeReferral",
+        "a accusé réception d'une fiche navette vous concernant",
+        Some(DataCategory::Referrals),
+    ),
+    (
+        "AnswerReferral",
+        "a répondu à une fiche navette vous concernant",
+        Some(DataCategory::Referrals),
+    ),
+    (
+        "EscalateReferral",
+        "a relancé une fiche navette vous concernant",
+        Some(DataCategory::Referrals),
+    ),
+    (
+        "CloseReferral",
+        "a clos une fiche navette vous concernant",
+        Some(DataCategory::Referrals),
+    ),
+    (
+        "SetAccessibility",
+        "a noté la façon de vous joindre",
+        Some(DataCategory::Accessibility),
+    ),
+    (
+        "SetResidence",
+        "a noté votre commune de résidence",
+        Some(DataCategory::Identity),
+    ),
+];
+
 /// What one exchange was, for the person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -205,15 +272,6 @@ impl AccessReport {
         if verb == "write" {
             let written = cats(&e.categories);
             let (what, knows): (String, Vec<DataCategory>) = match method {
-                "GrantConsent" => ("a enregistré votre accord de partage".into(), vec![]),
-                "WithdrawConsent" => ("a enregistré le retrait de votre accord".into(), vec![]),
-                "GrantMandate" => ("a enregistré votre mandat".into(), vec![]),
-                "RevokeMandate" => ("a enregistré la fin de votre mandat".into(), vec![]),
-                "LinkPerson" => (
-                    "a rattaché son dossier à votre identité".into(),
-                    vec![DataCategory::Identity],
-                ),
-                "UnlinkPerson" => ("a détaché son dossier de votre identité".into(), vec![]),
                 "RaiseFlag" => (
                     format!("a noté {}", data_list_fr(&e.categories)),
                     written.clone(),
@@ -222,47 +280,14 @@ impl AccessReport {
                     format!("a retiré une mention : {}", data_list_fr(&e.categories)),
                     vec![],
                 ),
-                "OpenCase" => (
-                    "a ouvert un dossier pour l'une de vos démarches".into(),
-                    vec![DataCategory::CaseStatus],
-                ),
-                "TransitionCase" => (
-                    "a mis à jour l'état de l'une de vos démarches".into(),
-                    vec![DataCategory::CaseStatus],
-                ),
-                "SendReferral" => (
-                    "a adressé une fiche navette à un autre service pour vous".into(),
-                    vec![DataCategory::Referrals],
-                ),
-                "AcknowledgeReferral" => (
-                    "a accusé réception d'une fiche navette vous concernant".into(),
-                    vec![DataCategory::Referrals],
-                ),
-                "AnswerReferral" => (
-                    "a répondu à une fiche navette vous concernant".into(),
-                    vec![DataCategory::Referrals],
-                ),
-                "EscalateReferral" => (
-                    "a relancé une fiche navette vous concernant".into(),
-                    vec![DataCategory::Referrals],
-                ),
-                "CloseReferral" => (
-                    "a clos une fiche navette vous concernant".into(),
-                    vec![DataCategory::Referrals],
-                ),
-                "SetAccessibility" => (
-                    "a noté la façon de vous joindre".into(),
-                    vec![DataCategory::Accessibility],
-                ),
-                "SetResidence" => (
-                    "a noté votre commune de résidence".into(),
-                    vec![DataCategory::Identity],
-                ),
-                _ if written.is_empty() => ("a enregistré une information".into(), vec![]),
-                _ => (
-                    format!("a enregistré {}", data_list_fr(&e.categories)),
-                    written.clone(),
-                ),
+                _ => match WRITES.iter().find(|(m, _, _)| *m == method) {
+                    Some((_, what, knows)) => (what.to_string(), knows.iter().copied().collect()),
+                    None if written.is_empty() => ("a enregistré une information".into(), vec![]),
+                    None => (
+                        format!("a enregistré {}", data_list_fr(&e.categories)),
+                        written.clone(),
+                    ),
+                },
             };
             act.accord = matches!(
                 method,
