@@ -1611,6 +1611,26 @@ fn document(html: String) -> Response {
         .into_response()
 }
 
+/// Audits a document printed for `person` (nothing is shown when the entry cannot be
+/// written): `Some` answer when it could not.
+async fn printed(
+    console: &Console,
+    ctx: &Ctx,
+    act: &str,
+    person: PersonId,
+    record: String,
+    detail: &str,
+) -> Option<Response> {
+    let mut e = entry(console, ctx, act);
+    e.person = Some(person);
+    e.records = vec![record];
+    e.detail = detail.into();
+    match console.api.store.record_access(vec![e], vec![]).await {
+        Ok(_) => None,
+        Err(_) => Some(unaudited()),
+    }
+}
+
 /// The mandate as the person signs it, to print again (a lost copy, a second signature).
 async fn mandate_document(
     State(console): S,
@@ -1636,20 +1656,19 @@ async fn mandate_document(
     let Some(m) = found.filter(|m| m.person == person) else {
         return not_found().await;
     };
-    let names = console.api.partner_names().await.unwrap_or_default();
-    let mut e = entry(&console, &ctx, "GetMandateDocument");
-    e.person = Some(person);
-    e.records = vec![format!("mandate:{}", m.id)];
-    e.detail = "mandate printed for the person".into();
-    if console
-        .api
-        .store
-        .record_access(vec![e], vec![])
-        .await
-        .is_err()
+    if let Some(refused) = printed(
+        &console,
+        &ctx,
+        "GetMandateDocument",
+        person,
+        format!("mandate:{}", m.id),
+        "mandate printed for the person",
+    )
+    .await
     {
-        return unaudited();
+        return refused;
     }
+    let names = console.api.partner_names().await.unwrap_or_default();
     let (_, html) = crate::documents::mandate(
         &m,
         &names,
@@ -1683,24 +1702,19 @@ async fn receipt(
     let Some(c) = found.filter(|c| c.person == person) else {
         return not_found().await;
     };
-    let names = console.api.partner_names().await.unwrap_or_default();
-    let mut e = entry(&console, &ctx, "GetConsentReceipt");
-    e.person = Some(person);
-    e.records = vec![c.id.to_string()];
-    e.detail = "consent receipt printed for the person".into();
-    if console
-        .api
-        .store
-        .record_access(vec![e], vec![])
-        .await
-        .is_err()
+    if let Some(refused) = printed(
+        &console,
+        &ctx,
+        "GetConsentReceipt",
+        person,
+        c.id.to_string(),
+        "consent receipt printed for the person",
+    )
+    .await
     {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "le journal n'a pas pu être écrit : rien n'est montré",
-        )
-            .into_response();
+        return refused;
     }
+    let names = console.api.partner_names().await.unwrap_or_default();
     let (_, html) = crate::documents::consent_receipt(
         &c,
         &names,
