@@ -5,10 +5,16 @@
 use relais_tests::proto::PartnerKind;
 use relais_tests::*;
 
-fn admin(hub: &TestHub, args: &[&str]) -> (bool, String, String) {
+/// `relais <command> --hub <url> --identity <bundle> <args>`: success, stdout, stderr.
+fn relais(
+    command: &str,
+    hub_url: &str,
+    bundle: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
     let out = std::process::Command::new(hub_program())
-        .args(["admin", "--hub", &hub.url(), "--identity"])
-        .arg(hub.dir.path().join("admin/admin.bundle.pem"))
+        .args([command, "--hub", hub_url, "--identity"])
+        .arg(bundle)
         .args(args)
         .output()
         .expect("relais runs");
@@ -16,6 +22,15 @@ fn admin(hub: &TestHub, args: &[&str]) -> (bool, String, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn admin(hub: &TestHub, args: &[&str]) -> (bool, String, String) {
+    relais(
+        "admin",
+        &hub.url(),
+        &hub.dir.path().join("admin/admin.bundle.pem"),
+        args,
     )
 }
 
@@ -61,16 +76,8 @@ async fn partners_are_listed_as_a_table_or_as_json() {
 }
 
 fn admin_at(hub_url: &str, bundle: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(hub_program())
-        .args(["admin", "--hub", hub_url, "--identity"])
-        .arg(bundle)
-        .args(args)
-        .output()
-        .expect("relais runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (ok, _, err) = relais("admin", hub_url, bundle, args);
+    (ok, err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,17 +119,7 @@ async fn connection_errors_say_what_to_do() {
 }
 
 fn client(hub: &TestHub, bundle: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(hub_program())
-        .args(["client", "--hub", &hub.url(), "--identity"])
-        .arg(bundle)
-        .args(args)
-        .output()
-        .expect("relais runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    relais("client", &hub.url(), bundle, args)
 }
 
 /// `--json` on client and admin commands: the hub's answer as JSON, times in RFC 3339, enums

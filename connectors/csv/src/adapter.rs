@@ -77,13 +77,8 @@ impl CsvAdapter {
         let Ok(text) = std::fs::read_to_string(self.status_path()) else {
             return BTreeMap::new();
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(b';')
-            .flexible(true)
-            .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-        reader
-            .records()
-            .filter_map(Result::ok)
+        spreadsheet_rows(&text)
+            .into_iter()
             .filter(|record| record.len() > 1)
             .map(|record| {
                 let cells: Vec<String> = record.iter().map(str::to_string).collect();
@@ -342,18 +337,24 @@ fn error_line(line: Option<u64>, reason: &str) -> String {
     )
 }
 
+/// The rows after the header of a file this adapter wrote for a spreadsheet (`;`, a BOM).
+fn spreadsheet_rows(text: &str) -> Vec<csv::StringRecord> {
+    csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .flexible(true)
+        .from_reader(text.trim_start_matches('\u{feff}').as_bytes())
+        .records()
+        .filter_map(Result::ok)
+        .collect()
+}
+
 /// The rows of an errors file (none when it does not exist).
 fn read_errors(path: &Path) -> Vec<(Option<i64>, String)> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return vec![];
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .flexible(true)
-        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
-    reader
-        .records()
-        .filter_map(Result::ok)
+    spreadsheet_rows(&text)
+        .into_iter()
         .map(|r| {
             (
                 r.get(0).and_then(|l| l.parse().ok()),

@@ -608,6 +608,11 @@ fn say(message: String) {
     }
 }
 
+/// What to do when the administrator's bundle is not where it was looked for.
+const ADMIN_IDENTITY_HINT: &str = "run the command where the hub's data directory is, or give \
+     --identity (or RELAIS_ADMIN_IDENTITY) — the administrator's bundle, admin/admin.bundle.pem \
+     in the hub's data directory";
+
 fn request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -1414,11 +1419,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("is the hub's health port at {}?", args.hub))?
             } else {
-                let bundle = super::read_identity(
-                    &args.identity,
-                    "--identity (or RELAIS_ADMIN_IDENTITY)",
-                    "the administrator's bundle, admin/admin.bundle.pem in the hub's data directory",
-                )?;
+                let bundle = super::read_identity(&args.identity, ADMIN_IDENTITY_HINT)?;
                 channel(&args.hub, &bundle).await?
             };
             let mut health = tonic_health::pb::health_client::HealthClient::new(connection);
@@ -1444,11 +1445,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let bundle = super::read_identity(
-        &args.identity,
-        "--identity (or RELAIS_ADMIN_IDENTITY)",
-        "the administrator's bundle, admin/admin.bundle.pem in the hub's data directory",
-    )?;
+    let bundle = super::read_identity(&args.identity, ADMIN_IDENTITY_HINT)?;
     let mut client = AdminServiceClient::new(channel(&args.hub, &bundle).await?);
     let json = args.json;
     super::set_json(json);

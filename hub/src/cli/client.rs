@@ -1078,8 +1078,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         .context("--identity (or RELAIS_IDENTITY) names the partner's identity bundle")?;
     let bundle = super::read_identity(
         identity,
-        "--identity (or RELAIS_IDENTITY)",
-        "the partner's bundle, from `relais admin partner add`",
+        "give --identity (or RELAIS_IDENTITY) the partner's bundle, as `relais admin partner \
+         add` or `partner certificate issue` wrote it",
     )?;
     let channel = channel(&args.hub, &bundle).await?;
     match args.command {

@@ -16,20 +16,15 @@ fn set_json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
-/// Reads an identity bundle; when there is none at `path`, says where it is expected and how
-/// to name it (the admin commands look in `relais-data/` under the current directory).
-fn read_identity(
-    path: &std::path::Path,
-    option: &str,
-    what: &str,
-) -> anyhow::Result<crate::pki::Bundle> {
+/// Reads an identity bundle; when there is none at `path`, says where it was looked for and
+/// what to give instead (`hint`).
+fn read_identity(path: &std::path::Path, hint: &str) -> anyhow::Result<crate::pki::Bundle> {
     if !path.exists() {
         let here = std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
         anyhow::bail!(
-            "no identity bundle at {} (from {here}): run the command where the hub's data \
-             directory is, or give {option} — {what}",
+            "no identity bundle at {} (from {here}): {hint}",
             path.display()
         );
     }

@@ -18,15 +18,7 @@ pub fn mandate(
 
 fn build(m: &Mandate, partners: &Partners, territory: &TerritoryConfig, now: Timestamp) -> Doc {
     let reference = reference(m.person);
-    let mut doc = Doc::new("Mandat d'accompagnement");
-    doc.push(Block::Title("Mandat d'accompagnement".into()));
-    doc.push(Block::Subtitle(format!(
-        "Relais — services publics partenaires, {}",
-        territory.name
-    )));
-    doc.push(Block::Subtitle(format!(
-        "Votre référence, à donner si vous nous contactez : {reference}"
-    )));
+    let mut doc = Doc::for_person("Mandat d'accompagnement", territory, "", &reference);
     let themes: Vec<String> = m
         .themes
         .iter()

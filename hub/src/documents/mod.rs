@@ -188,10 +188,16 @@ pub(crate) fn data_fr(c: DataCategory) -> &'static str {
 
 /// The kinds of data named in an audit entry, in the person's words, in the taxonomy's order.
 pub(crate) fn data_list_fr<S: AsRef<str>>(categories: &[S]) -> String {
-    let mut known: Vec<DataCategory> = categories
+    let known: Vec<DataCategory> = categories
         .iter()
         .filter_map(|c| DataCategory::parse(c.as_ref()).ok())
         .collect();
+    categories_fr(&known)
+}
+
+/// Kinds of data in the person's words, in the taxonomy's order, each once.
+pub(crate) fn categories_fr(categories: &[DataCategory]) -> String {
+    let mut known = categories.to_vec();
     known.sort_by_key(|c| DataCategory::ALL.iter().position(|a| a == c));
     known.dedup();
     join_fr(&known.into_iter().map(data_fr).collect::<Vec<_>>())
@@ -376,6 +382,26 @@ impl Doc {
             title: title.into(),
             blocks: vec![],
         }
+    }
+
+    /// A document for the person: its title, the territory, and the line giving the
+    /// reference to quote (`Votre référence, … : 7F3A-9C21-5B0E`, after `before`).
+    pub fn for_person(
+        title: &str,
+        territory: &TerritoryConfig,
+        before: &str,
+        reference: &str,
+    ) -> Self {
+        let mut doc = Self::new(title);
+        doc.push(Block::Title(title.into()));
+        doc.push(Block::Subtitle(format!(
+            "Relais — services publics partenaires, {}",
+            territory.name
+        )));
+        doc.push(Block::Subtitle(capital(&format!(
+            "{before}votre référence, à donner si vous nous contactez : {reference}"
+        ))));
+        doc
     }
 
     pub fn push(&mut self, b: Block) -> &mut Self {

@@ -1,7 +1,7 @@
 //! The receipt of a consent record, handed to the person when they give (or withdraw) it.
 
 use super::{
-    Block, Doc, Partners, capital, channel_fr, data_list_fr, date_fr, datetime_fr, grantee_fr,
+    Block, Doc, Partners, capital, categories_fr, channel_fr, date_fr, datetime_fr, grantee_fr,
     join_fr, partner_fr, purpose_fr, reference, rights, state_fr,
 };
 use crate::config::TerritoryConfig;
@@ -29,21 +29,8 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
     } else {
         "Information sur un partage de vos données"
     };
-    let mut doc = Doc::new(title);
-    doc.push(Block::Title(title.into()));
-    doc.push(Block::Subtitle(format!(
-        "Relais — services publics partenaires, {}",
-        territory.name
-    )));
-    doc.push(Block::Subtitle(format!(
-        "Votre référence, à donner si vous nous contactez : {reference}"
-    )));
+    let mut doc = Doc::for_person(title, territory, "", &reference);
     let grantee = grantee_fr(&c.grantee, partners);
-    let categories: Vec<String> = c
-        .categories
-        .iter()
-        .map(|k| k.as_str().to_string())
-        .collect();
     let collector = partner_fr(partners, &c.collected_by);
     let place = c
         .channel
@@ -56,7 +43,7 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
             datetime_fr(c.granted_at),
             c.method.label_fr(),
             grantee.to(),
-            data_list_fr(&categories),
+            categories_fr(&c.categories),
         ));
     } else {
         doc.para(format!(
@@ -64,7 +51,7 @@ fn build(c: &Consent, partners: &Partners, territory: &TerritoryConfig, now: Tim
              transmises {} : {}.",
             datetime_fr(c.granted_at),
             grantee.to(),
-            data_list_fr(&categories),
+            categories_fr(&c.categories),
         ));
     }
     let purposes: Vec<&str> = c.purposes.iter().map(|p| purpose_fr(*p)).collect();

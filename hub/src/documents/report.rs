@@ -4,7 +4,7 @@
 //! line with a count, then the person's rights and a place for date and signature.
 
 use super::{
-    Block, Doc, Partners, capital, data_fr, data_list_fr, date_fr, datetime_fr, grantee_fr,
+    Block, Doc, Partners, capital, categories_fr, data_list_fr, date_fr, datetime_fr, grantee_fr,
     join_fr, partner_fr, purpose_fr, reference, rights, state_fr, time_fr,
 };
 use crate::audit::AuditEntry;
@@ -365,16 +365,12 @@ impl AccessReport {
             slot.1.push(self.act(e));
         }
 
-        let mut doc = Doc::new("Vos informations partagées par Relais");
-        doc.push(Block::Title("Vos informations partagées par Relais".into()));
-        doc.push(Block::Subtitle(format!(
-            "Relais — services publics partenaires, {}",
-            territory.name
-        )));
-        doc.push(Block::Subtitle(format!(
-            "Document établi le {} · votre référence, à donner si vous nous contactez : {reference}",
-            datetime_fr(now)
-        )));
+        let mut doc = Doc::for_person(
+            "Vos informations partagées par Relais",
+            territory,
+            &format!("Document établi le {} · ", datetime_fr(now)),
+            &reference,
+        );
         doc.para(
             "Ce document dit quels services publics et associations du territoire connaissent, \
              par Relais, des informations vous concernant : depuis quand, pour quoi faire et sur \
@@ -420,8 +416,7 @@ impl AccessReport {
                 });
                 continue;
             };
-            let mut knows: Vec<DataCategory> = knows.into_iter().collect();
-            knows.sort_by_key(|c| DataCategory::ALL.iter().position(|a| a == c));
+            let knows: Vec<DataCategory> = knows.into_iter().collect();
             rows.push(vec![
                 name.clone(),
                 if knows.is_empty() && accords {
@@ -429,9 +424,7 @@ impl AccessReport {
                 } else if knows.is_empty() {
                     "Rien d'autre que votre dossier".into()
                 } else {
-                    capital(&join_fr(
-                        &knows.iter().map(|c| data_fr(*c)).collect::<Vec<_>>(),
-                    ))
+                    capital(&categories_fr(&knows))
                 },
                 date_fr(since),
                 capital(&join_fr(
@@ -486,34 +479,24 @@ impl AccessReport {
             }
             if c.legal_basis != LegalBasis::Consent {
                 let grantee = grantee_fr(&c.grantee, partners);
-                let categories: Vec<String> = c
-                    .categories
-                    .iter()
-                    .map(|k| k.as_str().to_string())
-                    .collect();
                 by_law.push(format!(
                     "Depuis le {} : {} {} recevoir {}, en vertu {}.",
                     date_fr(c.granted_at),
                     grantee.text,
                     grantee.can(),
-                    data_list_fr(&categories),
+                    categories_fr(&c.categories),
                     super::of(c.legal_basis.label_fr()),
                 ));
                 continue;
             }
             let grantee = grantee_fr(&c.grantee, partners);
-            let categories: Vec<String> = c
-                .categories
-                .iter()
-                .map(|k| k.as_str().to_string())
-                .collect();
             let purposes: Vec<&str> = c.purposes.iter().map(|p| purpose_fr(*p)).collect();
             in_force.push(format!(
                 "Depuis le {} : {} {} recevoir {}, pour {}{}{}.",
                 date_fr(c.granted_at),
                 grantee.text,
                 grantee.can(),
-                data_list_fr(&categories),
+                categories_fr(&c.categories),
                 join_fr(&purposes),
                 c.expires_at
                     .map(|e| format!(", jusqu'au {}", date_fr(e)))
@@ -614,16 +597,11 @@ impl AccessReport {
             .filter(|c| !matches!(c.state_at(now), RecordState::Granted | RecordState::Pending))
             .map(|c| {
                 let grantee = grantee_fr(&c.grantee, partners);
-                let categories: Vec<String> = c
-                    .categories
-                    .iter()
-                    .map(|k| k.as_str().to_string())
-                    .collect();
                 format!(
                     "Accord du {} ({} : {}) : {}.",
                     date_fr(c.granted_at),
                     grantee.text,
-                    data_list_fr(&categories),
+                    categories_fr(&c.categories),
                     match &c.withdrawal {
                         Some(w) => format!("retiré le {}", date_fr(w.at)),
                         None => state_fr(c.state_at(now)).to_string(),
